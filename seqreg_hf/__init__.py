@@ -1,0 +1,24 @@
+"""seqreg_hf: recurrent sentence regressors over frozen pretrained embeddings, as Hugging Face models.
+
+Importing the package registers the model family with the Auto classes, so that
+``AutoConfig``, ``AutoModel`` and ``AutoModelForSequenceClassification`` resolve
+``model_type="seqreg"`` checkpoints to the classes below.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+from .configuration_seqreg import SeqRegConfig
+from .modeling_seqreg import SeqRegForSequenceRegression, SeqRegModel, SeqRegModelOutput, SeqRegPreTrainedModel
+
+__version__ = "0.1.0"
+
+AutoConfig.register(SeqRegConfig.model_type, SeqRegConfig, exist_ok=True)
+AutoModel.register(SeqRegConfig, SeqRegModel, exist_ok=True)
+AutoModelForSequenceClassification.register(SeqRegConfig, SeqRegForSequenceRegression, exist_ok=True)
+
+# Checkpoints carry the two model files, so plain transformers can load them with trust_remote_code=True.
+SeqRegConfig.register_for_auto_class()
+SeqRegModel.register_for_auto_class("AutoModel")
+SeqRegForSequenceRegression.register_for_auto_class("AutoModelForSequenceClassification")
+
+__all__ = ["SeqRegConfig", "SeqRegModel", "SeqRegForSequenceRegression", "SeqRegModelOutput", "SeqRegPreTrainedModel"]

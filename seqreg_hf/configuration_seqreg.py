@@ -1,0 +1,215 @@
+"""Configuration of the seqreg recurrent sentence regressor.
+
+This file imports only transformers, so that ``save_pretrained`` can copy it next
+to a checkpoint and plain transformers can load it with ``trust_remote_code=True``.
+"""
+
+import math
+
+from transformers import PretrainedConfig
+
+RNN_TYPES = ("lstm", "gru", "rnn")
+DIRECTION_MERGES = ("concat", "sum", "mean")
+POOLINGS = ("last", "mean", "max", "mean_max", "attention")
+LOSSES = ("mse", "l1", "huber")
+ACTIVATIONS = ("relu", "gelu", "tanh")
+NONLINEARITIES = ("tanh", "relu")
+
+# The auto classes a checkpoint maps to; ``save_pretrained`` writes this into config.json
+# so that AutoConfig / AutoModel / AutoModelForSequenceClassification all resolve with
+# ``trust_remote_code=True`` from any checkpoint of the family.
+AUTO_MAP = {
+    "AutoConfig": "configuration_seqreg.SeqRegConfig",
+    "AutoModel": "modeling_seqreg.SeqRegModel",
+    "AutoModelForSequenceClassification": "modeling_seqreg.SeqRegForSequenceRegression",
+}
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, allowed))}.")
+    return value
+
+
+def _probability(name, value):
+    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}={value!r} must be a probability in [0, 1).")
+    return float(value)
+
+
+def _positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}.")
+    return value
+
+
+def _stats(name, values, num_labels, positive):
+    if values is None:
+        return None
+    values = [float(v) for v in values]
+    if len(values) != num_labels:
+        raise ValueError(f"{name} has {len(values)} values but num_labels={num_labels}; give one value per target.")
+    for v in values:
+        if not math.isfinite(v) or (positive and v <= 0):
+            kind = "finite and > 0" if positive else "finite"
+            raise ValueError(f"{name}={values} must all be {kind}.")
+    return values
+
+
+class SeqRegConfig(PretrainedConfig):
+    r"""
+    Configuration of a recurrent sentence regressor over frozen pretrained word embeddings.
+
+    Args:
+        vocab_size (`int`, defaults to 30522): rows of the embedding matrix.
+        embedding_dim (`int`, defaults to 384): width of one word vector.
+        pad_token_id (`int`, defaults to 0): the padding row; it is all zeros.
+        freeze_embeddings (`bool`, defaults to `True`): keep the pretrained vectors fixed. Frozen
+            embeddings get no gradient, are not counted as trainable and stay out of the optimizer.
+        num_token_features (`int`, defaults to 0): extra numeric features per token, given to
+            `forward` as `token_features` (batch, seq_len, num_token_features) and concatenated to
+            the word vectors.
+        rnn_type (`str`, defaults to `"lstm"`): one of `"lstm"`, `"gru"`, `"rnn"`.
+        rnn_nonlinearity (`str`, defaults to `"tanh"`): `"tanh"` or `"relu"`, only for `rnn_type="rnn"`.
+        hidden_size (`int`, defaults to 256): state size of one direction of one layer.
+        num_layers (`int`, defaults to 1): stacked recurrent layers.
+        bidirectional (`bool`, defaults to `True`): add a backward direction.
+        direction_merge (`str`, defaults to `"concat"`): how the forward and backward vectors are
+            combined, for the per-token outputs and for the final states alike. `"concat"` gives
+            2 * hidden_size features, `"sum"` and `"mean"` give hidden_size.
+        pooling (`str`, defaults to `"last"`): how a sentence vector is made from the merged outputs.
+            `"last"` is the final state of every direction: the forward state after the last real
+            token and the backward state after reading back to the first token (never a state at
+            padding). `"mean"` / `"max"` pool over real tokens only, `"mean_max"` concatenates both,
+            `"attention"` is a learned softmax over real tokens.
+        embedding_dropout (`float`, defaults to 0.0): dropout on the word vectors.
+        rnn_dropout (`float`, defaults to 0.0): dropout between stacked layers (needs num_layers > 1).
+        head_dropout (`float`, defaults to 0.1): dropout on the sentence vector before the head.
+        head_hidden_sizes (`list[int]`, defaults to `[]`): hidden layers of an optional MLP head;
+            empty means one linear layer. No activation follows the last layer, so any real value,
+            negative included, can be predicted.
+        head_activation (`str`, defaults to `"relu"`): activation between MLP head layers.
+        loss (`str`, defaults to `"mse"`): `"mse"`, `"l1"` or `"huber"`.
+        huber_delta (`float`, defaults to 1.0): the Huber threshold, in standardized units.
+        label_means, label_stds (`list[float]`, *optional*): per-target statistics of the training
+            labels. When set, the loss is computed on standardized targets and `logits` come back in
+            the labels' own units.
+        num_labels / id2label: how many targets and their names (EmoBank: `V`, `A`, `D`).
+        problem_type: always `"regression"`; anything else is refused.
+        embeddings_source (`str`, *optional*): where the vectors came from (file, directory or Hub id).
+
+    Example:
+
+    ```python
+    >>> config = SeqRegConfig(vocab_size=1000, embedding_dim=50, rnn_type="gru", num_labels=3)
+    >>> model = SeqRegForSequenceRegression(config)
+    ```
+    """
+
+    model_type = "seqreg"
+
+    def __init__(
+        self,
+        vocab_size=30522,
+        embedding_dim=384,
+        pad_token_id=0,
+        freeze_embeddings=True,
+        num_token_features=0,
+        rnn_type="lstm",
+        rnn_nonlinearity="tanh",
+        hidden_size=256,
+        num_layers=1,
+        bidirectional=True,
+        direction_merge="concat",
+        pooling="last",
+        embedding_dropout=0.0,
+        rnn_dropout=0.0,
+        head_dropout=0.1,
+        head_hidden_sizes=None,
+        head_activation="relu",
+        loss="mse",
+        huber_delta=1.0,
+        label_means=None,
+        label_stds=None,
+        initializer_range=0.02,
+        embeddings_source=None,
+        **kwargs,
+    ):
+        problem_type = kwargs.pop("problem_type", None) or "regression"
+        if problem_type != "regression":
+            raise ValueError(
+                f"problem_type={problem_type!r} is not supported: seqreg models are regressors, problem_type is "
+                "always 'regression' (float labels with num_labels > 1 are several targets, not multi-label classes)."
+            )
+        if "id2label" not in kwargs and "num_labels" not in kwargs:
+            kwargs["num_labels"] = 1
+        kwargs.setdefault("auto_map", dict(AUTO_MAP))
+        super().__init__(problem_type="regression", **kwargs)
+        if not self.label2id:
+            self.label2id = {name: i for i, name in self.id2label.items()}
+
+        self.vocab_size = _positive_int("vocab_size", vocab_size)
+        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
+        if isinstance(pad_token_id, bool) or not isinstance(pad_token_id, int) or not 0 <= pad_token_id < vocab_size:
+            raise ValueError(f"pad_token_id={pad_token_id!r} must be a row of the embedding matrix (0..{vocab_size - 1}).")
+        self.pad_token_id = pad_token_id
+        self.freeze_embeddings = bool(freeze_embeddings)
+        self.num_token_features = _positive_int("num_token_features", num_token_features, minimum=0)
+        self.rnn_type = _choice("rnn_type", rnn_type, RNN_TYPES)
+        self.rnn_nonlinearity = _choice("rnn_nonlinearity", rnn_nonlinearity, NONLINEARITIES)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.num_layers = _positive_int("num_layers", num_layers)
+        self.bidirectional = bool(bidirectional)
+        self.direction_merge = _choice("direction_merge", direction_merge, DIRECTION_MERGES)
+        self.pooling = _choice("pooling", pooling, POOLINGS)
+        self.embedding_dropout = _probability("embedding_dropout", embedding_dropout)
+        self.rnn_dropout = _probability("rnn_dropout", rnn_dropout)
+        self.head_dropout = _probability("head_dropout", head_dropout)
+        self.head_hidden_sizes = [_positive_int("head_hidden_sizes[]", h) for h in (head_hidden_sizes or [])]
+        self.head_activation = _choice("head_activation", head_activation, ACTIVATIONS)
+        self.loss = _choice("loss", loss, LOSSES)
+        if not isinstance(huber_delta, (int, float)) or not huber_delta > 0:
+            raise ValueError(f"huber_delta={huber_delta!r} must be > 0.")
+        self.huber_delta = float(huber_delta)
+        self.label_means = _stats("label_means", label_means, self.num_labels, positive=False)
+        self.label_stds = _stats("label_stds", label_stds, self.num_labels, positive=True)
+        if (self.label_means is None) != (self.label_stds is None):
+            raise ValueError("label_means and label_stds go together: set both or neither.")
+        self.initializer_range = float(initializer_range)
+        self.embeddings_source = embeddings_source
+
+    def to_diff_dict(self):
+        # transformers drops id2label when it equals its own 2-label default; always keep the target names,
+        # or a 2-target checkpoint would reload with this class's default of 1 target.
+        output = super().to_diff_dict()
+        output["id2label"] = {str(i): name for i, name in self.id2label.items()}
+        output["label2id"] = dict(self.label2id)
+        return output
+
+    def set_label_stats(self, means, stds):
+        """Store per-target label statistics (computed on the train split only)."""
+        self.label_means = _stats("label_means", means, self.num_labels, positive=False)
+        self.label_stds = _stats("label_stds", stds, self.num_labels, positive=True)
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def rnn_output_size(self):
+        """Width of one merged per-token output (and of one merged final state)."""
+        if self.bidirectional and self.direction_merge == "concat":
+            return 2 * self.hidden_size
+        return self.hidden_size
+
+    @property
+    def pooled_size(self):
+        """Width of the sentence vector that the head reads."""
+        return 2 * self.rnn_output_size if self.pooling == "mean_max" else self.rnn_output_size
+
+    @property
+    def label_names(self):
+        return [self.id2label[i] for i in range(self.num_labels)]
+
+
+__all__ = ["SeqRegConfig"]

@@ -1,0 +1,340 @@
+"""Recurrent sentence regressors over frozen pretrained word embeddings.
+
+Reads top to bottom: building blocks (embeddings, recurrent encoder, pooler, head), then
+``SeqRegPreTrainedModel``, the bare ``SeqRegModel`` encoder and ``SeqRegForSequenceRegression``.
+This file imports only torch, transformers and ``configuration_seqreg`` so that checkpoints can
+carry it and load with ``trust_remote_code=True``.
+
+Padding contract: right padding. ``attention_mask`` is 1 for the real tokens and then 0; a mask
+with a 1 after a 0 (left padding, holes) is refused rather than silently mis-read.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import ModelOutput
+
+from .configuration_seqreg import SeqRegConfig
+
+_RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+
+@dataclass
+class SeqRegModelOutput(ModelOutput):
+    """
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch, seq_len, rnn_output_size)`):
+            per-token outputs of the top layer, directions merged by `config.direction_merge`, zero at padding.
+        pooler_output (`torch.FloatTensor` of shape `(batch, pooled_size)`): the sentence vector.
+        h_n (`torch.FloatTensor` of shape `(num_layers, batch, rnn_output_size)`): the final hidden state of
+            every layer, directions merged by the same rule. For the backward direction "final" means after
+            reading the sentence back to its first token.
+        c_n (`torch.FloatTensor` of shape `(num_layers, batch, rnn_output_size)`, LSTM only): final cell states.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    h_n: torch.FloatTensor | None = None
+    c_n: torch.FloatTensor | None = None
+
+
+def merge_directions(x, num_directions, mode):
+    """Combine a trailing `(..., num_directions * hidden)` axis laid out as [forward, backward]."""
+    if num_directions == 1 or mode == "concat":
+        return x
+    forward, backward = x.chunk(2, dim=-1)
+    merged = forward + backward
+    return merged / 2 if mode == "mean" else merged
+
+
+def check_prefix_mask(attention_mask):
+    """Return the per-row lengths of a right-padded mask, or raise if it is not one."""
+    if attention_mask.dim() != 2:
+        raise ValueError(f"attention_mask must have shape (batch, seq_len), got {tuple(attention_mask.shape)}.")
+    if ((attention_mask != 0) & (attention_mask != 1)).any():
+        raise ValueError("attention_mask must hold only 0 and 1.")
+    mask = attention_mask.bool()
+    if (mask[:, 1:] & ~mask[:, :-1]).any():
+        raise ValueError(
+            "attention_mask is not a prefix mask: seqreg models need right padding (1s for the real tokens, then "
+            "0s). Pad on the right, e.g. tokenizer.padding_side = 'right', and keep no gaps inside a sentence."
+        )
+    return mask.sum(dim=1)
+
+
+class SeqRegEmbeddings(nn.Module):
+    """Frozen pretrained word vectors, optionally joined by per-token numeric features."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
+        self.word_embeddings.weight.requires_grad_(not config.freeze_embeddings)
+        self.dropout = nn.Dropout(config.embedding_dropout)
+
+    def forward(self, input_ids, token_features=None):
+        embeddings = self.word_embeddings(input_ids)  # (batch, seq_len, embedding_dim)
+        if self.config.num_token_features:
+            embeddings = torch.cat([embeddings, token_features.to(embeddings.dtype)], dim=-1)
+        return self.dropout(embeddings)
+
+
+class SeqRegEncoder(nn.Module):
+    """An LSTM / GRU / RNN run on packed sequences, so every row stops at its own length."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        kwargs = {"nonlinearity": config.rnn_nonlinearity} if config.rnn_type == "rnn" else {}
+        self.rnn = _RNN_CLASSES[config.rnn_type](
+            input_size=config.embedding_dim + config.num_token_features,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            dropout=config.rnn_dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+            **kwargs,
+        )
+
+    def forward(self, inputs, lengths):
+        batch, seq_len, _ = inputs.shape
+        config = self.config
+        if seq_len == 0:  # every text in the batch is empty
+            inputs = inputs.new_zeros(batch, 1, inputs.size(-1))
+        # An empty text has read nothing: its states stay the initial zeros. It is run with length 1
+        # (pack needs >= 1) and zeroed afterwards.
+        nonempty = lengths > 0
+        packed = pack_padded_sequence(inputs, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        packed_output, state = self.rnn(packed)
+        output, _ = pad_packed_sequence(packed_output, batch_first=True, total_length=max(seq_len, 1))
+        output = output[:, :seq_len] * nonempty.view(batch, 1, 1).to(output.dtype)  # (batch, seq_len, D * hidden)
+        h_n, c_n = state if config.rnn_type == "lstm" else (state, None)
+        return (
+            merge_directions(output, config.num_directions, config.direction_merge),
+            self._merge_state(h_n, nonempty),
+            None if c_n is None else self._merge_state(c_n, nonempty),
+        )
+
+    def _merge_state(self, state, nonempty):
+        # torch lays states out as (num_layers * num_directions, batch, hidden), layer-major.
+        config = self.config
+        state = state * nonempty.view(1, -1, 1).to(state.dtype)
+        state = state.view(config.num_layers, config.num_directions, state.size(1), config.hidden_size)
+        state = torch.cat(state.unbind(dim=1), dim=-1)  # (num_layers, batch, D * hidden), [forward, backward]
+        return merge_directions(state, config.num_directions, config.direction_merge)
+
+
+class SeqRegPooler(nn.Module):
+    """Turns merged per-token outputs into one sentence vector, ignoring padding."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.mode = config.pooling
+        self.attention = nn.Linear(config.rnn_output_size, 1) if self.mode == "attention" else None
+
+    def forward(self, output, h_n, mask):
+        nonempty = mask.any(dim=1, keepdim=True)  # (batch, 1)
+        weights = mask.unsqueeze(-1).to(output.dtype)  # (batch, seq_len, 1)
+        if self.mode == "last":
+            return h_n[-1]
+        mean = (output * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        if self.mode == "mean":
+            return mean
+        if self.mode == "attention":
+            scores = self.attention(output).masked_fill(~mask.unsqueeze(-1), torch.finfo(output.dtype).min)
+            return (scores.softmax(dim=1) * output).sum(dim=1)  # empty rows average zero outputs: 0
+        if output.size(1) == 0:
+            maximum = output.new_zeros(output.size(0), output.size(2))
+        else:
+            maximum = output.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+            maximum = torch.where(nonempty, maximum, torch.zeros_like(maximum))
+        return maximum if self.mode == "max" else torch.cat([mean, maximum], dim=-1)
+
+
+class SeqRegHead(nn.Module):
+    """Dropout, an optional MLP, then a linear layer with no output activation."""
+
+    def __init__(self, config):
+        super().__init__()
+        layers, width = [nn.Dropout(config.head_dropout)], config.pooled_size
+        for hidden in config.head_hidden_sizes:
+            layers += [nn.Linear(width, hidden), _ACTIVATIONS[config.head_activation](), nn.Dropout(config.head_dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, config.num_labels))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, pooled):
+        return self.layers(pooled)
+
+
+class SeqRegPreTrainedModel(PreTrainedModel):
+    config_class = SeqRegConfig
+    base_model_prefix = "seqreg"
+    main_input_name = "input_ids"
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        model = super().from_pretrained(*args, **kwargs)
+        # The loader materializes fresh parameters with requires_grad=True; frozen means frozen.
+        model.get_input_embeddings().weight.requires_grad_(not model.config.freeze_embeddings)
+        return model
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.RNNBase):
+            for name, param in module.named_parameters():
+                if name.startswith("weight_ih"):
+                    init.xavier_uniform_(param)
+                elif name.startswith("weight_hh"):
+                    init.orthogonal_(param)
+                elif name.startswith("bias"):
+                    init.zeros_(param)
+            if isinstance(module, nn.LSTM):
+                # A forget-gate bias of 1 lets early training carry state across long sentences.
+                hidden = module.hidden_size
+                for name, param in module.named_parameters():
+                    if name.startswith("bias_ih") and not getattr(param, "_is_hf_initialized", False):
+                        param[hidden : 2 * hidden].fill_(1.0)
+
+
+class SeqRegModel(SeqRegPreTrainedModel):
+    """The encoder: embeddings -> recurrent network -> pooled sentence vector."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.embeddings = SeqRegEmbeddings(config)
+        self.encoder = SeqRegEncoder(config)
+        self.pooler = SeqRegPooler(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    def forward(self, input_ids=None, attention_mask=None, token_features=None, return_dict=None, **kwargs):
+        config = self.config
+        lengths, mask = self._validate(input_ids, attention_mask, token_features)
+        embedded = self.embeddings(input_ids, token_features)  # (batch, seq_len, embedding_dim + features)
+        output, h_n, c_n = self.encoder(embedded, lengths)
+        pooled = self.pooler(output, h_n, mask)  # (batch, pooled_size)
+        result = SeqRegModelOutput(last_hidden_state=output, pooler_output=pooled, h_n=h_n, c_n=c_n)
+        return_dict = return_dict if return_dict is not None else config.return_dict
+        return result if return_dict else result.to_tuple()
+
+    def _validate(self, input_ids, attention_mask, token_features):
+        config = self.config
+        if input_ids is None:
+            raise ValueError("input_ids is required.")
+        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"input_ids must be integer token ids of shape (batch, seq_len), got {input_ids.dtype} "
+                             f"{tuple(input_ids.shape)}.")
+        if input_ids.numel():
+            low, high = int(input_ids.min()), int(input_ids.max())
+            if low < 0 or high >= config.vocab_size:
+                bad = low if low < 0 else high
+                raise ValueError(
+                    f"input_ids contains id {bad}, outside the vocabulary 0..{config.vocab_size - 1}. The tokenizer does "
+                    "not match this model: use the tokenizer saved in the model directory."
+                )
+        if attention_mask is None:
+            attention_mask = (input_ids != config.pad_token_id).long()
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} differs from input_ids shape "
+                             f"{tuple(input_ids.shape)}.")
+        lengths = check_prefix_mask(attention_mask)
+        if config.num_token_features:
+            expected = (*input_ids.shape, config.num_token_features)
+            if token_features is None or tuple(token_features.shape) != expected:
+                got = None if token_features is None else tuple(token_features.shape)
+                raise ValueError(f"token_features must have shape (batch, seq_len, num_token_features) = {expected}, "
+                                 f"got {got}.")
+            if not torch.isfinite(token_features).all():
+                raise ValueError("token_features contains NaN or infinite values.")
+        elif token_features is not None:
+            raise ValueError("token_features were given but config.num_token_features is 0.")
+        return lengths, attention_mask.bool()
+
+
+class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
+    """The encoder plus a regression head; `logits` are in the labels' own units."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.seqreg = SeqRegModel(config)
+        self.head = SeqRegHead(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.seqreg.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.seqreg.set_input_embeddings(value)
+
+    def forward(self, input_ids=None, attention_mask=None, token_features=None, labels=None, return_dict=None,
+                **kwargs):
+        encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features)
+        standardized = self.head(encoded.pooler_output)  # (batch, num_labels), in standardized units
+        mean, std = self._label_stats(standardized)
+        logits = standardized * std + mean
+        loss = None
+        if labels is not None:
+            labels = self._check_labels(labels, standardized.size(0)).to(standardized.dtype)
+            loss = self._loss(standardized, (labels - mean) / std)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if not return_dict:
+            return (logits,) if loss is None else (loss, logits)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def _label_stats(self, like):
+        config = self.config
+        if config.label_means is None:
+            return 0.0, 1.0
+        mean = torch.tensor(config.label_means, dtype=like.dtype, device=like.device)
+        std = torch.tensor(config.label_stds, dtype=like.dtype, device=like.device)
+        return mean, std
+
+    def _check_labels(self, labels, batch):
+        config = self.config
+        labels = torch.as_tensor(labels)
+        if labels.dim() == 1 and config.num_labels == 1:
+            labels = labels.unsqueeze(-1)
+        if labels.dim() != 2 or labels.shape != (batch, config.num_labels):
+            raise ValueError(
+                f"labels have shape {tuple(labels.shape)}, expected ({batch}, {config.num_labels}): one column per "
+                f"target {config.label_names}. Pass that many label columns, or build the model with num_labels="
+                f"{labels.shape[-1] if labels.dim() else 1}."
+            )
+        if not labels.is_floating_point():
+            labels = labels.float()
+        if not torch.isfinite(labels).all():
+            rows = torch.nonzero(~torch.isfinite(labels).all(dim=1)).flatten().tolist()
+            raise ValueError(f"labels contain NaN or infinite values (batch rows {rows[:10]}). Drop or fix those rows.")
+        return labels
+
+    def _loss(self, predictions, targets):
+        if self.config.loss == "l1":
+            return F.l1_loss(predictions, targets)
+        if self.config.loss == "huber":
+            return F.huber_loss(predictions, targets, delta=self.config.huber_delta)
+        return F.mse_loss(predictions, targets)
+
+
+__all__ = ["SeqRegModel", "SeqRegForSequenceRegression", "SeqRegPreTrainedModel", "SeqRegModelOutput"]

@@ -1,0 +1,45 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from seqreg_hf import SeqRegConfig  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+EMOBANK = REPO.parent / "shared" / "data" / "emobank.csv"
+
+
+def tiny_config(**overrides):
+    """A vocabulary of tens of words and dims of 8: fast enough to parametrize widely."""
+    values = dict(vocab_size=40, embedding_dim=8, hidden_size=8, num_labels=2, head_dropout=0.0)
+    values.update(overrides)
+    return SeqRegConfig(**values)
+
+
+def right_padded(sentences, pad_id=0):
+    """Stack token-id lists into (input_ids, attention_mask), padding on the right."""
+    width = max((len(s) for s in sentences), default=0)
+    ids = torch.full((len(sentences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sentences), width), dtype=torch.long)
+    for row, sentence in enumerate(sentences):
+        ids[row, : len(sentence)] = torch.tensor(sentence, dtype=torch.long)
+        mask[row, : len(sentence)] = 1
+    return ids, mask
+
+
+@pytest.fixture
+def emobank_path():
+    if not EMOBANK.exists():
+        raise FileNotFoundError(f"EmoBank is expected at {EMOBANK} (the shared data folder beside the repository).")
+    return EMOBANK
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

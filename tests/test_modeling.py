@@ -1,0 +1,261 @@
+"""The recurrent regressor: exactness against bare torch RNNs, padding, heads, losses, bad input."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from seqreg_hf import SeqRegForSequenceRegression, SeqRegModel
+
+from .conftest import right_padded, tiny_config
+
+SENTENCES = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17], [18]]
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+ARCHITECTURES = list(itertools.product(["lstm", "gru", "rnn"], [False, True], [1, 2], ["concat", "sum", "mean"]))
+
+
+def bare_final_states(model, sentence):
+    """h_n (and c_n) of a bare torch RNN with the model's weights, run on one unpadded sentence."""
+    config = model.config
+    bare = CELLS[config.rnn_type](config.embedding_dim, config.hidden_size, num_layers=config.num_layers,
+                                  bidirectional=config.bidirectional)
+    bare.load_state_dict(model.base_model.encoder.rnn.state_dict())
+    vectors = model.base_model.embeddings.word_embeddings.weight[torch.tensor(sentence)].unsqueeze(1)  # (len, 1, E)
+    output, state = bare(vectors)
+    h_n, c_n = state if config.rnn_type == "lstm" else (state, None)
+    return output[:, 0], h_n[:, 0], None if c_n is None else c_n[:, 0]
+
+
+def merged(state, layer, config):
+    """Merge the directions of one layer of a torch (L * D, H) state by hand."""
+    if not config.bidirectional:
+        return state[layer]
+    forward, backward = state[2 * layer], state[2 * layer + 1]
+    return {"concat": torch.cat([forward, backward]), "sum": forward + backward,
+            "mean": (forward + backward) / 2}[config.direction_merge]
+
+
+@pytest.mark.parametrize("rnn_type,bidirectional,num_layers,merge", ARCHITECTURES)
+def test_last_pooling_equals_bare_h_n_of_each_sentence_alone(rnn_type, bidirectional, num_layers, merge):
+    config = tiny_config(rnn_type=rnn_type, bidirectional=bidirectional, num_layers=num_layers,
+                         direction_merge=merge, pooling="last")
+    model = SeqRegModel(config).eval()
+    ids, mask = right_padded(SENTENCES)
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask)
+        for row, sentence in enumerate(SENTENCES):
+            _, h_n, c_n = bare_final_states(model, sentence)
+            torch.testing.assert_close(out.pooler_output[row], merged(h_n, num_layers - 1, config), atol=1e-6, rtol=0)
+            for layer in range(num_layers):
+                torch.testing.assert_close(out.h_n[layer, row], merged(h_n, layer, config), atol=1e-6, rtol=0)
+                if c_n is not None:
+                    torch.testing.assert_close(out.c_n[layer, row], merged(c_n, layer, config), atol=1e-6, rtol=0)
+    assert out.h_n.shape == (num_layers, len(SENTENCES), config.rnn_output_size)
+    assert (out.c_n is None) == (rnn_type != "lstm")
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
+def test_bidirectional_identities_and_why_output_minus_one_is_wrong(rnn_type):
+    config = tiny_config(rnn_type=rnn_type, bidirectional=True, direction_merge="concat")
+    model = SeqRegModel(config).eval()
+    ids, mask = right_padded(SENTENCES)
+    hidden = config.hidden_size
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask)
+    for row, sentence in enumerate(SENTENCES):
+        output = out.last_hidden_state[row]
+        forward_final, backward_final = out.h_n[-1, row, :hidden], out.h_n[-1, row, hidden:]
+        # The forward direction ends at the last real token, the backward one at position 0.
+        torch.testing.assert_close(output[len(sentence) - 1, :hidden], forward_final, atol=1e-6, rtol=0)
+        torch.testing.assert_close(output[0, hidden:], backward_final, atol=1e-6, rtol=0)
+        # Padding positions are zero, so output[-1] of a padded row is not the sentence vector.
+        if len(sentence) < ids.size(1):
+            assert torch.count_nonzero(output[len(sentence):]) == 0
+    # Even for the longest (unpadded) row, output[-1]'s backward half has read one token only.
+    longest = out.last_hidden_state[0]
+    assert not torch.allclose(longest[-1, hidden:], out.h_n[-1, 0, hidden:])
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "mean_max", "attention"])
+@pytest.mark.parametrize("rnn_type,bidirectional,num_layers", [("lstm", True, 2), ("gru", True, 1), ("rnn", False, 2)])
+def test_padding_invariance(pooling, rnn_type, bidirectional, num_layers):
+    config = tiny_config(pooling=pooling, rnn_type=rnn_type, bidirectional=bidirectional, num_layers=num_layers,
+                         head_hidden_sizes=[6])
+    model = SeqRegForSequenceRegression(config).eval()
+    batch_ids, batch_mask = right_padded(SENTENCES)
+    with torch.no_grad():
+        together = model(batch_ids, attention_mask=batch_mask).logits
+        for row, sentence in enumerate(SENTENCES):
+            alone = model(torch.tensor([sentence]), attention_mask=torch.ones(1, len(sentence), dtype=torch.long)).logits
+            torch.testing.assert_close(together[row], alone[0], atol=1e-5, rtol=0)
+
+
+def test_masked_mean_and_max_ignore_padding_against_a_hand_computation():
+    config = tiny_config(pooling="mean_max", bidirectional=False)
+    model = SeqRegModel(config).eval()
+    ids, mask = right_padded(SENTENCES)
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask)
+    for row, sentence in enumerate(SENTENCES):
+        bare_output, _, _ = bare_final_states(model, sentence)
+        expected = torch.cat([bare_output.mean(dim=0), bare_output.max(dim=0).values])
+        torch.testing.assert_close(out.pooler_output[row], expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "mean_max", "attention"])
+def test_empty_text_gives_a_defined_prediction(pooling):
+    config = tiny_config(pooling=pooling, num_layers=2)
+    model = SeqRegForSequenceRegression(config).eval()
+    ids, mask = right_padded([[5, 6, 7], []])
+    with torch.no_grad():
+        mixed = model(ids, attention_mask=mask).logits
+        only_empty = model(torch.zeros(2, 0, dtype=torch.long), attention_mask=torch.zeros(2, 0, dtype=torch.long))
+        head_of_zero = model.head(torch.zeros(1, config.pooled_size))
+    assert torch.isfinite(mixed).all()
+    # Reading nothing leaves the states at their initial zeros, so the sentence vector is zero.
+    torch.testing.assert_close(mixed[1], head_of_zero[0])
+    torch.testing.assert_close(only_empty.logits, head_of_zero.expand(2, -1))
+
+
+def test_frozen_embeddings_stay_fixed_and_are_not_trainable():
+    config = tiny_config()
+    model = SeqRegForSequenceRegression(config)
+    embeddings = model.get_input_embeddings().weight
+    before = embeddings.detach().clone()
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert "seqreg.embeddings.word_embeddings.weight" not in trainable
+    assert model.num_parameters(only_trainable=True) == model.num_parameters() - embeddings.numel()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1)  # even if handed every parameter
+    ids, mask = right_padded(SENTENCES)
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(ids, attention_mask=mask, labels=torch.randn(len(SENTENCES), 2)).loss.backward()
+        optimizer.step()
+    assert torch.equal(embeddings, before)
+    unfrozen = SeqRegForSequenceRegression(tiny_config(freeze_embeddings=False))
+    assert unfrozen.get_input_embeddings().weight.requires_grad
+
+
+def test_save_and_load_are_bit_identical(tmp_path):
+    config = tiny_config(rnn_type="gru", num_layers=2, pooling="attention", head_hidden_sizes=[5],
+                         label_means=[3.0, -1.0], label_stds=[0.5, 2.0], id2label={0: "V", 1: "A"})
+    model = SeqRegForSequenceRegression(config).eval()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
+    loaded = SeqRegForSequenceRegression.from_pretrained(tmp_path).eval()
+    ids, mask = right_padded(SENTENCES)
+    with torch.no_grad():
+        assert torch.equal(model(ids, attention_mask=mask).logits, loaded(ids, attention_mask=mask).logits)
+    assert loaded.config.label_names == ["V", "A"]
+    assert not loaded.get_input_embeddings().weight.requires_grad
+
+
+@pytest.mark.parametrize("target", [0.25, -1.7])
+def test_seed_example_one_sentence_is_fit(target):
+    model = SeqRegForSequenceRegression(tiny_config(num_labels=1, hidden_size=16))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    ids = torch.tensor([[3, 9, 4, 21]])
+    labels = torch.tensor([target])
+    for _ in range(300):
+        optimizer.zero_grad()
+        model(ids, labels=labels).loss.backward()
+        optimizer.step()
+    prediction = model.eval()(ids).logits.item()
+    assert abs(prediction - target) < 1e-3
+
+
+def test_label_standardization_loss_and_units():
+    means, stds = [3.0, -2.0], [0.5, 4.0]
+    model = SeqRegForSequenceRegression(tiny_config(label_means=means, label_stds=stds)).eval()
+    ids, mask = right_padded(SENTENCES)
+    labels = torch.tensor([[3.1, -1.0], [2.9, 5.0], [3.5, -10.0], [2.0, 0.0]])
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask, labels=labels)
+        z = model.head(model.seqreg(ids, attention_mask=mask).pooler_output)
+    mean, std = torch.tensor(means), torch.tensor(stds)
+    torch.testing.assert_close(out.logits, z * std + mean)
+    expected_loss = (((labels - mean) / std - z) ** 2).mean()
+    torch.testing.assert_close(out.loss, expected_loss)
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "huber"])
+def test_losses_against_hand_formulas(loss):
+    model = SeqRegForSequenceRegression(tiny_config(loss=loss, huber_delta=0.5)).eval()
+    ids, mask = right_padded(SENTENCES)
+    labels = torch.tensor([[1.0, -1.0], [0.0, 0.2], [2.0, 0.0], [-0.3, 0.1]])
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask, labels=labels)
+    diff = (out.logits - labels).abs()
+    expected = {"mse": (diff**2).mean(), "l1": diff.mean(),
+                "huber": torch.where(diff < 0.5, 0.5 * diff**2, 0.5 * (diff - 0.25)).mean()}[loss]
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_no_loss_without_labels_and_logits_shape():
+    model = SeqRegForSequenceRegression(tiny_config(num_labels=3)).eval()
+    ids, mask = right_padded(SENTENCES)
+    out = model(ids, attention_mask=mask)
+    assert out.loss is None and out.logits.shape == (len(SENTENCES), 3)
+
+
+def test_token_features_are_concatenated_and_checked():
+    model = SeqRegForSequenceRegression(tiny_config(num_token_features=3)).eval()
+    ids, mask = right_padded(SENTENCES)
+    features = torch.randn(*ids.shape, 3)
+    with torch.no_grad():
+        base = model(ids, attention_mask=mask, token_features=features).logits
+        changed = model(ids, attention_mask=mask, token_features=features + 1).logits
+    assert not torch.allclose(base, changed)
+    assert model.seqreg.encoder.rnn.input_size == 8 + 3
+    with pytest.raises(ValueError, match="token_features must have shape"):
+        model(ids, attention_mask=mask)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model(ids, attention_mask=mask, token_features=torch.full((*ids.shape, 3), float("nan")))
+
+
+def test_missing_attention_mask_is_derived_from_padding():
+    model = SeqRegForSequenceRegression(tiny_config()).eval()
+    ids, mask = right_padded(SENTENCES)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, model(ids, attention_mask=mask).logits)
+
+
+def test_left_padding_is_refused_with_the_fix():
+    model = SeqRegForSequenceRegression(tiny_config())
+    ids = torch.tensor([[0, 0, 5, 6], [7, 8, 9, 10]])
+    mask = (ids != 0).long()
+    with pytest.raises(ValueError, match="prefix mask.*right padding.*padding_side = 'right'"):
+        model(ids, attention_mask=mask)
+
+
+def test_out_of_vocabulary_ids_are_refused():
+    model = SeqRegForSequenceRegression(tiny_config(vocab_size=40))
+    with pytest.raises(ValueError, match="id 40, outside the vocabulary 0..39.*tokenizer"):
+        model(torch.tensor([[3, 40]]))
+    with pytest.raises(ValueError, match="id -1"):
+        model(torch.tensor([[3, -1]]))
+
+
+def test_labels_of_the_wrong_width_are_refused():
+    model = SeqRegForSequenceRegression(tiny_config(num_labels=3, id2label={0: "V", 1: "A", 2: "D"}))
+    ids, mask = right_padded(SENTENCES)
+    with pytest.raises(ValueError, match=r"labels have shape \(4, 2\), expected \(4, 3\).*\['V', 'A', 'D'\]"):
+        model(ids, attention_mask=mask, labels=torch.zeros(4, 2))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_labels_are_refused(bad):
+    model = SeqRegForSequenceRegression(tiny_config())
+    ids, mask = right_padded(SENTENCES)
+    labels = torch.zeros(4, 2)
+    labels[2, 1] = bad
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(batch rows \[2\]\)"):
+        model(ids, attention_mask=mask, labels=labels)
+
+
+def test_negative_targets_are_not_clamped():
+    model = SeqRegForSequenceRegression(tiny_config(num_labels=1))
+    with torch.no_grad():
+        model.head.layers[-1].bias.fill_(-5.0)
+    assert (model.eval()(torch.tensor([[3, 4]])).logits < -4).all()

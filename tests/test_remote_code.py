@@ -1,0 +1,68 @@
+"""Checkpoints load in plain transformers (trust_remote_code) in a process where seqreg_hf cannot be imported."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from seqreg_hf import SeqRegForSequenceRegression
+
+from .conftest import right_padded, tiny_config
+
+LOADER = textwrap.dedent("""
+    import json, sys
+    sys.modules["seqreg_hf"] = None  # any import of the package now fails
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    folder, ids, mask = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+    try:
+        AutoModelForSequenceClassification.from_pretrained(folder)
+        refused = False
+    except Exception as error:  # transformers refuses remote code unless trusted
+        refused = "trust_remote_code" in str(error)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    encoder = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor(ids), attention_mask=torch.tensor(mask)).logits
+    print("RESULT", json.dumps({
+        "refused_without_trust": refused,
+        "config_class": type(config).__module__ + "." + type(config).__name__,
+        "model_class": type(model).__name__,
+        "encoder_class": type(encoder).__name__,
+        "embeddings_frozen": not model.get_input_embeddings().weight.requires_grad,
+        "logits": logits.tolist(),
+    }))
+""")
+
+
+def test_checkpoint_loads_with_plain_transformers_and_trust_remote_code(tmp_path):
+    config = tiny_config(rnn_type="lstm", num_layers=2, pooling="mean_max", num_labels=3,
+                         id2label={0: "V", 1: "A", 2: "D"}, label_means=[3.0, 3.0, 3.0], label_stds=[0.3, 0.2, 0.2])
+    model = SeqRegForSequenceRegression(config).eval()
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["auto_map"]["AutoModelForSequenceClassification"] == "modeling_seqreg.SeqRegForSequenceRegression"
+    assert {"modeling_seqreg.py", "configuration_seqreg.py", "model.safetensors"} <= {p.name for p in folder.iterdir()}
+
+    ids, mask = right_padded([[4, 5, 6, 7], [8, 9]])
+    with torch.no_grad():
+        expected = model(ids, attention_mask=mask).logits
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, "-c", LOADER, str(folder), json.dumps(ids.tolist()), json.dumps(mask.tolist())],
+        capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, cwd=tmp_path, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Untrusted, transformers asks "run the custom code? [y/N]" on stdin; with no stdin it refuses.
+    report = json.loads(result.stdout.split("RESULT", 1)[1])
+    assert report["refused_without_trust"]
+    assert report["config_class"].startswith("transformers_modules.")  # the copied code, not the package
+    assert report["model_class"] == "SeqRegForSequenceRegression" and report["encoder_class"] == "SeqRegModel"
+    assert report["embeddings_frozen"]
+    torch.testing.assert_close(torch.tensor(report["logits"]), expected, atol=1e-6, rtol=0)
