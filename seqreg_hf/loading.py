@@ -1,0 +1,56 @@
+"""Loading a model directory with its tokenizer, checking that the two belong together."""
+
+import json
+import os
+
+from transformers import AutoTokenizer
+
+from .configuration_seqreg import SeqRegConfig
+from .embeddings import check_tokenizer_fits
+from .modeling_seqreg import SeqRegForSequenceRegression
+
+
+class ModelDirError(ValueError):
+    """A model directory that cannot be used as it is; the message names the file and the fix."""
+
+
+def load_config(model_dir):
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):
+        raise ModelDirError(f"{model_dir} has no config.json: it is not a model directory. Create one with "
+                            "`seqreg-hf init --embeddings ... --output_dir DIR` or `seqreg-hf train`.")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ModelDirError(f"{path} is not valid JSON ({error}); the file is corrupt: restore it from a "
+                            "checkpoint or rebuild the directory.") from None
+    if data.get("model_type") != SeqRegConfig.model_type:
+        raise ModelDirError(f"{path} has model_type={data.get('model_type')!r}, not 'seqreg'.")
+    try:
+        return SeqRegConfig.from_dict(data)
+    except (ValueError, TypeError) as error:
+        raise ModelDirError(f"{path}: {error}") from None
+
+
+def load_tokenizer(model_dir, config=None):
+    config = config or load_config(model_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except Exception as error:  # tokenizers raises its own exception types for corrupt JSON
+        raise ModelDirError(f"{model_dir}: the tokenizer files cannot be read ({error}). Restore tokenizer.json "
+                            "from the directory the model was built in.") from None
+    check_tokenizer_fits(tokenizer, config.vocab_size, model_dir)
+    if tokenizer.pad_token_id != config.pad_token_id:
+        raise ModelDirError(f"{model_dir}: the tokenizer pads with id {tokenizer.pad_token_id} but the model's "
+                            f"pad_token_id is {config.pad_token_id}; they were not saved together.")
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def load_model_dir(model_dir, model_class=SeqRegForSequenceRegression, **kwargs):
+    """(model, tokenizer) from a directory written by seqreg_hf, with the consistency checks above."""
+    config = load_config(model_dir)
+    tokenizer = load_tokenizer(model_dir, config)
+    model = model_class.from_pretrained(model_dir, config=config, **kwargs)
+    return model, tokenizer

@@ -1,0 +1,59 @@
+"""Tokenizers that split text the way word vectors were made, built with the `tokenizers` library.
+
+GloVe and word2vec were trained on text tokenized Penn-Treebank style: punctuation is its own token,
+contractions split as "do n't" / "it 's", while hyphenated words ("e-mail"), inner apostrophes
+("o'clock") and numbers ("3.5", "1,000") stay whole. Uncased vectors get a lowercasing normalizer,
+cased ones keep the text as it is.
+"""
+
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import WordLevel
+from transformers import PreTrainedTokenizerFast
+
+PAD_TOKEN, UNK_TOKEN = "[PAD]", "[UNK]"
+SPECIAL_TOKENS = (PAD_TOKEN, UNK_TOKEN)  # rows 0 and 1 of every vector-file model
+
+# Contractions first, then any punctuation mark that is not inside a number or between two word characters.
+_SPLIT = r"(?i:n't)\b|'(?i:s|re|ve|ll|d|m)\b|(?!(?<=\d)[.,:](?=\d)|(?<=\w)[-'](?=\w))[^\w\s]"
+
+
+def word_normalizer(lowercase):
+    steps = [normalizers.NFC(), normalizers.Replace("\u2019", "'"), normalizers.Replace("\u2018", "'"),
+             normalizers.Replace("\u201c", '"'), normalizers.Replace("\u201d", '"')]
+    if lowercase:
+        steps.append(normalizers.Lowercase())
+    return normalizers.Sequence(steps)
+
+
+def word_pre_tokenizer():
+    return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                    pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated")])
+
+
+def build_word_tokenizer(words, lowercase, model_max_length=512):
+    """A WordLevel tokenizer over [PAD], [UNK] and `words` (ids 0, 1, 2, ...), wrapped for transformers.
+
+    `words` must not repeat and must not contain the special tokens.
+    """
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for word in words:
+        if word in vocab:
+            raise ValueError(f"the word {word!r} appears twice or clashes with a special token.")
+        vocab[word] = len(vocab)
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNK_TOKEN))
+    tokenizer.normalizer = word_normalizer(lowercase)
+    tokenizer.pre_tokenizer = word_pre_tokenizer()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token=PAD_TOKEN, unk_token=UNK_TOKEN, padding_side="right",
+        truncation_side="right", model_max_length=model_max_length, model_input_names=["input_ids", "attention_mask"],
+    )
+
+
+def pre_tokenize(tokenizer, text):
+    """The words a tokenizer's normalizer and pre-tokenizer make of `text` (before the vocabulary lookup)."""
+    backend = tokenizer.backend_tokenizer
+    if backend.normalizer is not None:
+        text = backend.normalizer.normalize_str(text)
+    if backend.pre_tokenizer is None:
+        return text.split()
+    return [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
