@@ -1,0 +1,159 @@
+"""Loading, cleaning and tokenizing regression data with `datasets`.
+
+Files (CSV / JSON / JSONL / Parquet) or a Hub dataset id; splits from separate files or from a split column.
+Bad rows (empty or null text, NaN / infinite / non-numeric labels) are counted and reported, then dropped,
+or with ``on_bad_rows="error"`` the first one stops the run with its row and column named.
+"""
+
+import logging
+import math
+import os
+
+import numpy as np
+from datasets import DatasetDict, load_dataset
+
+logger = logging.getLogger(__name__)
+
+_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+SPLIT_ALIASES = {"train": "train", "dev": "validation", "validation": "validation", "valid": "validation",
+                 "val": "validation", "test": "test"}
+BAD_ROW_POLICIES = ("drop", "error")
+
+
+class DataError(ValueError):
+    """Data that cannot be used as it is; the message names the file, column and row."""
+
+
+def _builder(path):
+    name = os.fspath(path).lower()
+    for suffix in (".gz", ".bz2", ".xz", ".zst"):
+        name = name.removesuffix(suffix)
+    ext = os.path.splitext(name)[1]
+    if ext not in _BUILDERS:
+        raise DataError(f"{path}: unsupported file type {ext!r}; use one of {', '.join(sorted(_BUILDERS))}.")
+    return _BUILDERS[ext]
+
+
+def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dataset_name=None,
+                      dataset_config_name=None, split_column=None, cache_dir=None):
+    """A DatasetDict with any of "train", "validation", "test"."""
+    files = {name: os.fspath(path) for name, path in
+             (("train", train_file), ("validation", validation_file), ("test", test_file)) if path}
+    if dataset_name:
+        raw = load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
+    elif files:
+        for path in files.values():
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"data file {path!r} does not exist.")
+        builders = {_builder(path) for path in files.values()}
+        if len(builders) > 1:
+            raise DataError(f"all data files must have one format, got {sorted(builders)}.")
+        builder = builders.pop()
+        kwargs = {"delimiter": "\t"} if all(p.lower().endswith((".tsv", ".tsv.gz")) for p in files.values()) else {}
+        raw = load_dataset(builder, data_files=files, cache_dir=cache_dir, **kwargs)
+    else:
+        raise DataError("no data: give --train_file (and --validation_file / --test_file) or --dataset_name.")
+    if split_column:
+        raw = split_by_column(raw, split_column)
+    return raw
+
+
+def split_by_column(raw, split_column):
+    """Re-split every row by the value of `split_column` (train / dev|validation / test)."""
+    source = raw["train"] if len(raw) == 1 else None
+    if source is None:
+        raise DataError("split_column needs one data file holding every split.")
+    if split_column not in source.column_names:
+        raise DataError(f"split column {split_column!r} is not in the data; columns: {source.column_names}.")
+    values = source[split_column]
+    unknown = sorted({str(v) for v in values if str(v).lower() not in SPLIT_ALIASES})
+    if unknown:
+        raise DataError(f"split column {split_column!r} holds {unknown}; expected train, dev/validation, test.")
+    splits = {}
+    for name in ("train", "validation", "test"):
+        rows = [i for i, v in enumerate(values) if SPLIT_ALIASES[str(v).lower()] == name]
+        if rows:
+            splits[name] = source.select(rows)
+    return DatasetDict(splits)
+
+
+def _as_float(value):
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def find_bad_rows(dataset, text_column, label_columns):
+    """Rows with an empty/null text or a missing/NaN/infinite/non-numeric label: {row: reason}."""
+    bad = {}
+    texts = dataset[text_column]
+    for row, text in enumerate(texts):
+        if text is None or not str(text).strip():
+            bad[row] = f"empty text in column {text_column!r}"
+    for column in label_columns:
+        for row, value in enumerate(dataset[column]):
+            if row not in bad and _as_float(value) is None:
+                bad[row] = f"label {column!r} is {value!r}, not a finite number"
+    return bad
+
+
+def check_columns(dataset, split, text_column, label_columns=()):
+    missing = [c for c in [text_column, *label_columns] if c not in dataset.column_names]
+    if missing:
+        raise DataError(f"{split} split: column(s) {missing} not found; the data has {dataset.column_names}. "
+                        "Set --text_column / --label_columns to the right names.")
+
+
+def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop"):
+    """Drop (or refuse) bad rows; returns (dataset, report) where report counts what was dropped and why."""
+    if on_bad_rows not in BAD_ROW_POLICIES:
+        raise ValueError(f"on_bad_rows={on_bad_rows!r} is not supported; choose one of {BAD_ROW_POLICIES}.")
+    check_columns(dataset, split, text_column, label_columns)
+    bad = find_bad_rows(dataset, text_column, label_columns)
+    report = {"rows": len(dataset), "dropped": len(bad), "examples": [f"row {r}: {why}" for r, why in
+                                                                       sorted(bad.items())[:5]]}
+    if bad and on_bad_rows == "error":
+        row, why = min(bad.items())
+        raise DataError(f"{split} split, row {row} (0-based, header excluded): {why}. {len(bad)} bad row(s) in "
+                        "all; fix them, or pass --on_bad_rows drop to drop and count them.")
+    if bad:
+        logger.warning("%s split: dropping %d of %d rows: %s", split, len(bad), len(dataset),
+                       "; ".join(report["examples"]))
+        dataset = dataset.select([r for r in range(len(dataset)) if r not in bad])
+    return dataset, report
+
+
+def label_statistics(dataset, label_columns):
+    """Per-target mean and standard deviation of the (clean) train split."""
+    values = np.array([[float(v) for v in dataset[c]] for c in label_columns], dtype=np.float64)
+    stds = values.std(axis=1)
+    if (stds == 0).any():
+        flat = [c for c, s in zip(label_columns, stds) if s == 0]
+        raise DataError(f"label column(s) {flat} are constant in the train split: there is nothing to regress.")
+    return values.mean(axis=1).tolist(), stds.tolist()
+
+
+def tokenize_splits(raw, tokenizer, text_column, label_columns, max_length, num_proc=None):
+    """Batched map through the model's tokenizer: input_ids, attention_mask and a float `labels` list per row."""
+
+    def encode(batch):
+        encoded = tokenizer([str(t) for t in batch[text_column]], truncation=True, max_length=max_length)
+        if label_columns and all(c in batch for c in label_columns):
+            encoded["labels"] = [[float(v) for v in row] for row in zip(*(batch[c] for c in label_columns))]
+        return encoded
+
+    return raw.map(encode, batched=True, num_proc=num_proc, desc="tokenizing")
+
+
+def read_texts(path, text_column="text"):
+    """Texts of one file (CSV / JSON / JSONL / Parquet, or plain .txt with one text per line)."""
+    if os.fspath(path).lower().endswith(".txt"):
+        with open(path, encoding="utf-8") as handle:
+            return [line.rstrip("\n") for line in handle]
+    dataset = load_raw_datasets(train_file=path)["train"]
+    check_columns(dataset, os.fspath(path), text_column)
+    return ["" if t is None else str(t) for t in dataset[text_column]]
