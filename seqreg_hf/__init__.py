@@ -21,4 +21,9 @@ SeqRegConfig.register_for_auto_class()
 SeqRegModel.register_for_auto_class("AutoModel")
 SeqRegForSequenceRegression.register_for_auto_class("AutoModelForSequenceClassification")
 
-__all__ = ["SeqRegConfig", "SeqRegModel", "SeqRegForSequenceRegression", "SeqRegModelOutput", "SeqRegPreTrainedModel"]
+from .pipelines import TextRegressionPipeline, register as _register_pipeline  # noqa: E402
+
+_register_pipeline()
+
+__all__ = ["SeqRegConfig", "SeqRegModel", "SeqRegForSequenceRegression", "SeqRegModelOutput", "SeqRegPreTrainedModel",
+           "TextRegressionPipeline"]

@@ -33,8 +33,11 @@ def build_model(embeddings: Embeddings, **config_kwargs):
 def save_model_dir(model, tokenizer, output_dir, report=None):
     """Write config + model.safetensors + model code + tokenizer (+ the embeddings report) to `output_dir`."""
     os.makedirs(output_dir, exist_ok=True)
+    from .model_card import card_context, write_model_card
+
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+    write_model_card(output_dir, card_context(model))
     if report is not None:
         with open(os.path.join(output_dir, REPORT_FILE), "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)

@@ -1,0 +1,152 @@
+"""Model cards: rendered from the Jinja template in model_cards/ with huggingface_hub's ModelCard.
+
+A `TrainerCallback` collects what the card needs during training, and every save (the final model and each
+checkpoint) gets a README.md with metadata, a model-index of the eval results and the data's attribution.
+"""
+
+import os
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers import TrainerCallback
+
+TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "model_card.md.j2")
+
+KNOWN_DATASETS = {
+    "emobank": {
+        "name": "EmoBank",
+        "id": "JULIELab/EmoBank",
+        "license": "cc-by-sa-4.0",
+        "attribution": (
+            "Trained on EmoBank (CC-BY-SA 4.0), by Sven Buechel and Udo Hahn:\n\n"
+            "- Sven Buechel and Udo Hahn. 2017. EmoBank: Studying the Impact of Annotation Perspective and "
+            "Representation Format on Dimensional Emotion Analysis. EACL 2017.\n"
+            "- Sven Buechel and Udo Hahn. 2017. Readers vs. writers vs. texts: Coping with different perspectives "
+            "of text understanding in emotion annotation. LAW 2017.\n\n"
+            "Under CC-BY-SA 4.0, material derived from the data is shared under the same license."
+        ),
+    },
+}
+_METRICS = ("pearson", "spearman", "mse", "mae", "r2")
+_HUB_METRIC_TYPES = {"pearson": "pearsonr", "spearman": "spearmanr", "mse": "mse", "mae": "mae", "r2": "r_squared"}
+
+
+def dataset_info(data_args):
+    """Name, Hub id, license and attribution of the training data, from the arguments or a known dataset."""
+    files = [getattr(data_args, a, None) for a in ("train_file", "validation_file", "test_file", "dataset_name")]
+    known = next((v for key, v in KNOWN_DATASETS.items() if any(key in str(f).lower() for f in files if f)), {})
+    return {
+        "name": getattr(data_args, "dataset_display_name", None) or known.get("name") or
+        getattr(data_args, "dataset_name", None) or os.path.basename(str(files[0] or "")) or None,
+        "id": known.get("id") or getattr(data_args, "dataset_name", None),
+        "license": getattr(data_args, "dataset_license", None) or known.get("license"),
+        "attribution": getattr(data_args, "dataset_attribution", None) or known.get("attribution"),
+    }
+
+
+def _architecture(config):
+    direction = "bidirectional " if config.bidirectional else ""
+    return f"{config.num_layers}-layer {direction}{config.rnn_type.upper()} (hidden {config.hidden_size})"
+
+
+def _is_hub_id(source):
+    return bool(source) and source.count("/") == 1 and not os.path.exists(source) and not source.startswith(".")
+
+
+def card_context(model, data_args=None, embedding_args=None, results=None, log_history=None, dataset_sizes=None,
+                 training_args=None):
+    config = model.config
+    data = dataset_info(data_args) if data_args is not None else {}
+    results = results or {}
+    rows, eval_results = [], []
+    for split, prefix in (("validation", "eval"), ("test", "test")):
+        metrics = results.get(split) or {}
+        for name in config.label_names + ["mean"]:
+            if f"{prefix}_pearson_{name}" not in metrics:
+                continue
+            rows.append({"split": split, "target": name,
+                         **{m: f"{metrics[f'{prefix}_{m}_{name}']:.4f}" for m in _METRICS}})
+            for m in ("pearson", "spearman", "mse", "mae", "r2"):
+                eval_results.append(EvalResult(
+                    task_type="text-classification", task_name="Sentence regression",
+                    dataset_type=data.get("id") or "custom", dataset_name=data.get("name") or "custom",
+                    dataset_split=split, metric_type=_HUB_METRIC_TYPES[m],
+                    metric_value=round(float(metrics[f"{prefix}_{m}_{name}"]), 4), metric_name=f"{m} ({name})"))
+    source = config.embeddings_source or "unknown"
+    card_data = ModelCardData(
+        library_name="transformers",
+        license=data.get("license") or "apache-2.0",
+        tags=["seqreg", "sentence-regression", "text-regression", config.rnn_type, "frozen-embeddings"],
+        datasets=[data["id"]] if data.get("id") else None,
+        metrics=[_HUB_METRIC_TYPES[m] for m in _METRICS],
+        base_model=source if _is_hub_id(source) else None,
+        model_name=(getattr(training_args, "hub_model_id", None) or "seqreg model"),
+        eval_results=eval_results or None,
+        pipeline_tag="text-classification",
+    )
+    hyperparameters = []
+    if training_args is not None:
+        for key in ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "seed", "weight_decay",
+                    "lr_scheduler_type", "warmup_steps", "metric_for_best_model", "train_sampling_strategy"):
+            hyperparameters.append((key, getattr(training_args, key)))
+    bad = results.get("bad_rows") or {}
+    dropped = {s: r["dropped"] for s, r in bad.items() if r.get("dropped")}
+    return {
+        "card_data": card_data,
+        "model_name": getattr(training_args, "hub_model_id", None) or "seqreg sentence regressor",
+        "repo_id": getattr(training_args, "hub_model_id", None) or "path/to/model",
+        "architecture": _architecture(config),
+        "architecture_table": [(k, getattr(config, k)) for k in (
+            "rnn_type", "hidden_size", "num_layers", "bidirectional", "direction_merge", "pooling",
+            "embedding_dropout", "rnn_dropout", "head_dropout", "head_hidden_sizes", "loss", "freeze_embeddings")],
+        "trainable_parameters": f"{model.num_parameters(only_trainable=True):,}",
+        "vocab_size": config.vocab_size,
+        "embedding_dim": config.embedding_dim,
+        "embeddings_source": source,
+        "num_labels": config.num_labels,
+        "label_names": config.label_names,
+        "label_means": [round(m, 4) for m in config.label_means or []],
+        "label_stds": [round(s, 4) for s in config.label_stds or []],
+        "trained": bool(log_history),
+        "dataset_name": data.get("name"),
+        "dataset_sizes": dataset_sizes or {},
+        "bad_rows_note": "Rows dropped as unusable (empty text or non-finite label): " +
+                         ", ".join(f"{s} {n}" for s, n in dropped.items()) + "." if dropped else "",
+        "hyperparameters": hyperparameters,
+        "results_table": rows,
+        "attribution": data.get("attribution"),
+    }
+
+
+def render_model_card(context):
+    context = dict(context)
+    card_data = context.pop("card_data")
+    return ModelCard.from_template(card_data, template_path=TEMPLATE, **context)
+
+
+def write_model_card(output_dir, context):
+    card = render_model_card(context)
+    card.save(os.path.join(output_dir, "README.md"))
+    return card
+
+
+def metrics_from_history(log_history):
+    """The latest eval metrics in Trainer's log history, in the shape card_context expects."""
+    latest = next((h for h in reversed(log_history) if "eval_loss" in h), None)
+    return {"validation": latest} if latest else {}
+
+
+class CardCallback(TrainerCallback):
+    """Writes a model card into every checkpoint Trainer saves."""
+
+    def __init__(self, data_args, embedding_args, bad_rows, dataset_sizes):
+        self.data_args, self.embedding_args = data_args, embedding_args
+        self.bad_rows, self.dataset_sizes = bad_rows, dataset_sizes
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero or model is None:
+            return
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if os.path.isdir(folder):
+            results = {"bad_rows": self.bad_rows, **metrics_from_history(state.log_history)}
+            write_model_card(folder, card_context(model, self.data_args, self.embedding_args, results,
+                                                  state.log_history, self.dataset_sizes, args))
