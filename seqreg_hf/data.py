@@ -42,10 +42,10 @@ def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dat
     if dataset_name:
         raw = load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
     elif files:
+        builders = {_builder(path) for path in files.values()}
         for path in files.values():
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"data file {path!r} does not exist.")
-        builders = {_builder(path) for path in files.values()}
         if len(builders) > 1:
             raise DataError(f"all data files must have one format, got {sorted(builders)}.")
         builder = builders.pop()

@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -49,6 +50,7 @@ TRAINING_DEFAULTS = {
     "warmup_steps": 0,
     "weight_decay": 0.0,
     "dataloader_num_workers": 0,
+    "dataloader_pin_memory": torch.cuda.is_available(),
 }
 
 
@@ -171,6 +173,7 @@ def main(argv=None):
     model, tokenizer = load_or_build_model(model_args, data_args, embedding_args, arch_args,
                                            raw["train"][data_args.text_column])
     model.config.set_label_stats(*label_statistics(raw["train"], data_args.label_columns))
+    tokenizer.model_max_length = embedding_args.max_length  # saved with the tokenizer: predict truncates alike
 
     tokenized = tokenize_splits(raw, tokenizer, data_args.text_column, data_args.label_columns,
                                 embedding_args.max_length)
@@ -193,9 +196,9 @@ def main(argv=None):
     trainer.add_callback(card_callback)
 
     results = {"bad_rows": bad_rows}
-    if training_args.do_train or not (training_args.do_eval or training_args.do_predict):
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        results["train"] = train_result.metrics
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    results["train"] = train_result.metrics
+    trainer.remove_callback(EarlyStoppingCallback)  # it only judges evaluations during training
     trainer.save_model()  # model + tokenizer + code into output_dir
     output_dir = training_args.output_dir
     for split in ("validation", "test"):

@@ -1,0 +1,61 @@
+"""Architecture sweep on EmoBank: train each variant of the recipe, record dev and test Pearson r.
+
+Variants are chosen by their dev (validation) numbers only; test is recorded for the report.
+Usage: python scripts/sweep_emobank.py OUT.jsonl [variant ...] [--seeds 42 43 44]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from seqreg_hf.training import main as train
+
+VARIANTS = {
+    "base": {},
+    "last": {"pooling": "last"},
+    "attention": {"pooling": "attention"},
+    "mean": {"pooling": "mean"},
+    "gru": {"rnn_type": "gru"},
+    "two_layers": {"num_layers": 2, "rnn_dropout": 0.2},
+    "hidden512": {"hidden_size": 512},
+    "mlp_head": {"head_hidden_sizes": [256], "head_dropout": 0.2},
+    "lr2e-3": {"learning_rate": 0.002},
+    "more_dropout": {"embedding_dropout": 0.2, "head_dropout": 0.3},
+    "huber": {"loss": "huber"},
+    "sum_merge": {"direction_merge": "sum"},
+}
+
+
+def run(name, overrides, seed, recipe):
+    with open(recipe, encoding="utf-8") as handle:
+        config = json.load(handle)
+    config.update(overrides, seed=seed, output_dir=f"/tmp/sweep/{name}-{seed}", plots=False,
+                  save_total_limit=1, disable_tqdm=True)
+    path = f"/tmp/sweep/{name}-{seed}.json"
+    os.makedirs("/tmp/sweep", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(config, handle)
+    start = time.time()
+    results = train([path])
+    row = {"variant": name, "seed": seed, "overrides": overrides, "train_seconds": round(time.time() - start, 1),
+           "epochs": results["train"].get("epoch")}
+    for split, prefix in (("validation", "eval"), ("test", "test")):
+        row[split] = {t: round(results[split][f"{prefix}_pearson_{t}"], 4) for t in ("V", "A", "D", "mean")}
+    return row
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42])
+    parser.add_argument("--recipe", default="scripts/configs/emobank.json")
+    args = parser.parse_args()
+    for name in args.variants:
+        for seed in args.seeds:
+            row = run(name, VARIANTS[name], seed, args.recipe)
+            with open(args.out, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(json.dumps(row), file=sys.stderr, flush=True)

@@ -1,0 +1,50 @@
+"""The shipped `evaluate` metric against scipy / sklearn computed independently."""
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+from seqreg_hf.metrics import METRIC_PATH, compute_regression_metrics, load_metric
+
+
+@pytest.fixture(scope="module")
+def metric():
+    return load_metric()
+
+
+def test_every_value_matches_scipy_and_sklearn(metric):
+    rng = np.random.default_rng(7)
+    true = rng.normal(3.0, 0.4, size=(200, 3))
+    pred = true + rng.normal(0, 0.3, size=(200, 3)) * np.array([1.0, 2.0, 0.5])
+    result = compute_regression_metrics(pred, true, ["V", "A", "D"], metric)
+    for i, name in enumerate("VAD"):
+        p, t = pred[:, i], true[:, i]
+        assert result[f"mse_{name}"] == pytest.approx(mean_squared_error(t, p), rel=1e-9)
+        assert result[f"rmse_{name}"] == pytest.approx(np.sqrt(mean_squared_error(t, p)), rel=1e-9)
+        assert result[f"mae_{name}"] == pytest.approx(mean_absolute_error(t, p), rel=1e-9)
+        assert result[f"r2_{name}"] == pytest.approx(r2_score(t, p), rel=1e-9)
+        assert result[f"pearson_{name}"] == pytest.approx(stats.pearsonr(p, t)[0], rel=1e-6)
+        assert result[f"spearman_{name}"] == pytest.approx(stats.spearmanr(p, t)[0], rel=1e-6)
+    for m in ("mse", "rmse", "mae", "r2", "pearson", "spearman"):
+        assert result[f"{m}_mean"] == pytest.approx(np.mean([result[f"{m}_{n}"] for n in "VAD"]), rel=1e-9)
+
+
+def test_single_target_and_default_names(metric):
+    true = np.array([1.0, 2.0, 3.0, 4.0])
+    pred = np.array([1.5, 1.5, 3.5, 3.0])
+    result = compute_regression_metrics(pred, true, metric=metric)
+    assert result["mse_0"] == pytest.approx(mean_squared_error(true, pred))
+    assert result["pearson_mean"] == pytest.approx(stats.pearsonr(pred, true)[0])
+
+
+def test_constant_predictions_give_nan_correlation_not_a_crash(metric):
+    result = compute_regression_metrics(np.full(5, 2.0), np.arange(5.0), metric=metric)
+    assert np.isnan(result["pearson_0"]) and np.isnan(result["spearman_0"])
+    assert result["mse_0"] == pytest.approx(np.mean((np.arange(5.0) - 2.0) ** 2))
+
+
+def test_metric_is_a_local_module_not_a_hub_name():
+    assert METRIC_PATH.endswith("regression_metrics.py")
+    with pytest.raises(ValueError, match="must both be"):
+        compute_regression_metrics(np.zeros((3, 2)), np.zeros((3, 3)))

@@ -1,0 +1,200 @@
+"""End to end on a slice of EmoBank: train through the CLI, then check every artefact the run leaves."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from scipy import stats
+from transformers import AutoModel, AutoModelForSequenceClassification, pipeline
+
+from seqreg_hf import SeqRegModel
+from seqreg_hf.builder import init_model_dir
+from seqreg_hf.cli import main as cli
+from seqreg_hf.data import DataError
+from seqreg_hf.predict import Predictor
+from seqreg_hf.training import DataArguments, fetch_train_file, parse_arguments
+
+from .conftest import EMOBANK
+from .test_remote_code import LOADER
+
+SLICE = ["--max_train_samples", "300", "--max_eval_samples", "120", "--max_test_samples", "150"]
+SMALL = ["--hidden_size", "16", "--num_train_epochs", "1", "--report_to", "none", "--disable_tqdm", "true"]
+
+
+def train_args(output_dir, *extra):
+    return ["--train_file", str(EMOBANK), "--split_column", "split", "--label_columns", "V", "A", "D",
+            "--output_dir", str(output_dir), *SLICE, *SMALL, *extra]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("run") / "emobank-small"
+    assert cli(["train", *train_args(output_dir, "--pooling", "mean_max")]) == 0
+    return output_dir
+
+
+def test_run_writes_every_artefact(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    expected = {"config.json", "model.safetensors", "modeling_seqreg.py", "configuration_seqreg.py", "tokenizer.json",
+                "tokenizer_config.json", "README.md", "metrics.json", "validation_predictions.csv",
+                "test_predictions.csv", "scatter_validation.png", "scatter_test.png", "learning_curves.png"}
+    assert expected <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt")) and n != "training_args.bin"]
+    for image in ("scatter_test.png", "learning_curves.png"):
+        assert (run_dir / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_saved_model_loads_with_auto_classes_and_reproduces_the_predictions(run_dir):
+    assert isinstance(AutoModel.from_pretrained(run_dir), SeqRegModel)
+    predictor = Predictor.from_dir(run_dir)
+    frame = pd.read_csv(run_dir / "test_predictions.csv", keep_default_na=False)
+    again = predictor.predict(frame["text"].tolist())
+    np.testing.assert_allclose(again, frame[["pred_V", "pred_A", "pred_D"]].to_numpy(), atol=1e-5)
+
+
+def test_reported_metrics_equal_scipy_on_the_saved_predictions(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    frame = pd.read_csv(run_dir / "test_predictions.csv", keep_default_na=False)
+    assert len(frame) == 150
+    for name in "VAD":
+        r = stats.pearsonr(frame[f"pred_{name}"], frame[name])[0]
+        assert metrics["test"][f"test_pearson_{name}"] == pytest.approx(r, abs=1e-4)
+    assert metrics["bad_rows"]["validation"]["dropped"] == 1  # EmoBank's empty text is in dev
+
+
+def test_label_statistics_come_from_the_train_slice(run_dir):
+    config = json.loads((run_dir / "config.json").read_text())
+    frame = pd.read_csv(EMOBANK, keep_default_na=False)
+    train = frame[(frame["split"] == "train") & (frame["text"].str.strip() != "")].head(300)
+    np.testing.assert_allclose(config["label_means"], train[["V", "A", "D"]].mean().to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(config["label_stds"], train[["V", "A", "D"]].std(ddof=0).to_numpy(), rtol=1e-9)
+    assert config["id2label"] == {"0": "V", "1": "A", "2": "D"} and config["problem_type"] == "regression"
+
+
+def test_model_card_metadata(run_dir):
+    card = ModelCard.load(run_dir / "README.md")
+    data = card.data
+    assert data.library_name == "transformers" and data.license == "cc-by-sa-4.0"
+    assert data.datasets == ["JULIELab/EmoBank"] and data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "seqreg" in data.tags
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test_r = {r.metric_name: r.metric_value for r in data.eval_results
+              if r.dataset_split == "test" and r.metric_type == "pearsonr"}
+    assert test_r["pearson (V)"] == pytest.approx(metrics["test"]["test_pearson_V"], abs=1e-4)
+    assert "Sven Buechel and Udo Hahn. 2017. EmoBank" in card.text
+    assert "trust_remote_code=True" in card.text
+
+
+def test_checkpoints_carry_a_card(run_dir):
+    checkpoints = sorted(run_dir.glob("checkpoint-*"))
+    assert checkpoints, "save_strategy=epoch should leave a checkpoint"
+    assert ModelCard.load(checkpoints[-1] / "README.md").data.library_name == "transformers"
+
+
+def test_pipelines_agree(run_dir):
+    texts = ["What a wonderful surprise!", "The meeting is at noon."]
+    regression = pipeline("text-regression", model=str(run_dir))
+    classification = pipeline("text-classification", model=str(run_dir), function_to_apply="none", top_k=None)
+    expected = Predictor.from_dir(run_dir).predict(texts)
+    for row, by_label, ranked in zip(expected, regression(texts), classification(texts)):
+        assert list(by_label) == ["V", "A", "D"]
+        np.testing.assert_allclose([by_label[n] for n in "VAD"], row, atol=1e-5)
+        np.testing.assert_allclose([{d["label"]: d["score"] for d in ranked}[n] for n in "VAD"], row, atol=1e-5)
+
+
+def test_predict_command_on_hostile_csv_and_jsonl(run_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"id": [1, 2, 3, 4], "text": ["I love it", "", "12345", "word " * 20_000]}).to_csv(source, index=False)
+    out = tmp_path / "out.csv"
+    result = subprocess.run(["seqreg-hf", "predict", "--model", str(run_dir), "--input", str(source), "--output",
+                             str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert list(frame.columns) == ["id", "text", "V", "A", "D"] and len(frame) == 4
+    assert np.isfinite(frame[["V", "A", "D"]].to_numpy()).all()
+    report = json.loads(result.stderr.strip().splitlines()[-1])["predicted"]
+    assert report == {"rows": 4, "empty": 1, "truncated": 1}
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text('{"text": "fine"}\n{"text": null}\n{"text": 7}\n')
+    assert cli(["predict", "--model", str(run_dir), "--input", str(jsonl), "--output", str(tmp_path / "o.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(set(r) >= {"V", "A", "D"} for r in rows)
+
+
+def test_evaluate_command_matches_training_report(run_dir, tmp_path, capsys):
+    assert cli(["evaluate", "--model", str(run_dir), "--data", str(EMOBANK), "--split_column", "split", "--split",
+                "dev", "--output_dir", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "validation_metrics.json").read_text())
+    assert metrics["rows"] == 999 and (tmp_path / "scatter_validation.png").exists()
+
+
+def test_output_folder_loads_in_plain_transformers(run_dir, tmp_path):
+    ids = [[101, 2023, 2003, 2307, 102], [101, 2307, 102, 0, 0]]
+    mask = [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-c", LOADER, str(run_dir), json.dumps(ids), json.dumps(mask)],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.split("RESULT", 1)[1])
+    model = AutoModelForSequenceClassification.from_pretrained(run_dir).eval()
+    with torch.no_grad():
+        expected = model(torch.tensor(ids), attention_mask=torch.tensor(mask)).logits
+    torch.testing.assert_close(torch.tensor(report["logits"]), expected, atol=1e-6, rtol=0)
+
+
+def test_push_to_hub_offline_fails_with_one_clear_line(tmp_path, capsys):
+    code = cli(["train", *train_args(tmp_path / "push", "--push_to_hub", "--hub_model_id", "someone/seqreg-test")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1].startswith("seqreg-hf train: error:") and "offline" in err[-1].lower()
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_json_config_is_the_same_as_flags(tmp_path):
+    flags = train_args(tmp_path / "out", "--pooling", "attention", "--head_hidden_sizes", "32", "16")
+    values = {"train_file": str(EMOBANK), "split_column": "split", "label_columns": ["V", "A", "D"],
+              "output_dir": str(tmp_path / "out"), "max_train_samples": 300, "max_eval_samples": 120,
+              "max_test_samples": 150, "hidden_size": 16, "num_train_epochs": 1, "report_to": "none",
+              "disable_tqdm": True, "pooling": "attention", "head_hidden_sizes": [32, 16]}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    from_flags, from_json = parse_arguments(flags), parse_arguments([str(path)])
+    for a, b in zip(from_flags[:4], from_json[:4]):
+        assert a == b
+    assert from_flags[4].to_dict() == from_json[4].to_dict()
+    assert from_json[4].train_sampling_strategy == "group_by_length" and from_json[4].load_best_model_at_end
+
+
+def test_starting_point_with_other_targets_is_refused(tmp_path, capsys):
+    init_model_dir(tmp_path / "two", None, hidden_size=8, id2label={0: "V", 1: "A"})
+    code = cli(["train", *train_args(tmp_path / "out", "--model_name_or_path", str(tmp_path / "two"))])
+    assert code == 1
+    assert "predicts 2 target(s) ['V', 'A'] but --label_columns is ['V', 'A', 'D']" in capsys.readouterr().err
+
+
+def test_missing_local_data_is_downloaded_from_data_url(tmp_path, monkeypatch):
+    source = tmp_path / "published.csv"
+    source.write_text("text,y\na,1\nb,2\n")
+    monkeypatch.setenv("SEQREG_HF_CACHE", str(tmp_path / "cache"))
+    args = DataArguments(train_file=str(tmp_path / "not-here" / "emobank.csv"), data_url=source.as_uri(),
+                         label_columns=["y"])
+    fetch_train_file(args)  # a file:// URL stands in for the public EmoBank CSV
+    assert args.train_file == str(tmp_path / "cache" / "emobank.csv")
+    assert (tmp_path / "cache" / "emobank.csv").read_text() == source.read_text()
+    broken = DataArguments(train_file=str(tmp_path / "nope.csv"), data_url=(tmp_path / "gone.csv").as_uri())
+    with pytest.raises(OSError, match="downloading .* failed"):
+        fetch_train_file(broken)
+
+
+def test_missing_label_columns_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="--label_columns is required"):
+        from seqreg_hf.training import load_clean_data
+
+        load_clean_data(DataArguments(train_file=str(EMOBANK)))
