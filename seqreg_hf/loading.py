@@ -5,6 +5,7 @@ import os
 
 from transformers import AutoTokenizer
 
+from .checkpoints import safetensors_problem
 from .configuration_seqreg import SeqRegConfig
 from .embeddings import check_tokenizer_fits
 from .modeling_seqreg import SeqRegForSequenceRegression
@@ -52,5 +53,13 @@ def load_model_dir(model_dir, model_class=SeqRegForSequenceRegression, **kwargs)
     """(model, tokenizer) from a directory written by seqreg_hf, with the consistency checks above."""
     config = load_config(model_dir)
     tokenizer = load_tokenizer(model_dir, config)
+    weights = os.path.join(model_dir, "model.safetensors")
+    if not os.path.isfile(weights):
+        others = [n for n in os.listdir(model_dir) if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+        hint = f" It holds {others}: seqreg_hf reads weights only from safetensors, never pickles." if others else ""
+        raise ModelDirError(f"{model_dir} has no model.safetensors.{hint}")
+    if problem := safetensors_problem(weights):
+        raise ModelDirError(f"{weights}: {problem}. Restore it from a checkpoint (checkpoint-*/model.safetensors) "
+                            "or retrain.")
     model = model_class.from_pretrained(model_dir, config=config, **kwargs)
     return model, tokenizer

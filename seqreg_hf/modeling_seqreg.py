@@ -181,9 +181,24 @@ class SeqRegPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        model = super().from_pretrained(*args, **kwargs)
+        try:
+            model = super().from_pretrained(*args, **kwargs)
+        except RuntimeError as error:
+            if "mismatch" not in str(error).lower():
+                raise
+            raise ValueError(
+                f"{args[0] if args else kwargs.get('pretrained_model_name_or_path')}: the checkpoint's weights do not "
+                "fit the requested config (a different num_labels, hidden_size or vocabulary?). Load it without "
+                "overriding its config, or pass ignore_mismatched_sizes=True to re-initialize the mismatched layers."
+            ) from None
         # The loader materializes fresh parameters with requires_grad=True; frozen means frozen.
         model.get_input_embeddings().weight.requires_grad_(not model.config.freeze_embeddings)
+        # Loaded tensors can sit at unaligned addresses, where CPU kernels take other SIMD paths and round
+        # differently; give them freshly allocated (aligned) memory so a reload is bit-identical.
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.device.type == "cpu" and parameter.data_ptr() % 64:
+                    parameter.data = parameter.data.clone()
         return model
 
     @torch.no_grad()

@@ -24,6 +24,7 @@ from transformers import (
 
 from .arguments import ArchitectureArguments, EmbeddingArguments
 from .builder import build_model, save_model_dir
+from .checkpoints import resolve_resume
 from .data import DataError, clean_split, label_statistics, load_raw_datasets, tokenize_splits
 from .embeddings import load_embeddings
 from .loading import load_model_dir
@@ -196,7 +197,8 @@ def main(argv=None):
     trainer.add_callback(card_callback)
 
     results = {"bad_rows": bad_rows}
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    train_result = trainer.train(resume_from_checkpoint=resume)
     results["train"] = train_result.metrics
     trainer.remove_callback(EarlyStoppingCallback)  # it only judges evaluations during training
     trainer.save_model()  # model + tokenizer + code into output_dir

@@ -1,0 +1,136 @@
+"""Faults: a killed run resumes to the same result; incomplete checkpoints and corrupt files are named."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from seqreg_hf.checkpoints import checkpoint_problems, latest_valid_checkpoint, resolve_resume, safetensors_problem
+from seqreg_hf.embeddings import default_embeddings_path
+from seqreg_hf.loading import ModelDirError, load_model_dir
+
+from .conftest import EMOBANK, REPO
+
+EMBEDDING_KEY = "seqreg.embeddings.word_embeddings.weight"
+
+
+def cli_args(output_dir, *extra):
+    return ["--train_file", str(EMOBANK), "--split_column", "split", "--label_columns", "V", "A", "D",
+            "--output_dir", str(output_dir), "--max_train_samples", "640", "--max_eval_samples", "100",
+            "--max_test_samples", "100", "--hidden_size", "16", "--num_train_epochs", "3", "--save_total_limit", "5",
+            "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", "--seed", "7", *extra]
+
+
+def run_cli(args, **kwargs):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "seqreg_hf.cli", "train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def final_state(output_dir):
+    weights = load_file(Path(output_dir) / "model.safetensors")
+    metrics = json.loads((Path(output_dir) / "metrics.json").read_text())
+    return weights, metrics
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("straight") / "run"
+    process = run_cli(cli_args(output_dir))
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out[-3000:]
+    return output_dir
+
+
+def test_killed_run_resumes_to_the_same_weights_and_metrics(uninterrupted, tmp_path):
+    output_dir = tmp_path / "run"
+    process = run_cli(cli_args(output_dir), start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None:
+        if any(not checkpoint_problems(c) for c in output_dir.glob("checkpoint-*")):
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run finished before it could be killed; make it longer"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    assert not (output_dir / "metrics.json").exists()
+
+    # A half-written newer checkpoint, as a kill during a save leaves it: it must be ignored, not resumed from.
+    complete = latest_valid_checkpoint(output_dir)
+    step = int(re.search(r"(\d+)$", complete).group(1))
+    partial = output_dir / f"checkpoint-{step + 1000}"
+    shutil.copytree(complete, partial)
+    data = (partial / "model.safetensors").read_bytes()
+    (partial / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+    resumed = run_cli(cli_args(output_dir, "--resume_from_checkpoint", "last"))
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out[-3000:]
+    assert f"ignoring incomplete checkpoint {partial}" in out and "model.safetensors" in out
+
+    weights, metrics = final_state(output_dir)
+    expected_weights, expected_metrics = final_state(uninterrupted)
+    assert weights.keys() == expected_weights.keys()
+    for key in weights:
+        torch.testing.assert_close(weights[key], expected_weights[key], rtol=0, atol=1e-6)
+    for split in ("validation", "test"):
+        for key, value in expected_metrics[split].items():
+            if "runtime" not in key and "per_second" not in key:
+                assert metrics[split][key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_frozen_embeddings_survive_resume_and_stay_out_of_the_optimizer(uninterrupted):
+    from transformers import AutoModel
+
+    original = AutoModel.from_pretrained(default_embeddings_path()).get_input_embeddings().weight.detach()
+    weights, _ = final_state(uninterrupted)
+    assert torch.equal(weights[EMBEDDING_KEY], original)
+    for checkpoint in uninterrupted.glob("checkpoint-*"):
+        assert torch.equal(load_file(checkpoint / "model.safetensors")[EMBEDDING_KEY], original)
+        optimizer = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+        shapes = {tuple(s["exp_avg"].shape) for s in optimizer["state"].values()}
+        assert tuple(original.shape) not in shapes  # AdamW keeps no moments for the frozen matrix
+        model, _ = load_model_dir(checkpoint)
+        assert len(optimizer["state"]) == len([p for p in model.parameters() if p.requires_grad])
+
+
+def test_checkpoint_checks_name_each_broken_file(uninterrupted, tmp_path):
+    source = latest_valid_checkpoint(uninterrupted)
+    assert source is not None and checkpoint_problems(source) == []
+    broken = tmp_path / "checkpoint-5"
+    shutil.copytree(source, broken)
+    (broken / "trainer_state.json").write_text("{")
+    optimizer = (broken / "optimizer.pt").read_bytes()
+    (broken / "optimizer.pt").write_bytes(optimizer[:100])
+    problems = checkpoint_problems(broken)
+    assert any(p.startswith("trainer_state.json: not valid JSON") for p in problems)
+    assert any(p.startswith("optimizer.pt: not a complete torch archive") for p in problems)
+    with pytest.raises(ValueError, match="cannot resume from .*checkpoint-5: .*--resume_from_checkpoint last"):
+        resolve_resume(str(broken), str(tmp_path))
+    assert resolve_resume("last", str(tmp_path)) is None  # nothing complete: start over, with a warning
+
+
+def test_truncated_safetensors_in_a_model_dir(uninterrupted, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(uninterrupted, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[:-10])
+    assert "truncated" in safetensors_problem(folder / "model.safetensors")
+    with pytest.raises(ModelDirError, match=r"model.safetensors: .* the file is truncated. Restore it"):
+        load_model_dir(folder)
+    (folder / "model.safetensors").write_bytes(b"\x01\x02")
+    with pytest.raises(ModelDirError, match="too short to hold a header"):
+        load_model_dir(folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ModelDirError, match="only from safetensors, never pickles"):
+        load_model_dir(folder)
