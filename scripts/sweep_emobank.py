@@ -25,6 +25,12 @@ VARIANTS = {
     "more_dropout": {"embedding_dropout": 0.2, "head_dropout": 0.3},
     "huber": {"loss": "huber"},
     "sum_merge": {"direction_merge": "sum"},
+    "gru_attention": {"rnn_type": "gru", "pooling": "attention"},
+    "gru_epochs20": {"rnn_type": "gru", "num_train_epochs": 20},
+    "gru_lr2e-3": {"rnn_type": "gru", "learning_rate": 0.002},
+    "gru_more_dropout": {"rnn_type": "gru", "embedding_dropout": 0.2, "head_dropout": 0.3},
+    "gru_mlp_head": {"rnn_type": "gru", "head_hidden_sizes": [256], "head_dropout": 0.2},
+    "gru_two_layers": {"rnn_type": "gru", "num_layers": 2, "rnn_dropout": 0.2},
 }
 
 

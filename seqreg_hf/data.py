@@ -10,7 +10,7 @@ import math
 import os
 
 import numpy as np
-from datasets import DatasetDict, load_dataset
+from datasets import DatasetDict, IterableDataset, load_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -138,15 +138,24 @@ def label_statistics(dataset, label_columns):
 
 
 def tokenize_splits(raw, tokenizer, text_column, label_columns, max_length, num_proc=None):
-    """Batched map through the model's tokenizer: input_ids, attention_mask and a float `labels` list per row."""
+    """Batched map through the model's tokenizer: input_ids, attention_mask, a float `labels` list per row and the
+    `length` that length-grouped sampling reads. Streamed splits are mapped lazily."""
 
     def encode(batch):
         encoded = tokenizer([str(t) for t in batch[text_column]], truncation=True, max_length=max_length)
         if label_columns and all(c in batch for c in label_columns):
             encoded["labels"] = [[float(v) for v in row] for row in zip(*(batch[c] for c in label_columns))]
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         return encoded
 
-    return raw.map(encode, batched=True, num_proc=num_proc, desc="tokenizing")
+    tokenized = {}
+    for split, dataset in raw.items():
+        if isinstance(dataset, IterableDataset):
+            columns = list(next(iter(dataset.take(1))))
+            tokenized[split] = dataset.map(encode, batched=True, remove_columns=columns)
+        else:
+            tokenized[split] = dataset.map(encode, batched=True, num_proc=num_proc, desc=f"tokenizing {split}")
+    return tokenized
 
 
 def read_texts(path, text_column="text"):
@@ -157,3 +166,63 @@ def read_texts(path, text_column="text"):
     dataset = load_raw_datasets(train_file=path)["train"]
     check_columns(dataset, os.fspath(path), text_column)
     return ["" if t is None else str(t) for t in dataset[text_column]]
+
+
+def _row_problem(row, text_column, label_columns):
+    text = row.get(text_column)
+    if text is None or not str(text).strip():
+        return f"empty text in column {text_column!r}"
+    for column in label_columns:
+        if _as_float(row.get(column)) is None:
+            return f"label {column!r} is {row.get(column)!r}, not a finite number"
+    return None
+
+
+def stream_split(path, split, split_column=None):
+    """An IterableDataset over one file (rows read lazily, nothing held in memory), filtered to `split`."""
+    stream = load_dataset(_builder(path), data_files={"train": os.fspath(path)}, streaming=True)["train"]
+    if split_column:
+        stream = stream.filter(lambda row: SPLIT_ALIASES.get(str(row[split_column]).lower()) == split)
+    return stream
+
+
+def clean_stream(stream, split, text_column, label_columns, on_bad_rows="drop"):
+    """One pass over a stream: count bad rows and compute label statistics (Welford), in constant memory.
+
+    Returns (filtered stream, report, means, stds); the filter drops the same rows lazily during training.
+    """
+    count, bad, examples = 0, 0, []
+    mean = np.zeros(len(label_columns))
+    m2 = np.zeros(len(label_columns))
+    for index, row in enumerate(stream):
+        if index == 0:
+            check_columns(_Columns(list(row)), split, text_column, label_columns)
+        problem = _row_problem(row, text_column, label_columns)
+        if problem:
+            if on_bad_rows == "error":
+                raise DataError(f"{split} split, row {index} (0-based, header excluded): {problem}. Fix it, or pass "
+                                "--on_bad_rows drop to drop and count such rows.")
+            bad += 1
+            if len(examples) < 5:
+                examples.append(f"row {index}: {problem}")
+            continue
+        values = np.array([float(row[c]) for c in label_columns])
+        count += 1
+        delta = values - mean
+        mean += delta / count
+        m2 += delta * (values - mean)
+    if count == 0:
+        raise DataError(f"{split} split: no usable rows.")
+    report = {"rows": count + bad, "dropped": bad, "examples": examples}
+    if bad:
+        logger.warning("%s split: dropping %d of %d rows: %s", split, bad, count + bad, "; ".join(examples))
+    stds = np.sqrt(m2 / count)
+    if (stds == 0).any():
+        raise DataError(f"label column(s) {[c for c, s in zip(label_columns, stds) if s == 0]} are constant.")
+    clean = stream.filter(lambda row: _row_problem(row, text_column, label_columns) is None)
+    return clean, report, mean.tolist(), stds.tolist()
+
+
+class _Columns:
+    def __init__(self, names):
+        self.column_names = names

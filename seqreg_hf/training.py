@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -25,7 +26,15 @@ from transformers import (
 from .arguments import ArchitectureArguments, EmbeddingArguments
 from .builder import build_model, save_model_dir
 from .checkpoints import resolve_resume
-from .data import DataError, clean_split, label_statistics, load_raw_datasets, tokenize_splits
+from .data import (
+    DataError,
+    clean_split,
+    clean_stream,
+    label_statistics,
+    load_raw_datasets,
+    stream_split,
+    tokenize_splits,
+)
 from .embeddings import load_embeddings
 from .loading import load_model_dir
 from .metrics import metrics_fn
@@ -82,6 +91,10 @@ class DataArguments:
         "help": "Columns holding the scores, one target each (EmoBank: V A D)."})
     on_bad_rows: str = field(default="drop", metadata={
         "help": "Empty texts and NaN / infinite / non-numeric labels: drop (counted and reported) or error."})
+    streaming: bool = field(default=False, metadata={
+        "help": "Stream the train file instead of loading it (datasets larger than RAM; needs --max_steps). One "
+                "pass counts bad rows and computes label statistics in constant memory."})
+    shuffle_buffer: int = field(default=10_000, metadata={"help": "Shuffle buffer of the streamed train split."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N train rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation rows."})
     max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test rows."})
@@ -91,9 +104,18 @@ class DataArguments:
         "help": "Citation / attribution text the dataset's license asks for (model card)."})
 
 
+def launch_defaults():
+    """TRAINING_DEFAULTS plus what a CPU-only multi-process launch (torchrun, gloo) needs to be distributed."""
+    defaults = dict(TRAINING_DEFAULTS)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        defaults.update(use_cpu=True, ddp_backend="gloo")  # else accelerate runs each rank alone on all data
+    return defaults
+
+
 def parse_arguments(argv=None):
-    """Flags or a single JSON file, with TRAINING_DEFAULTS filling what neither sets."""
+    """Flags or a single JSON file, with launch_defaults() filling what neither sets."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    defaults = launch_defaults()
     parser = HfArgumentParser((ModelArguments, DataArguments, EmbeddingArguments, ArchitectureArguments,
                                TrainingArguments))
     if argv and argv[0].endswith(".json"):
@@ -101,10 +123,10 @@ def parse_arguments(argv=None):
             raise ValueError(f"give either a JSON config file or flags, not both (got {argv[1:]} after {argv[0]}).")
         with open(argv[0], encoding="utf-8") as handle:
             values = json.load(handle)
-        return parser.parse_dict({**TRAINING_DEFAULTS, **values})
+        return parser.parse_dict({**defaults, **values})
     given = {a[2:].split("=")[0] for a in argv if a.startswith("--")}
     extra = []
-    for key, value in TRAINING_DEFAULTS.items():
+    for key, value in defaults.items():
         if key not in given:
             extra += [f"--{key}", str(value)]
     return parser.parse_args_into_dataclasses(argv + extra)
@@ -129,22 +151,52 @@ def fetch_train_file(data_args):
     data_args.train_file = cache
 
 
-def load_clean_data(data_args):
+def load_clean_data(data_args, seed=42):
+    """(splits, bad-row reports, (label means, stds)); the train split is an IterableDataset when streaming."""
     if not data_args.label_columns:
         raise DataError("--label_columns is required: the column(s) holding the scores to learn.")
     fetch_train_file(data_args)
-    raw = load_raw_datasets(data_args.train_file, data_args.validation_file, data_args.test_file,
-                            data_args.dataset_name, data_args.dataset_config_name, data_args.split_column)
+    text, labels = data_args.text_column, data_args.label_columns
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
               "test": data_args.max_test_samples}
-    reports = {}
-    for split in list(raw):
-        raw[split], reports[split] = clean_split(raw[split], split, data_args.text_column, data_args.label_columns,
-                                                 data_args.on_bad_rows)
-        if limits.get(split):
+    if data_args.streaming:
+        raw, reports = _load_eval_splits_for_streaming(data_args)
+        train = stream_split(data_args.train_file, "train", data_args.split_column)
+        if limits["train"]:
+            train = train.take(limits["train"])
+        train, reports["train"], means, stds = clean_stream(train, "train", text, labels, data_args.on_bad_rows)
+        raw["train"] = train.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer)
+    else:
+        raw = load_raw_datasets(data_args.train_file, data_args.validation_file, data_args.test_file,
+                                data_args.dataset_name, data_args.dataset_config_name, data_args.split_column)
+        reports = {}
+        for split in list(raw):
+            raw[split], reports[split] = clean_split(raw[split], split, text, labels, data_args.on_bad_rows)
+    for split in ("validation", "test") if data_args.streaming else list(raw):
+        if split in raw and limits.get(split):
             raw[split] = raw[split].select(range(min(limits[split], len(raw[split]))))
     if "train" not in raw:
         raise DataError("no train split: give --train_file, or a split column with 'train' rows.")
+    if not data_args.streaming:
+        means, stds = label_statistics(raw["train"], labels)
+    return raw, reports, (means, stds)
+
+
+def _load_eval_splits_for_streaming(data_args):
+    """Validation / test are small: read them whole, from their own files or from the split column."""
+    raw, reports = DatasetDict(), {}
+    for split, path in (("validation", data_args.validation_file), ("test", data_args.test_file)):
+        if path:
+            dataset = load_raw_datasets(train_file=path)["train"]
+        elif data_args.split_column:
+            rows = list(stream_split(data_args.train_file, split, data_args.split_column))
+            if not rows:
+                continue
+            dataset = Dataset.from_list(rows)
+        else:
+            continue
+        raw[split], reports[split] = clean_split(dataset, split, data_args.text_column, data_args.label_columns,
+                                                 data_args.on_bad_rows)
     return raw, reports
 
 
@@ -170,15 +222,15 @@ def main(argv=None):
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(training_args.seed)
 
-    raw, bad_rows = load_clean_data(data_args)
-    model, tokenizer = load_or_build_model(model_args, data_args, embedding_args, arch_args,
-                                           raw["train"][data_args.text_column])
-    model.config.set_label_stats(*label_statistics(raw["train"], data_args.label_columns))
+    raw, bad_rows, label_stats = load_clean_data(data_args, training_args.seed)
+    streaming = isinstance(raw["train"], IterableDataset)
+    train_texts = None if streaming else raw["train"][data_args.text_column]
+    model, tokenizer = load_or_build_model(model_args, data_args, embedding_args, arch_args, train_texts)
+    model.config.set_label_stats(*label_stats)
     tokenizer.model_max_length = embedding_args.max_length  # saved with the tokenizer: predict truncates alike
 
     tokenized = tokenize_splits(raw, tokenizer, data_args.text_column, data_args.label_columns,
                                 embedding_args.max_length)
-    tokenized = tokenized.map(lambda batch: {"length": [len(ids) for ids in batch["input_ids"]]}, batched=True)
 
     trainer = Trainer(
         model=model,
@@ -193,7 +245,9 @@ def main(argv=None):
     )
     from .model_card import CardCallback, card_context, write_model_card
 
-    card_callback = CardCallback(data_args, embedding_args, bad_rows, {s: len(d) for s, d in raw.items()})
+    sizes = {s: len(d) if not isinstance(d, IterableDataset) else bad_rows[s]["rows"] - bad_rows[s]["dropped"]
+             for s, d in raw.items()}
+    card_callback = CardCallback(data_args, embedding_args, bad_rows, sizes)
     trainer.add_callback(card_callback)
 
     results = {"bad_rows": bad_rows}

@@ -1,0 +1,238 @@
+"""Speed benchmark on EmoBank's train split: seqreg_hf against the naive loop and the kernel bound.
+
+Everything is measured in one run, on the same sentences, and printed as one JSON object plus a table.
+Fixed model: BiLSTM, hidden 256, one layer, frozen 384-d MiniLM input embeddings, 3 targets, batch 32; the
+recipe's own config (scripts/configs/emobank.json) is a second row.
+
+Training, sentences per second:
+  (a) seed-style loop: batch size 1, plain PyTorch, same dims
+  (b) seqreg_hf through Trainer (data loading, collation and optimizer steps included)
+  (c) kernel bound: bare dense nn.LSTM forward + backward, batches of 32 of near-equal length
+Inference:
+  (d) seqreg_hf batched prediction (Predictor, tokenization included), batch 256
+  (e) kernel bound: bare dense forward, batches of 256 of near-equal length
+  (f) single-sentence latency through Predictor.predict, p50 / p95 (ms)
+  (g) bare forward of one sentence, p50 (ms)
+Also: a GEMM peak (GFLOP/s of a 2048^3 fp32 matmul), model FLOP utilization of (b) and (d), peak RSS.
+
+Usage: python scripts/benchmark.py [--quick] [--data ../shared/data/emobank.csv]
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXED = {"rnn_type": "lstm", "hidden_size": 256, "num_layers": 1, "bidirectional": True, "pooling": "last",
+         "direction_merge": "concat", "head_dropout": 0.0}
+
+
+def load_sentences(path, tokenizer, limit):
+    import pandas as pd
+
+    frame = pd.read_csv(path, keep_default_na=False)
+    frame = frame[(frame["split"] == "train") & (frame["text"].str.strip() != "")].head(limit)
+    ids = tokenizer(frame["text"].tolist(), truncation=True, max_length=128)["input_ids"]
+    labels = frame[["V", "A", "D"]].to_numpy(dtype=np.float32)
+    return frame["text"].tolist(), ids, labels
+
+
+def length_batches(ids, size):
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def dense(ids, rows, embedding):
+    width = max(len(ids[r]) for r in rows)
+    batch = torch.zeros(len(rows), width, dtype=torch.long)
+    for k, r in enumerate(rows):
+        batch[k, : len(ids[r])] = torch.tensor(ids[r])
+    return embedding[batch]  # (batch, width, dim); near-equal lengths waste little
+
+
+def lstm_flops_per_token(config, input_size):
+    """Forward multiply-adds x2 of one token through every layer and direction (gates: 4 x (I + H) x H)."""
+    hidden, directions = config["hidden_size"], 2 if config["bidirectional"] else 1
+    flops, width = 0, input_size
+    for _ in range(config["num_layers"]):
+        flops += directions * 2 * 4 * hidden * (width + hidden)
+        width = hidden * directions
+    return flops
+
+
+def gemm_peak(size=2048, repeats=5):
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def naive_loop(ids, labels, embedding, count):
+    """(a): what the seed code does, one sentence per step (with the correct final states, not output[-1])."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(embedding.size(1), 256, bidirectional=True, batch_first=True)
+    head = nn.Linear(512, 3)
+    optimizer = torch.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr=1e-3)
+    start = time.perf_counter()
+    for i in range(count):
+        optimizer.zero_grad()
+        x = embedding[torch.tensor(ids[i])].unsqueeze(0)
+        _, (h_n, _) = lstm(x)
+        prediction = head(torch.cat([h_n[-2], h_n[-1]], dim=-1))
+        loss = nn.functional.mse_loss(prediction, torch.from_numpy(labels[i : i + 1]))
+        loss.backward()
+        optimizer.step()
+    return count / (time.perf_counter() - start)
+
+
+def kernel_train(ids, embedding, config, batches):
+    """(c): bare dense LSTM forward + backward, no optimizer, no padding waste."""
+    lstm = nn.LSTM(embedding.size(1), config["hidden_size"], num_layers=config["num_layers"],
+                   bidirectional=config["bidirectional"], batch_first=True)
+    inputs = [dense(ids, rows, embedding) for rows in batches]
+    lstm(inputs[0])[0].sum().backward()  # warm-up
+    start = time.perf_counter()
+    for x in inputs:
+        lstm.zero_grad()
+        lstm(x)[0].sum().backward()
+    return sum(len(rows) for rows in batches) / (time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def kernel_infer(ids, embedding, config, batches):
+    """(e): bare dense LSTM forward."""
+    lstm = nn.LSTM(embedding.size(1), config["hidden_size"], num_layers=config["num_layers"],
+                   bidirectional=config["bidirectional"], batch_first=True)
+    inputs = [dense(ids, rows, embedding) for rows in batches]
+    lstm(inputs[0])
+    start = time.perf_counter()
+    for x in inputs:
+        lstm(x)
+    return sum(len(rows) for rows in batches) / (time.perf_counter() - start)
+
+
+def trainer_train(source, texts_ids, labels, config, steps):
+    """(b): seqreg_hf through Trainer, length-grouped batches of 32."""
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from seqreg_hf.builder import build_model
+
+    model = build_model(source, num_labels=3, **config)
+    data = Dataset.from_dict({"input_ids": texts_ids, "attention_mask": [[1] * len(x) for x in texts_ids],
+                              "labels": labels.tolist(), "length": [len(x) for x in texts_ids]})
+    with tempfile.TemporaryDirectory() as folder:
+        args = TrainingArguments(folder, per_device_train_batch_size=32, max_steps=steps, learning_rate=1e-3,
+                                 train_sampling_strategy="group_by_length", report_to="none", save_strategy="no",
+                                 logging_strategy="no", disable_tqdm=True, dataloader_pin_memory=False, seed=0)
+        trainer = Trainer(model=model, args=args, train_dataset=data,
+                          data_collator=DataCollatorWithPadding(source.tokenizer))
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+    return steps * 32 / seconds, model
+
+
+def percentile(values, q):
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def row(name, config, source, texts, ids, labels, embedding, quick):
+    from seqreg_hf.predict import Predictor
+
+    train_count = 512 if quick else len(ids)
+    naive_count = 64 if quick else 600
+    steps = 16 if quick else 120
+    singles = 30 if quick else 200
+    result = {"config": name}
+    result["a_naive_loop"] = naive_loop(ids, labels, embedding, naive_count)
+    result["b_trainer"], model = trainer_train(source, ids[: steps * 32], labels[: steps * 32], config, steps)
+    result["c_kernel_train"] = kernel_train(ids, embedding, config, length_batches(ids[:train_count], 32))
+    predictor = Predictor(model, source.tokenizer)
+    predictor.predict(texts[:256])
+    start = time.perf_counter()
+    predictor.predict(texts[:train_count], batch_size=256)
+    result["d_predict_batched"] = train_count / (time.perf_counter() - start)
+    result["e_kernel_infer"] = kernel_infer(ids, embedding, config, length_batches(ids[:train_count], 256))
+    latencies, bare = [], []
+    lstm = nn.LSTM(embedding.size(1), config["hidden_size"], num_layers=config["num_layers"],
+                   bidirectional=config["bidirectional"], batch_first=True)
+    for i in range(singles):
+        start = time.perf_counter()
+        predictor.predict([texts[i]])
+        latencies.append(time.perf_counter() - start)
+        x = embedding[torch.tensor(ids[i])].unsqueeze(0)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            lstm(x)
+            bare.append(time.perf_counter() - start)
+    result["f_single_p50_ms"], result["f_single_p95_ms"] = percentile(latencies, 50), percentile(latencies, 95)
+    result["g_bare_single_p50_ms"] = percentile(bare, 50)
+    mean_tokens = float(np.mean([len(x) for x in ids[:train_count]]))
+    flops = lstm_flops_per_token(config, embedding.size(1)) * mean_tokens
+    result["b_gflops"] = 3 * flops * result["b_trainer"] / 1e9  # forward + backward ~ 3 x forward
+    result["d_gflops"] = flops * result["d_predict_batched"] / 1e9
+    result["ratio_b_over_a"] = result["b_trainer"] / result["a_naive_loop"]
+    result["ratio_b_over_c"] = result["b_trainer"] / result["c_kernel_train"]
+    result["ratio_c_over_a"] = result["c_kernel_train"] / result["a_naive_loop"]
+    result["ratio_d_over_e"] = result["d_predict_batched"] / result["e_kernel_infer"]
+    result["ratio_f_over_g"] = result["f_single_p50_ms"] / result["g_bare_single_p50_ms"]
+    result["mean_tokens"] = mean_tokens
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts: finishes in under a minute")
+    parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "emobank.csv"))
+    parser.add_argument("--recipe", default=os.path.join(REPO, "scripts", "configs", "emobank.json"))
+    args = parser.parse_args()
+    from transformers.utils import logging as hf_logging
+
+    from seqreg_hf.arguments import ArchitectureArguments
+    from seqreg_hf.embeddings import load_embeddings
+
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(0)
+    source = load_embeddings(None)
+    embedding = torch.from_numpy(source.matrix)
+    texts, ids, labels = load_sentences(args.data, source.tokenizer, 1024 if args.quick else 100_000)
+    with open(args.recipe, encoding="utf-8") as handle:
+        recipe = json.load(handle)
+    recipe_config = {k: v for k, v in recipe.items() if k in ArchitectureArguments.__dataclass_fields__}
+    report = {
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "sentences": len(ids), "quick": args.quick,
+        "gemm_peak_gflops": round(gemm_peak(1024 if args.quick else 2048), 1),
+        "rows": [row("fixed BiLSTM-256", FIXED, source, texts, ids, labels, embedding, args.quick),
+                 row("recipe", recipe_config, source, texts, ids, labels, embedding, args.quick)],
+    }
+    for r in report["rows"]:
+        r["b_mfu"] = round(r["b_gflops"] / report["gemm_peak_gflops"], 4)
+        r["d_mfu"] = round(r["d_gflops"] / report["gemm_peak_gflops"], 4)
+    report["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps(report, indent=2))
+    columns = ["a_naive_loop", "b_trainer", "c_kernel_train", "d_predict_batched", "e_kernel_infer",
+               "f_single_p50_ms", "f_single_p95_ms", "g_bare_single_p50_ms", "ratio_b_over_a", "ratio_b_over_c",
+               "ratio_d_over_e", "ratio_f_over_g", "b_mfu", "d_mfu"]
+    print(f"\nGEMM peak {report['gemm_peak_gflops']} GFLOP/s, {report['threads']} threads, peak RSS "
+          f"{report['peak_rss_mib']} MiB", file=sys.stderr)
+    print(f"{'':22}" + "".join(f"{r['config']:>20}" for r in report["rows"]), file=sys.stderr)
+    for column in columns:
+        print(f"{column:22}" + "".join(f"{r[column]:>20}" for r in report["rows"]), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
