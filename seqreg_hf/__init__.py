@@ -21,7 +21,8 @@ SeqRegConfig.register_for_auto_class()
 SeqRegModel.register_for_auto_class("AutoModel")
 SeqRegForSequenceRegression.register_for_auto_class("AutoModelForSequenceClassification")
 
-from .pipelines import TextRegressionPipeline, register as _register_pipeline  # noqa: E402
+from .pipelines import TextRegressionPipeline  # noqa: E402
+from .pipelines import register as _register_pipeline
 
 _register_pipeline()
 

@@ -184,27 +184,33 @@ def _from_vector_file(path, format, limit, lowercase, unk_init, corpus, top_n, o
                       progress):
     if unk_init not in UNK_INITS:
         raise ValueError(f"unk_init={unk_init!r} is not supported; choose one of {UNK_INITS}.")
-    vectors = load_vectors(path, format=format, limit=limit, on_duplicate=on_duplicate, progress=progress)
+    keep_all = corpus is None and top_n is None
+    vectors = load_vectors(path, format=format, limit=limit, on_duplicate=on_duplicate, progress=progress,
+                           reserve_rows=len(SPECIAL_TOKENS) if keep_all else 0)
     if lowercase is None:
         lowercase = not vectors.is_cased()
     report = {"source_vocab_size": len(vectors), "dim": vectors.dim, "lowercase": lowercase,
               "duplicates": len(vectors.duplicates)}
-    if corpus is None and top_n is None:
-        words = [w for w in vectors.words if w not in SPECIAL_TOKENS]
-        rows = [vectors.index[w] for w in words]
+    clash = any(token in vectors.index for token in SPECIAL_TOKENS)
+    if keep_all and not clash:
+        # Every word, in file order, after [PAD] and [UNK]: the rows reserved by the reader, so no copy is made.
+        words, matrix = vectors.words, vectors.buffer
     else:
-        probe = build_word_tokenizer([], lowercase)
-        counts = Counter(word for text in corpus or () for word in pre_tokenize(probe, text))
-        words, rows = select_vocabulary(vectors, counts, top_n)
-        covered = sum(n for w, n in counts.items() if vectors.lookup(w) is not None)
-        report.update(corpus_types=len(counts), corpus_tokens=sum(counts.values()),
-                      corpus_types_with_vector=sum(1 for w in counts if vectors.lookup(w) is not None),
-                      corpus_token_coverage=covered / max(sum(counts.values()), 1), top_n=top_n)
-    dim = vectors.dim
-    matrix = np.empty((len(SPECIAL_TOKENS) + len(words), dim), dtype=np.float32)
-    matrix[0] = 0.0  # [PAD]
+        if keep_all:
+            words = [w for w in vectors.words if w not in SPECIAL_TOKENS]
+            rows = [vectors.index[w] for w in words]
+        else:
+            probe = build_word_tokenizer([], lowercase)
+            counts = Counter(word for text in corpus or () for word in pre_tokenize(probe, text))
+            words, rows = select_vocabulary(vectors, counts, top_n)
+            covered = sum(n for w, n in counts.items() if vectors.lookup(w) is not None)
+            report.update(corpus_types=len(counts), corpus_tokens=sum(counts.values()),
+                          corpus_types_with_vector=sum(1 for w in counts if vectors.lookup(w) is not None),
+                          corpus_token_coverage=covered / max(sum(counts.values()), 1), top_n=top_n)
+        matrix = np.empty((len(SPECIAL_TOKENS) + len(words), vectors.dim), dtype=np.float32)
+        np.take(vectors.vectors, rows, axis=0, out=matrix[len(SPECIAL_TOKENS):])
     matrix[1] = vectors.vectors.mean(axis=0) if unk_init == "mean" else 0.0  # [UNK]
-    np.take(vectors.vectors, rows, axis=0, out=matrix[2:])
+    matrix[0] = 0.0  # [PAD]
     report.update(kept_words=len(words), rows=len(matrix), size_mb=round(matrix.nbytes / 2**20, 2),
                   source_size_mb=round(vectors.vectors.nbytes / 2**20, 2))
     tokenizer = build_word_tokenizer(words, lowercase, model_max_length=model_max_length)

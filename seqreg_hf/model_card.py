@@ -52,6 +52,12 @@ def _is_hub_id(source):
     return bool(source) and source.count("/") == 1 and not os.path.exists(source) and not source.startswith(".")
 
 
+def _model_name(training_args):
+    if training_args is None:
+        return "seqreg sentence regressor"
+    return training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))
+
+
 def card_context(model, data_args=None, embedding_args=None, results=None, log_history=None, dataset_sizes=None,
                  training_args=None):
     config = model.config
@@ -79,7 +85,7 @@ def card_context(model, data_args=None, embedding_args=None, results=None, log_h
         datasets=[data["id"]] if data.get("id") else None,
         metrics=[_HUB_METRIC_TYPES[m] for m in _METRICS],
         base_model=source if _is_hub_id(source) else None,
-        model_name=(getattr(training_args, "hub_model_id", None) or "seqreg model"),
+        model_name=_model_name(training_args),
         eval_results=eval_results or None,
         pipeline_tag="text-classification",
     )
@@ -92,7 +98,7 @@ def card_context(model, data_args=None, embedding_args=None, results=None, log_h
     dropped = {s: r["dropped"] for s, r in bad.items() if r.get("dropped")}
     return {
         "card_data": card_data,
-        "model_name": getattr(training_args, "hub_model_id", None) or "seqreg sentence regressor",
+        "model_name": _model_name(training_args),
         "repo_id": getattr(training_args, "hub_model_id", None) or "path/to/model",
         "architecture": _architecture(config),
         "architecture_table": [(k, getattr(config, k)) for k in (

@@ -32,6 +32,7 @@ class WordVectors:
     vectors: np.ndarray  # (num_words, dim) float32
     source: str = ""
     duplicates: list = field(default_factory=list)  # (word, kept_line, dropped_line)
+    buffer: np.ndarray | None = None  # `vectors` plus the reserved rows in front of it, when reserve_rows > 0
 
     def __post_init__(self):
         if len(self.words) != len(self.vectors):
@@ -107,9 +108,10 @@ def _count_lines(path):
 class _Filler:
     """Fills a preallocated matrix row by row and applies the duplicate rule."""
 
-    def __init__(self, path, rows, dim, on_duplicate):
-        self.path, self.on_duplicate = path, on_duplicate
-        self.vectors = np.empty((rows, dim), dtype=np.float32)
+    def __init__(self, path, rows, dim, on_duplicate, reserve=0):
+        self.path, self.on_duplicate, self.reserve = path, on_duplicate, reserve
+        self.buffer = np.empty((reserve + rows, dim), dtype=np.float32)
+        self.vectors = self.buffer[reserve:]
         self.words, self.where, self.index, self.duplicates = [], [], {}, []
 
     def add(self, word, values, where):
@@ -142,10 +144,11 @@ class _Filler:
             word, kept, dropped = self.duplicates[0]
             logger.warning("%s: %d duplicated word(s); e.g. %r: kept %s, ignored %s (on_duplicate=%r).",
                            self.path, len(self.duplicates), word, kept, dropped, self.on_duplicate)
-        vectors = self.vectors[: len(self.words)]
-        if len(vectors) < len(self.vectors):
-            vectors = vectors.copy()  # release the unused tail
-        return WordVectors(self.words, vectors, source=source, duplicates=self.duplicates)
+        buffer = self.buffer[: self.reserve + len(self.words)]
+        if len(buffer) < len(self.buffer):
+            buffer = buffer.copy()  # release the unused tail
+        return WordVectors(self.words, buffer[self.reserve :], source=source, duplicates=self.duplicates,
+                           buffer=buffer if self.reserve else None)
 
 
 def _parse_values(parts, dim, path, line_no):
@@ -172,7 +175,7 @@ def _is_float(text):
         return False
 
 
-def _read_text(path, fmt, limit, on_duplicate, progress):
+def _read_text(path, fmt, limit, on_duplicate, progress, reserve):
     with _open(path) as handle:
         first = handle.readline()
     header = _header(first)
@@ -189,7 +192,7 @@ def _read_text(path, fmt, limit, on_duplicate, progress):
         if dim < 1:
             raise VectorFileError(f"{path}, line 1: no vector values after the word.")
     rows = min(total, limit) if limit else total
-    filler = _Filler(path, rows, dim, on_duplicate)
+    filler = _Filler(path, rows, dim, on_duplicate, reserve)
     line_no = 0
     with _open(path) as handle, tqdm(total=rows, desc=f"reading {os.path.basename(path)}", unit=" words",
                                      disable=not progress, mininterval=1.0) as bar:
@@ -218,14 +221,14 @@ def _read_text(path, fmt, limit, on_duplicate, progress):
     return filler.result(os.fspath(path))
 
 
-def _read_binary(path, limit, on_duplicate, progress):
+def _read_binary(path, limit, on_duplicate, progress, reserve):
     with _open(path) as handle:
         header = _header(handle.readline())
         if not header:
             raise VectorFileError(f"{path}: a word2vec binary file starts with a 'count dim' header line.")
         total, dim = header
         rows = min(total, limit) if limit else total
-        filler = _Filler(path, rows, dim, on_duplicate)
+        filler = _Filler(path, rows, dim, on_duplicate, reserve)
         record_bytes = 4 * dim
         for entry in tqdm(range(1, rows + 1), desc=f"reading {os.path.basename(path)}", unit=" words",
                           disable=not progress, mininterval=1.0):
@@ -247,7 +250,7 @@ def _read_binary(path, limit, on_duplicate, progress):
     return filler.result(os.fspath(path))
 
 
-def load_vectors(path, format="auto", limit=None, on_duplicate="error", progress=True):
+def load_vectors(path, format="auto", limit=None, on_duplicate="error", progress=True, reserve_rows=0):
     """Read a vector file into :class:`WordVectors`.
 
     Args:
@@ -256,6 +259,8 @@ def load_vectors(path, format="auto", limit=None, on_duplicate="error", progress
         limit: keep only the first `limit` words (vector files are sorted by frequency).
         on_duplicate: "error" (default), or keep the "first" / "last" occurrence of a repeated word.
         progress: show a progress bar.
+        reserve_rows: allocate this many extra rows in front of the vectors (`WordVectors.buffer`), so that
+            special tokens can be added without copying the matrix.
     """
     if format not in FORMATS:
         raise ValueError(f"format={format!r} is not supported; choose one of {', '.join(map(repr, FORMATS))}.")
@@ -267,5 +272,5 @@ def load_vectors(path, format="auto", limit=None, on_duplicate="error", progress
         raise FileNotFoundError(f"vector file {os.fspath(path)!r} does not exist.")
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "word2vec_binary":
-        return _read_binary(path, limit, on_duplicate, progress)
-    return _read_text(path, fmt, limit, on_duplicate, progress)
+        return _read_binary(path, limit, on_duplicate, progress, reserve_rows)
+    return _read_text(path, fmt, limit, on_duplicate, progress, reserve_rows)

@@ -102,7 +102,7 @@ def test_non_numeric_value_names_the_line(tmp_path):
 
 
 def test_non_utf8_bytes_name_the_line(tmp_path):
-    path = write(tmp_path / "latin.txt", "cat 1 2\n".encode() + "caf\xe9 1 2\n".encode("latin-1"))
+    path = write(tmp_path / "latin.txt", b"cat 1 2\n" + "caf\xe9 1 2\n".encode("latin-1"))
     with pytest.raises(VectorFileError, match=r"latin.txt, line 2: .* not UTF-8.*Re-encode"):
         load_vectors(path, progress=False)
 
