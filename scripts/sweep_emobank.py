@@ -31,6 +31,13 @@ VARIANTS = {
     "gru_more_dropout": {"rnn_type": "gru", "embedding_dropout": 0.2, "head_dropout": 0.3},
     "gru_mlp_head": {"rnn_type": "gru", "head_hidden_sizes": [256], "head_dropout": 0.2},
     "gru_two_layers": {"rnn_type": "gru", "num_layers": 2, "rnn_dropout": 0.2},
+    "gru_combo": {"rnn_type": "gru", "learning_rate": 0.002, "embedding_dropout": 0.2, "head_dropout": 0.3},
+    "gru_combo_h512": {"rnn_type": "gru", "learning_rate": 0.002, "embedding_dropout": 0.2, "head_dropout": 0.3,
+                       "hidden_size": 512},
+    "gru_combo_mlp": {"rnn_type": "gru", "learning_rate": 0.002, "embedding_dropout": 0.2, "head_dropout": 0.3,
+                      "head_hidden_sizes": [256]},
+    "gru_combo_2l": {"rnn_type": "gru", "learning_rate": 0.002, "embedding_dropout": 0.2, "head_dropout": 0.3,
+                     "num_layers": 2, "rnn_dropout": 0.2},
 }
 
 
