@@ -36,6 +36,8 @@ VARIANTS = {
                        "hidden_size": 512},
     "gru_combo_mlp": {"rnn_type": "gru", "learning_rate": 0.002, "embedding_dropout": 0.2, "head_dropout": 0.3,
                       "head_hidden_sizes": [256]},
+    "layer_norm": {"embedding_norm": "layer_norm"},
+    "layer_norm_lr5e-4": {"embedding_norm": "layer_norm", "learning_rate": 0.0005},
     "gru_combo_2l": {"rnn_type": "gru", "learning_rate": 0.002, "embedding_dropout": 0.2, "head_dropout": 0.3,
                      "num_layers": 2, "rnn_dropout": 0.2},
 }

@@ -38,6 +38,8 @@ class ArchitectureArguments:
     direction_merge: str = field(default="concat", metadata={
         "help": f"Combine the two directions: {', '.join(DIRECTION_MERGES)}."})
     pooling: str = field(default="last", metadata={"help": f"Sentence vector: {', '.join(POOLINGS)}."})
+    embedding_norm: str = field(default="none", metadata={
+        "help": "none, or layer_norm: a trainable LayerNorm on the (frozen) word vectors before the RNN."})
     embedding_dropout: float = field(default=0.0, metadata={"help": "Dropout on the word vectors."})
     rnn_dropout: float = field(default=0.0, metadata={"help": "Dropout between stacked layers."})
     head_dropout: float = field(default=0.1, metadata={"help": "Dropout before the head."})

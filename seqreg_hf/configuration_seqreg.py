@@ -14,6 +14,7 @@ POOLINGS = ("last", "mean", "max", "mean_max", "attention")
 LOSSES = ("mse", "l1", "huber")
 ACTIVATIONS = ("relu", "gelu", "tanh")
 NONLINEARITIES = ("tanh", "relu")
+EMBEDDING_NORMS = ("none", "layer_norm")
 
 # The auto classes a checkpoint maps to; ``save_pretrained`` writes this into config.json
 # so that AutoConfig / AutoModel / AutoModelForSequenceClassification all resolve with
@@ -66,6 +67,9 @@ class SeqRegConfig(PretrainedConfig):
         pad_token_id (`int`, defaults to 0): the padding row; it is all zeros.
         freeze_embeddings (`bool`, defaults to `True`): keep the pretrained vectors fixed. Frozen
             embeddings get no gradient, are not counted as trainable and stay out of the optimizer.
+        embedding_norm (`str`, defaults to `"none"`): `"layer_norm"` puts a trainable LayerNorm on the word vectors
+            before the RNN. Pretrained vectors are often small (MiniLM's have a per-dimension std near 0.06), so
+            at initialization they barely move the gates; normalizing restores their weight. The vectors stay frozen.
         num_token_features (`int`, defaults to 0): extra numeric features per token, given to
             `forward` as `token_features` (batch, seq_len, num_token_features) and concatenated to
             the word vectors.
@@ -114,6 +118,7 @@ class SeqRegConfig(PretrainedConfig):
         embedding_dim=384,
         pad_token_id=0,
         freeze_embeddings=True,
+        embedding_norm="none",
         num_token_features=0,
         rnn_type="lstm",
         rnn_nonlinearity="tanh",
@@ -154,6 +159,7 @@ class SeqRegConfig(PretrainedConfig):
             raise ValueError(f"pad_token_id={pad_token_id!r} must be a row of the embedding matrix (0..{vocab_size - 1}).")
         self.pad_token_id = pad_token_id
         self.freeze_embeddings = bool(freeze_embeddings)
+        self.embedding_norm = _choice("embedding_norm", embedding_norm, EMBEDDING_NORMS)
         self.num_token_features = _positive_int("num_token_features", num_token_features, minimum=0)
         self.rnn_type = _choice("rnn_type", rnn_type, RNN_TYPES)
         self.rnn_nonlinearity = _choice("rnn_nonlinearity", rnn_nonlinearity, NONLINEARITIES)

@@ -77,10 +77,13 @@ class SeqRegEmbeddings(nn.Module):
         self.config = config
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
         self.word_embeddings.weight.requires_grad_(not config.freeze_embeddings)
+        self.norm = nn.LayerNorm(config.embedding_dim) if config.embedding_norm == "layer_norm" else None
         self.dropout = nn.Dropout(config.embedding_dropout)
 
     def forward(self, input_ids, token_features=None):
         embeddings = self.word_embeddings(input_ids)  # (batch, seq_len, embedding_dim)
+        if self.norm is not None:
+            embeddings = self.norm(embeddings)
         if self.config.num_token_features:
             embeddings = torch.cat([embeddings, token_features.to(embeddings.dtype)], dim=-1)
         return self.dropout(embeddings)
@@ -208,6 +211,9 @@ class SeqRegPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=std)
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):

@@ -14,6 +14,7 @@ from .conftest import tiny_config
     ("pooling", "first", "'last', 'mean', 'max', 'mean_max', 'attention'"),
     ("loss", "mae", "'mse', 'l1', 'huber'"),
     ("head_activation", "swish", "'relu', 'gelu', 'tanh'"),
+    ("embedding_norm", "batch_norm", "'none', 'layer_norm'"),
 ])
 def test_unknown_options_list_the_allowed_values(option, value, allowed):
     with pytest.raises(ValueError, match=f"{option}='{value}' is not supported; choose one of {allowed}"):

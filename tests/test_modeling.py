@@ -259,3 +259,18 @@ def test_negative_targets_are_not_clamped():
     with torch.no_grad():
         model.head.layers[-1].bias.fill_(-5.0)
     assert (model.eval()(torch.tensor([[3, 4]])).logits < -4).all()
+
+
+def test_embedding_layer_norm_normalizes_frozen_vectors_and_keeps_padding_invariance():
+    config = tiny_config(embedding_norm="layer_norm", pooling="mean_max")
+    model = SeqRegForSequenceRegression(config).eval()
+    embeddings = model.base_model.embeddings
+    vectors = embeddings(torch.tensor([[5, 6, 7]]))
+    torch.testing.assert_close(vectors.mean(-1), torch.zeros(1, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(vectors.std(-1, unbiased=False), torch.ones(1, 3), atol=1e-3, rtol=0)
+    assert embeddings.norm.weight.requires_grad and not embeddings.word_embeddings.weight.requires_grad
+    ids, mask = right_padded(SENTENCES)
+    with torch.no_grad():
+        together = model(ids, attention_mask=mask).logits
+        alone = model(torch.tensor([SENTENCES[1]])).logits
+    torch.testing.assert_close(together[1], alone[0], atol=1e-5, rtol=0)
