@@ -34,9 +34,16 @@ def scatter_plot(predicted, true, label_names, path, title=""):
 
 def learning_curves(log_history, path, metric="eval_pearson_mean"):
     """Train and eval loss, and the eval metric, against epochs, from Trainer's log history."""
-    train = [(h["epoch"], h["loss"]) for h in log_history if "loss" in h and "epoch" in h]
-    evals = [(h["epoch"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
-    scores = [(h["epoch"], h[metric]) for h in log_history if metric in h]
+
+    def series(key):
+        # The first value per epoch: evaluations after training (of the best model) repeat the last epoch.
+        points = {}
+        for entry in log_history:
+            if key in entry and "epoch" in entry:
+                points.setdefault(entry["epoch"], entry[key])
+        return sorted(points.items())
+
+    train, evals, scores = series("loss"), series("eval_loss"), series(metric)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for points, label in ((train, "train loss"), (evals, "eval loss")):
         if points:
