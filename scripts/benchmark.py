@@ -6,7 +6,8 @@ recipe's own config (scripts/configs/emobank.json) is a second row.
 
 Training, sentences per second:
   (a) seed-style loop: batch size 1, plain PyTorch, same dims
-  (b) seqreg_hf through Trainer (data loading, collation and optimizer steps included)
+  (b) seqreg_hf through Trainer (data loading, collation and optimizer steps included), with exact-length
+      batches (--length_buckets); (b2) the same with transformers' group_by_length sampling
   (c) kernel bound: bare dense nn.LSTM forward + backward, batches of 32 of near-equal length
 Inference:
   (d) seqreg_hf batched prediction (Predictor, tokenization included), batch 256
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 FIXED = {"rnn_type": "lstm", "hidden_size": 256, "num_layers": 1, "bidirectional": True, "pooling": "last",
          "direction_merge": "concat", "head_dropout": 0.0}
 
@@ -59,12 +61,14 @@ def dense(ids, rows, embedding):
     return embedding[batch]  # (batch, width, dim); near-equal lengths waste little
 
 
-def lstm_flops_per_token(config, input_size):
-    """Forward multiply-adds x2 of one token through every layer and direction (gates: 4 x (I + H) x H)."""
+def rnn_flops_per_token(config, input_size):
+    """Forward FLOPs (2 x multiply-adds) of one token through every layer and direction: gates x (I + H) x H,
+    with 4 gates for an LSTM, 3 for a GRU, 1 for a plain RNN."""
     hidden, directions = config["hidden_size"], 2 if config["bidirectional"] else 1
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[config.get("rnn_type", "lstm")]
     flops, width = 0, input_size
     for _ in range(config["num_layers"]):
-        flops += directions * 2 * 4 * hidden * (width + hidden)
+        flops += directions * 2 * gates * hidden * (width + hidden)
         width = hidden * directions
     return flops
 
@@ -80,18 +84,25 @@ def gemm_peak(size=2048, repeats=5):
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def naive_loop(ids, labels, embedding, count):
+def bare_rnn(config, input_size):
+    return CELLS[config["rnn_type"]](input_size, config["hidden_size"], num_layers=config["num_layers"],
+                                     bidirectional=config["bidirectional"], batch_first=True)
+
+
+def naive_loop(ids, labels, embedding, config, count):
     """(a): what the seed code does, one sentence per step (with the correct final states, not output[-1])."""
     torch.manual_seed(0)
-    lstm = nn.LSTM(embedding.size(1), 256, bidirectional=True, batch_first=True)
-    head = nn.Linear(512, 3)
-    optimizer = torch.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr=1e-3)
+    rnn = bare_rnn(config, embedding.size(1))
+    directions = 2 if config["bidirectional"] else 1
+    head = nn.Linear(directions * config["hidden_size"], 3)
+    optimizer = torch.optim.Adam(list(rnn.parameters()) + list(head.parameters()), lr=1e-3)
     start = time.perf_counter()
     for i in range(count):
         optimizer.zero_grad()
         x = embedding[torch.tensor(ids[i])].unsqueeze(0)
-        _, (h_n, _) = lstm(x)
-        prediction = head(torch.cat([h_n[-2], h_n[-1]], dim=-1))
+        _, state = rnn(x)
+        h_n = state[0] if isinstance(state, tuple) else state
+        prediction = head(torch.cat(list(h_n[-directions:]), dim=-1))
         loss = nn.functional.mse_loss(prediction, torch.from_numpy(labels[i : i + 1]))
         loss.backward()
         optimizer.step()
@@ -100,8 +111,7 @@ def naive_loop(ids, labels, embedding, count):
 
 def kernel_train(ids, embedding, config, batches):
     """(c): bare dense LSTM forward + backward, no optimizer, no padding waste."""
-    lstm = nn.LSTM(embedding.size(1), config["hidden_size"], num_layers=config["num_layers"],
-                   bidirectional=config["bidirectional"], batch_first=True)
+    lstm = bare_rnn(config, embedding.size(1))
     inputs = [dense(ids, rows, embedding) for rows in batches]
     lstm(inputs[0])[0].sum().backward()  # warm-up
     start = time.perf_counter()
@@ -114,8 +124,7 @@ def kernel_train(ids, embedding, config, batches):
 @torch.inference_mode()
 def kernel_infer(ids, embedding, config, batches):
     """(e): bare dense LSTM forward."""
-    lstm = nn.LSTM(embedding.size(1), config["hidden_size"], num_layers=config["num_layers"],
-                   bidirectional=config["bidirectional"], batch_first=True)
+    lstm = bare_rnn(config, embedding.size(1))
     inputs = [dense(ids, rows, embedding) for rows in batches]
     lstm(inputs[0])
     start = time.perf_counter()
@@ -124,12 +133,14 @@ def kernel_infer(ids, embedding, config, batches):
     return sum(len(rows) for rows in batches) / (time.perf_counter() - start)
 
 
-def trainer_train(source, texts_ids, labels, config, steps):
-    """(b): seqreg_hf through Trainer, length-grouped batches of 32."""
+def trainer_train(source, texts_ids, labels, config, steps, length_buckets=True):
+    """(b): seqreg_hf through Trainer, batches of 32: exact-length buckets (no padding, dense kernel), or
+    transformers' group_by_length (near-equal lengths, packed sequences)."""
     from datasets import Dataset
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, TrainingArguments
 
     from seqreg_hf.builder import build_model
+    from seqreg_hf.sampling import SeqRegTrainer
 
     model = build_model(source, num_labels=3, **config)
     data = Dataset.from_dict({"input_ids": texts_ids, "attention_mask": [[1] * len(x) for x in texts_ids],
@@ -138,8 +149,8 @@ def trainer_train(source, texts_ids, labels, config, steps):
         args = TrainingArguments(folder, per_device_train_batch_size=32, max_steps=steps, learning_rate=1e-3,
                                  train_sampling_strategy="group_by_length", report_to="none", save_strategy="no",
                                  logging_strategy="no", disable_tqdm=True, dataloader_pin_memory=False, seed=0)
-        trainer = Trainer(model=model, args=args, train_dataset=data,
-                          data_collator=DataCollatorWithPadding(source.tokenizer))
+        trainer = SeqRegTrainer(model=model, args=args, train_dataset=data, length_buckets=length_buckets,
+                                data_collator=DataCollatorWithPadding(source.tokenizer))
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
@@ -158,8 +169,10 @@ def row(name, config, source, texts, ids, labels, embedding, quick):
     steps = 16 if quick else 120
     singles = 30 if quick else 200
     result = {"config": name}
-    result["a_naive_loop"] = naive_loop(ids, labels, embedding, naive_count)
+    result["a_naive_loop"] = naive_loop(ids, labels, embedding, config, naive_count)
     result["b_trainer"], model = trainer_train(source, ids[: steps * 32], labels[: steps * 32], config, steps)
+    result["b2_trainer_group_by_length"], _ = trainer_train(source, ids[: steps * 32], labels[: steps * 32], config,
+                                                           steps, length_buckets=False)
     result["c_kernel_train"] = kernel_train(ids, embedding, config, length_batches(ids[:train_count], 32))
     predictor = Predictor(model, source.tokenizer)
     predictor.predict(texts[:256])
@@ -168,8 +181,7 @@ def row(name, config, source, texts, ids, labels, embedding, quick):
     result["d_predict_batched"] = train_count / (time.perf_counter() - start)
     result["e_kernel_infer"] = kernel_infer(ids, embedding, config, length_batches(ids[:train_count], 256))
     latencies, bare = [], []
-    lstm = nn.LSTM(embedding.size(1), config["hidden_size"], num_layers=config["num_layers"],
-                   bidirectional=config["bidirectional"], batch_first=True)
+    lstm = bare_rnn(config, embedding.size(1))
     for i in range(singles):
         start = time.perf_counter()
         predictor.predict([texts[i]])
@@ -182,7 +194,7 @@ def row(name, config, source, texts, ids, labels, embedding, quick):
     result["f_single_p50_ms"], result["f_single_p95_ms"] = percentile(latencies, 50), percentile(latencies, 95)
     result["g_bare_single_p50_ms"] = percentile(bare, 50)
     mean_tokens = float(np.mean([len(x) for x in ids[:train_count]]))
-    flops = lstm_flops_per_token(config, embedding.size(1)) * mean_tokens
+    flops = rnn_flops_per_token(config, embedding.size(1)) * mean_tokens
     result["b_gflops"] = 3 * flops * result["b_trainer"] / 1e9  # forward + backward ~ 3 x forward
     result["d_gflops"] = flops * result["d_predict_batched"] / 1e9
     result["ratio_b_over_a"] = result["b_trainer"] / result["a_naive_loop"]
@@ -224,7 +236,8 @@ def main():
         r["d_mfu"] = round(r["d_gflops"] / report["gemm_peak_gflops"], 4)
     report["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(report, indent=2))
-    columns = ["a_naive_loop", "b_trainer", "c_kernel_train", "d_predict_batched", "e_kernel_infer",
+    columns = ["a_naive_loop", "b_trainer", "b2_trainer_group_by_length", "c_kernel_train", "d_predict_batched",
+               "e_kernel_infer",
                "f_single_p50_ms", "f_single_p95_ms", "g_bare_single_p50_ms", "ratio_b_over_a", "ratio_b_over_c",
                "ratio_d_over_e", "ratio_f_over_g", "b_mfu", "d_mfu"]
     print(f"\nGEMM peak {report['gemm_peak_gflops']} GFLOP/s, {report['threads']} threads, peak RSS "

@@ -90,7 +90,8 @@ class SeqRegEmbeddings(nn.Module):
 
 
 class SeqRegEncoder(nn.Module):
-    """An LSTM / GRU / RNN run on packed sequences, so every row stops at its own length."""
+    """An LSTM / GRU / RNN run on packed sequences, so every row stops at its own length (a batch without
+    padding runs the dense kernel, which is then exact and faster)."""
 
     def __init__(self, config):
         super().__init__()
@@ -109,6 +110,21 @@ class SeqRegEncoder(nn.Module):
     def forward(self, inputs, lengths):
         batch, seq_len, _ = inputs.shape
         config = self.config
+        if seq_len and bool((lengths == seq_len).all()):
+            # No padding at all: the dense kernel is exact here and about twice as fast as the packed one on CPU.
+            output, state = self.rnn(inputs)
+            nonempty = lengths > 0
+        else:
+            output, state, nonempty = self._packed(inputs, lengths)
+        h_n, c_n = state if config.rnn_type == "lstm" else (state, None)
+        return (
+            merge_directions(output, config.num_directions, config.direction_merge),
+            self._merge_state(h_n, nonempty),
+            None if c_n is None else self._merge_state(c_n, nonempty),
+        )
+
+    def _packed(self, inputs, lengths):
+        batch, seq_len, _ = inputs.shape
         if seq_len == 0:  # every text in the batch is empty
             inputs = inputs.new_zeros(batch, 1, inputs.size(-1))
         # An empty text has read nothing: its states stay the initial zeros. It is run with length 1
@@ -118,12 +134,7 @@ class SeqRegEncoder(nn.Module):
         packed_output, state = self.rnn(packed)
         output, _ = pad_packed_sequence(packed_output, batch_first=True, total_length=max(seq_len, 1))
         output = output[:, :seq_len] * nonempty.view(batch, 1, 1).to(output.dtype)  # (batch, seq_len, D * hidden)
-        h_n, c_n = state if config.rnn_type == "lstm" else (state, None)
-        return (
-            merge_directions(output, config.num_directions, config.direction_merge),
-            self._merge_state(h_n, nonempty),
-            None if c_n is None else self._merge_state(c_n, nonempty),
-        )
+        return output, state, nonempty
 
     def _merge_state(self, state, nonempty):
         # torch lays states out as (num_layers * num_directions, batch, hidden), layer-major.

@@ -1,8 +1,9 @@
 """Batched prediction (`seqreg-hf predict`): texts in, one score per target out, in the labels' own units.
 
-Texts are sorted by length so each batch pads little, run under ``torch.inference_mode``, and put back in
-input order. Every row gets a prediction: nulls and numbers are read as text, empty texts get the model's
-defined empty-input prediction, and over-long texts are truncated; both are counted and reported.
+Texts are grouped by exact token length so no batch is padded (the model then runs the dense RNN
+kernel), run under ``torch.inference_mode``, and put back in input order. Every row gets a prediction:
+nulls and numbers are read as text, empty texts get the model's defined empty-input prediction, and
+over-long texts are truncated; both are counted and reported.
 """
 
 import argparse
@@ -25,6 +26,17 @@ def as_text(value):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return value if isinstance(value, str) else str(value)
+
+
+def length_batches(ids, batch_size):
+    """Row indices grouped into batches of at most `batch_size` texts of exactly equal token length."""
+    by_length = {}
+    for row, tokens in enumerate(ids):
+        by_length.setdefault(len(tokens), []).append(row)
+    for length in sorted(by_length):
+        rows = by_length[length]
+        for start in range(0, len(rows), batch_size):
+            yield rows[start : start + batch_size]
 
 
 class Predictor:
@@ -60,17 +72,11 @@ class Predictor:
         if self.report["truncated"]:
             logger.warning("%d text(s) were longer than %d tokens and were truncated.", self.report["truncated"],
                            self.max_length)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         output = np.empty((len(ids), self.model.config.num_labels), dtype=np.float32)
-        pad = self.tokenizer.pad_token_id
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            width = max(len(ids[r]) for r in rows)
-            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for k, r in enumerate(rows):
-                input_ids[k, : len(ids[r])] = torch.tensor(ids[r], dtype=torch.long)
-                mask[k, : len(ids[r])] = 1
+        for rows in length_batches(ids, batch_size):
+            # Every batch holds texts of one length: no padding, so the model runs its dense kernel.
+            input_ids = torch.tensor([ids[r] for r in rows], dtype=torch.long).reshape(len(rows), -1)
+            mask = torch.ones_like(input_ids)
             logits = self.model(input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
             output[rows] = logits.float().cpu().numpy()
         return output
