@@ -75,6 +75,7 @@ def main():
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="seqreg_scale_")
+    os.makedirs(workdir, exist_ok=True)
     train, dev = os.path.join(workdir, "train.csv"), os.path.join(workdir, "dev.csv")
     if not os.path.exists(train):
         start = time.perf_counter()

@@ -215,8 +215,7 @@ def load_or_build_model(model_args, data_args, embedding_args, arch_args, train_
                 "with those targets, or drop --model_name_or_path to build a new one."
             )
         return model, tokenizer
-    corpus = train_texts if embedding_args.top_n is not None else None
-    source = load_embeddings(embedding_args.embeddings, **embedding_args.loader_options(corpus))
+    source = load_embeddings(embedding_args.embeddings, **embedding_args.loader_options(train_texts))
     model = build_model(source, id2label=id2label, **arch_args.config_kwargs())
     return model, source.tokenizer
 
@@ -228,7 +227,8 @@ def main(argv=None):
 
     raw, bad_rows, label_stats = load_clean_data(data_args, training_args.seed)
     streaming = isinstance(raw["train"], IterableDataset)
-    train_texts = None if streaming else raw["train"][data_args.text_column]
+    wants_corpus = embedding_args.top_n is not None and not streaming  # trimming keeps the train split's words
+    train_texts = raw["train"][data_args.text_column] if wants_corpus else None
     model, tokenizer = load_or_build_model(model_args, data_args, embedding_args, arch_args, train_texts)
     model.config.set_label_stats(*label_stats)
     tokenizer.model_max_length = embedding_args.max_length  # saved with the tokenizer: predict truncates alike

@@ -134,3 +134,33 @@ def test_truncated_safetensors_in_a_model_dir(uninterrupted, tmp_path):
     (folder / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(ModelDirError, match="only from safetensors, never pickles"):
         load_model_dir(folder)
+
+
+@pytest.mark.parametrize("value,message", [
+    ("nan", "label 'y' is None, not a finite number"),
+    ("inf", "label 'y' is inf, not a finite number"),
+    ("high", "label 'y' is 'high', not a finite number"),
+])
+def test_bad_training_labels_stop_with_one_line_naming_column_and_row(tmp_path, capsys, value, message):
+    from seqreg_hf.cli import main as cli
+
+    data = tmp_path / "train.csv"
+    data.write_text("text,y\ngood day,1.0\nbad day,2.0\nso so," + value + "\nfine,1.5\n")
+    code = cli(["train", "--train_file", str(data), "--label_columns", "y", "--output_dir", str(tmp_path / "o"),
+                "--on_bad_rows", "error", "--hidden_size", "4"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("seqreg-hf train: error:")]
+    assert code == 1 and len(errors) == 1 and "Traceback" not in err
+    assert "train split, row 2" in errors[0] and message in errors[0] and "--on_bad_rows drop" in errors[0]
+
+
+def test_missing_label_column_stops_with_one_line(tmp_path, capsys):
+    from seqreg_hf.cli import main as cli
+
+    data = tmp_path / "train.csv"
+    data.write_text("text,y\ngood day,1.0\nbad day,2.0\n")
+    assert cli(["train", "--train_file", str(data), "--label_columns", "V", "--output_dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("seqreg-hf train: error:")]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert "column(s) ['V'] not found" in errors[0] and "['text', 'y']" in errors[0]
