@@ -13,6 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -60,11 +61,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--words", type=int, default=400_000)
     parser.add_argument("--dim", type=int, default=300)
-    parser.add_argument("--file", default=None, help="reuse or create this file (default: in /tmp)")
+    parser.add_argument("--file", default=None, help="reuse or create this file (default: in the temp folder)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per reader; the median is reported")
     parser.add_argument("--readers", nargs="+", default=["seqreg_hf", "gensim", "load_embeddings"])
     args = parser.parse_args()
-    path = args.file or os.path.join("/tmp", f"glove_bench_{args.words}x{args.dim}.txt")
+    path = args.file or os.path.join(tempfile.gettempdir(), f"glove_bench_{args.words}x{args.dim}.txt")
     if not os.path.exists(path):
         start = time.perf_counter()
         generate(path, args.words, args.dim)

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 from seqreg_hf.training import main as train
@@ -48,13 +49,13 @@ VARIANTS = {
 }
 
 
-def run(name, overrides, seed, recipe):
+def run(name, overrides, seed, recipe, workdir):
     with open(recipe, encoding="utf-8") as handle:
         config = json.load(handle)
-    config.update(overrides, seed=seed, output_dir=f"/tmp/sweep/{name}-{seed}", plots=False,
+    config.update(overrides, seed=seed, output_dir=os.path.join(workdir, f"{name}-{seed}"), plots=False,
                   save_total_limit=1, disable_tqdm=True)
-    path = f"/tmp/sweep/{name}-{seed}.json"
-    os.makedirs("/tmp/sweep", exist_ok=True)
+    path = os.path.join(workdir, f"{name}-{seed}.json")
+    os.makedirs(workdir, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(config, handle)
     start = time.time()
@@ -72,10 +73,12 @@ if __name__ == "__main__":
     parser.add_argument("variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
     parser.add_argument("--recipe", default="scripts/configs/emobank.json")
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "seqreg_sweep"),
+                        help="where each variant's run directory goes")
     args = parser.parse_args()
     for name in args.variants:
         for seed in args.seeds:
-            row = run(name, VARIANTS[name], seed, args.recipe)
+            row = run(name, VARIANTS[name], seed, args.recipe, args.workdir)
             with open(args.out, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps(row), file=sys.stderr, flush=True)
