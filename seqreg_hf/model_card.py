@@ -93,7 +93,8 @@ def card_context(model, data_args=None, embedding_args=None, results=None, log_h
     if training_args is not None:
         for key in ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "seed", "weight_decay",
                     "lr_scheduler_type", "warmup_steps", "metric_for_best_model", "train_sampling_strategy"):
-            hyperparameters.append((key, getattr(training_args, key)))
+            value = getattr(training_args, key)
+            hyperparameters.append((key, getattr(value, "value", value)))  # enums print as their value
     bad = results.get("bad_rows") or {}
     dropped = {s: r["dropped"] for s, r in bad.items() if r.get("dropped")}
     return {
