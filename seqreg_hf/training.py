@@ -24,7 +24,7 @@ from transformers import (
 )
 
 from .arguments import ArchitectureArguments, EmbeddingArguments
-from .builder import build_model, save_model_dir
+from .builder import build_model
 from .checkpoints import resolve_resume
 from .data import (
     DataError,
@@ -38,6 +38,7 @@ from .data import (
 from .embeddings import load_embeddings
 from .loading import load_model_dir
 from .metrics import metrics_fn
+from .model_card import CardCallback, card_context, write_model_card
 from .sampling import SeqRegTrainer
 
 logger = logging.getLogger(__name__)
@@ -248,8 +249,6 @@ def main(argv=None):
         callbacks=[EarlyStoppingCallback(model_args.early_stopping_patience)]
         if model_args.early_stopping_patience else None,
     )
-    from .model_card import CardCallback, card_context, write_model_card
-
     sizes = {s: len(d) if not isinstance(d, IterableDataset) else bad_rows[s]["rows"] - bad_rows[s]["dropped"]
              for s, d in raw.items()}
     card_callback = CardCallback(data_args, embedding_args, bad_rows, sizes)
@@ -321,4 +320,4 @@ def run_predict(argv):
     predict_main(argv)
 
 
-__all__ = ["main", "parse_arguments", "save_model_dir"]
+__all__ = ["main", "parse_arguments", "ModelArguments", "DataArguments"]
