@@ -4,6 +4,7 @@
 arguments -> data -> model -> tokenize -> metrics -> Trainer -> train / evaluate / predict -> plots -> card.
 """
 
+import importlib.util
 import json
 import logging
 import os
@@ -110,8 +111,11 @@ class DataArguments:
 
 
 def launch_defaults():
-    """TRAINING_DEFAULTS plus what a CPU-only multi-process launch (torchrun, gloo) needs to be distributed."""
+    """TRAINING_DEFAULTS, TensorBoard logging when it is installed, and what a CPU-only multi-process launch
+    (torchrun, gloo) needs to be distributed."""
     defaults = dict(TRAINING_DEFAULTS)
+    if importlib.util.find_spec("tensorboard") is not None:
+        defaults["report_to"] = "tensorboard"  # logs under output_dir/runs when TensorBoard is installed
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         defaults.update(use_cpu=True, ddp_backend="gloo")  # else accelerate runs each rank alone on all data
     return defaults

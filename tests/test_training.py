@@ -35,8 +35,15 @@ def train_args(output_dir, *extra):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("run") / "emobank-small"
-    assert cli(["train", *train_args(output_dir, "--pooling", "mean_max")]) == 0
+    args = train_args(output_dir, "--pooling", "mean_max")
+    at = args.index("--report_to")
+    del args[at : at + 2]  # the default: TensorBoard, which the dev extras install
+    assert cli(["train", *args]) == 0
     return output_dir
+
+
+def test_tensorboard_logs_by_default(run_dir):
+    assert list((run_dir / "runs").rglob("events.out.tfevents.*"))
 
 
 def test_run_writes_every_artefact(run_dir):
