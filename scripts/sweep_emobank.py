@@ -3,7 +3,7 @@
 Variants are chosen by their dev (validation) numbers only; test is recorded for the report. Each variant
 changes the recipe (scripts/configs/emobank.json) as it was at the time of the run: the variants up to
 gru_combo_mlp changed the first recipe (BiLSTM-256, mean_max, lr 1e-3, dropouts 0.1 / 0.1); layer_norm*,
-length_buckets, batch16, weight_decay, hidden384 and epochs15 change the current one (BiGRU, lr 2e-3, dropouts 0.2 / 0.3).
+length_buckets, batch16 and every later variant change the current one (BiGRU, lr 2e-3, dropouts 0.2 / 0.3).
 Usage: python scripts/sweep_emobank.py OUT.jsonl [variant ...] [--seeds 42 43 44]
 """
 
@@ -45,6 +45,9 @@ VARIANTS = {
     "weight_decay": {"weight_decay": 0.01},
     "hidden384": {"hidden_size": 384},
     "epochs15": {"num_train_epochs": 15, "early_stopping_patience": 4},
+    "wd_buckets": {"weight_decay": 0.01, "length_buckets": True},
+    "dropout_3_4": {"embedding_dropout": 0.3, "head_dropout": 0.4},
+    "sum_merge_gru": {"direction_merge": "sum"},
     "layer_norm": {"embedding_norm": "layer_norm"},
     "layer_norm_lr5e-4": {"embedding_norm": "layer_norm", "learning_rate": 0.0005},
     "gru_combo_2l": {"rnn_type": "gru", "learning_rate": 0.002, "embedding_dropout": 0.2, "head_dropout": 0.3,
