@@ -87,17 +87,27 @@ def _as_float(value):
     return number if math.isfinite(number) else None
 
 
+def row_problem(text, labels, text_column):
+    """Why a row cannot be trained on (an empty/null text, or a missing/NaN/infinite/non-numeric label), or None.
+
+    `labels` yields (column, value) pairs. The one rule for files read whole and for streamed ones.
+    """
+    if text is None or not str(text).strip():
+        return f"empty text in column {text_column!r}"
+    for column, value in labels:
+        if _as_float(value) is None:
+            return f"label {column!r} is {value!r}, not a finite number"
+    return None
+
+
 def find_bad_rows(dataset, text_column, label_columns):
-    """Rows with an empty/null text or a missing/NaN/infinite/non-numeric label: {row: reason}."""
+    """{row: reason} for every row that :func:`row_problem` refuses."""
+    values = [dataset[c] for c in label_columns]
     bad = {}
-    texts = dataset[text_column]
-    for row, text in enumerate(texts):
-        if text is None or not str(text).strip():
-            bad[row] = f"empty text in column {text_column!r}"
-    for column in label_columns:
-        for row, value in enumerate(dataset[column]):
-            if row not in bad and _as_float(value) is None:
-                bad[row] = f"label {column!r} is {value!r}, not a finite number"
+    for row, text in enumerate(dataset[text_column]):
+        problem = row_problem(text, ((c, v[row]) for c, v in zip(label_columns, values)), text_column)
+        if problem:
+            bad[row] = problem
     return bad
 
 
@@ -168,14 +178,8 @@ def read_texts(path, text_column="text"):
     return ["" if t is None else str(t) for t in dataset[text_column]]
 
 
-def _row_problem(row, text_column, label_columns):
-    text = row.get(text_column)
-    if text is None or not str(text).strip():
-        return f"empty text in column {text_column!r}"
-    for column in label_columns:
-        if _as_float(row.get(column)) is None:
-            return f"label {column!r} is {row.get(column)!r}, not a finite number"
-    return None
+def _stream_row_problem(row, text_column, label_columns):
+    return row_problem(row.get(text_column), ((c, row.get(c)) for c in label_columns), text_column)
 
 
 def stream_split(path, split, split_column=None):
@@ -197,7 +201,7 @@ def clean_stream(stream, split, text_column, label_columns, on_bad_rows="drop"):
     for index, row in enumerate(stream):
         if index == 0:
             check_columns(_Columns(list(row)), split, text_column, label_columns)
-        problem = _row_problem(row, text_column, label_columns)
+        problem = _stream_row_problem(row, text_column, label_columns)
         if problem:
             if on_bad_rows == "error":
                 raise DataError(f"{split} split, row {index} (0-based, header excluded): {problem}. Fix it, or pass "
@@ -219,7 +223,7 @@ def clean_stream(stream, split, text_column, label_columns, on_bad_rows="drop"):
     stds = np.sqrt(m2 / count)
     if (stds == 0).any():
         raise DataError(f"label column(s) {[c for c, s in zip(label_columns, stds) if s == 0]} are constant.")
-    clean = stream.filter(lambda row: _row_problem(row, text_column, label_columns) is None)
+    clean = stream.filter(lambda row: _stream_row_problem(row, text_column, label_columns) is None)
     return clean, report, mean.tolist(), stds.tolist()
 
 

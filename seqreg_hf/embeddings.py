@@ -95,20 +95,18 @@ def load_embeddings(spec=None, *, format="auto", limit=None, lowercase=None, unk
         corpus: texts whose words are kept (vector files only), see :func:`select_vocabulary`.
         top_n: with or without a corpus, also keep the `top_n` most frequent words of the file.
     """
-    if spec in (None, DEFAULT_EMBEDDINGS):
-        embeddings = _from_transformers(default_embeddings_path())
-        embeddings.source = DEFAULT_HUB_ID  # portable: not this machine's site-packages path
-        if corpus is not None or top_n is not None:
-            raise ValueError("vocabulary trimming (corpus / top_n) applies to vector files; a subword model's "
-                             "vocabulary is kept whole.")
-        return embeddings
-    spec = os.fspath(spec)
-    if os.path.isfile(spec):
-        return _from_vector_file(spec, format, limit, lowercase, unk_init, corpus, top_n, on_duplicate,
+    default = spec in (None, DEFAULT_EMBEDDINGS)
+    if not default and os.path.isfile(spec):
+        return _from_vector_file(os.fspath(spec), format, limit, lowercase, unk_init, corpus, top_n, on_duplicate,
                                  model_max_length, progress)
     if corpus is not None or top_n is not None:
         raise ValueError("vocabulary trimming (corpus / top_n) applies to vector files; a subword model's "
                          "vocabulary is kept whole.")
+    if default:
+        embeddings = _from_transformers(default_embeddings_path())
+        embeddings.source = DEFAULT_HUB_ID  # portable: not this machine's site-packages path
+        return embeddings
+    spec = os.fspath(spec)
     if os.path.isdir(spec) and _is_model2vec_dir(spec):
         return _from_model2vec(spec, model_max_length)
     if os.path.isdir(spec) and not os.path.isfile(os.path.join(spec, "config.json")):

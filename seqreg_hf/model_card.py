@@ -71,7 +71,7 @@ def card_context(model, data_args=None, embedding_args=None, results=None, log_h
                 continue
             rows.append({"split": split, "target": name,
                          **{m: f"{metrics[f'{prefix}_{m}_{name}']:.4f}" for m in _METRICS}})
-            for m in ("pearson", "spearman", "mse", "mae", "r2"):
+            for m in _METRICS:
                 eval_results.append(EvalResult(
                     task_type="text-classification", task_name="Sentence regression",
                     dataset_type=data.get("id") or "custom", dataset_name=data.get("name") or "custom",

@@ -154,22 +154,28 @@ class SeqRegPooler(nn.Module):
         self.attention = nn.Linear(config.rnn_output_size, 1) if self.mode == "attention" else None
 
     def forward(self, output, h_n, mask):
-        nonempty = mask.any(dim=1, keepdim=True)  # (batch, 1)
-        weights = mask.unsqueeze(-1).to(output.dtype)  # (batch, seq_len, 1)
         if self.mode == "last":
             return h_n[-1]
-        mean = (output * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         if self.mode == "mean":
-            return mean
+            return self._mean(output, mask)
+        if self.mode == "max":
+            return self._max(output, mask)
         if self.mode == "attention":
             scores = self.attention(output).masked_fill(~mask.unsqueeze(-1), torch.finfo(output.dtype).min)
             return (scores.softmax(dim=1) * output).sum(dim=1)  # empty rows average zero outputs: 0
+        return torch.cat([self._mean(output, mask), self._max(output, mask)], dim=-1)
+
+    @staticmethod
+    def _mean(output, mask):
+        weights = mask.unsqueeze(-1).to(output.dtype)  # (batch, seq_len, 1)
+        return (output * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+    @staticmethod
+    def _max(output, mask):
         if output.size(1) == 0:
-            maximum = output.new_zeros(output.size(0), output.size(2))
-        else:
-            maximum = output.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
-            maximum = torch.where(nonempty, maximum, torch.zeros_like(maximum))
-        return maximum if self.mode == "max" else torch.cat([mean, maximum], dim=-1)
+            return output.new_zeros(output.size(0), output.size(2))
+        maximum = output.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+        return torch.where(mask.any(dim=1, keepdim=True), maximum, torch.zeros_like(maximum))  # empty rows: 0
 
 
 class SeqRegHead(nn.Module):

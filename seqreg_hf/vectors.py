@@ -127,13 +127,12 @@ class _Filler:
             if self.on_duplicate == "last":
                 self.vectors[row] = values
                 self.where[row] = where
-            return True
+            return
         row = len(self.words)
         self.vectors[row] = values
         self.index[word] = row
         self.words.append(word)
         self.where.append(where)
-        return True
 
     @property
     def full(self):

@@ -30,11 +30,6 @@ def build(options, seed):
     return SeqRegForSequenceRegression(tiny_config(**options)).eval()
 
 
-def features_for(batch, ids, width):
-    generator = torch.Generator().manual_seed(len(batch))
-    return torch.randn(*ids.shape, width, generator=generator) if width else None
-
-
 def predict(model, batch, features_by_row=None):
     ids, mask = right_padded(batch)
     width = model.config.num_token_features
