@@ -95,3 +95,18 @@ def test_tokenize_splits_gives_ids_masks_and_float_labels(table):
     first = tokenized["train"][0]
     assert first["input_ids"] == [2] and first["attention_mask"] == [1]  # truncated to max_length
     assert first["labels"] == [3.5, 3.0]
+
+
+def test_streamed_train_split_counts_drops_and_standardizes_like_the_whole_file(table):
+    import numpy as np
+
+    from seqreg_hf.data import clean_stream, stream_split
+
+    stream = stream_split(table, "train", split_column="split")
+    clean, report, means, stds = clean_stream(stream, "train", "text", ["V", "A"])
+    assert report["rows"] == 5 and report["dropped"] == 3
+    assert [row["text"] for row in clean] == ["good day", "bad day"]
+    np.testing.assert_allclose(means, [2.75, 2.75])
+    np.testing.assert_allclose(stds, [0.75, 0.25])
+    with pytest.raises(DataError, match=r"train split, row 1 .*: empty text in column 'text'"):
+        clean_stream(stream_split(table, "train", split_column="split"), "train", "text", ["V"], on_bad_rows="error")
