@@ -50,6 +50,8 @@ VARIANTS = {
     "sum_merge_gru": {"direction_merge": "sum"},
     "layer_norm": {"embedding_norm": "layer_norm"},
     "layer_norm_lr5e-4": {"embedding_norm": "layer_norm", "learning_rate": 0.0005},
+    "word_dropout": {"word_dropout": 0.1},
+    "ccc": {"loss": "ccc"},
     "gru_combo_2l": {"rnn_type": "gru", "learning_rate": 0.002, "embedding_dropout": 0.2, "head_dropout": 0.3,
                      "num_layers": 2, "rnn_dropout": 0.2},
 }

@@ -41,12 +41,15 @@ class ArchitectureArguments:
     embedding_norm: str = field(default="none", metadata={
         "help": "none, or layer_norm: a trainable LayerNorm on the (frozen) word vectors before the RNN."})
     embedding_dropout: float = field(default=0.0, metadata={"help": "Dropout on the word vectors."})
+    word_dropout: float = field(default=0.0, metadata={
+        "help": "Training only: the probability that a whole token's vector is zeroed."})
     rnn_dropout: float = field(default=0.0, metadata={"help": "Dropout between stacked layers."})
     head_dropout: float = field(default=0.1, metadata={"help": "Dropout before the head."})
     head_hidden_sizes: list[int] = field(default_factory=list, metadata={
         "help": "Hidden layers of an MLP head (none: a linear head)."})
     head_activation: str = field(default="relu", metadata={"help": f"MLP activation: {', '.join(ACTIVATIONS)}."})
-    loss: str = field(default="mse", metadata={"help": f"Training loss: {', '.join(LOSSES)}."})
+    loss: str = field(default="mse", metadata={
+        "help": f"Training loss: {', '.join(LOSSES)} (ccc: 1 - concordance correlation)."})
     huber_delta: float = field(default=1.0, metadata={"help": "Huber threshold in standardized units."})
     freeze_embeddings: bool = field(default=True, metadata={"help": "Keep the pretrained vectors fixed."})
 

@@ -11,7 +11,7 @@ from transformers import PretrainedConfig
 RNN_TYPES = ("lstm", "gru", "rnn")
 DIRECTION_MERGES = ("concat", "sum", "mean")
 POOLINGS = ("last", "mean", "max", "mean_max", "attention")
-LOSSES = ("mse", "l1", "huber")
+LOSSES = ("mse", "l1", "huber", "ccc")
 ACTIVATIONS = ("relu", "gelu", "tanh")
 NONLINEARITIES = ("tanh", "relu")
 EMBEDDING_NORMS = ("none", "layer_norm")
@@ -87,13 +87,19 @@ class SeqRegConfig(PretrainedConfig):
             padding). `"mean"` / `"max"` pool over real tokens only, `"mean_max"` concatenates both,
             `"attention"` is a learned softmax over real tokens.
         embedding_dropout (`float`, defaults to 0.0): dropout on the word vectors.
+        word_dropout (`float`, defaults to 0.0): in training, the probability that a whole token's input vector is
+            zeroed (the token is "forgotten"), so the model cannot lean on a few words. Applied after
+            `embedding_dropout`; no effect in eval mode.
         rnn_dropout (`float`, defaults to 0.0): dropout between stacked layers (needs num_layers > 1).
         head_dropout (`float`, defaults to 0.1): dropout on the sentence vector before the head.
         head_hidden_sizes (`list[int]`, defaults to `[]`): hidden layers of an optional MLP head;
             empty means one linear layer. No activation follows the last layer, so any real value,
             negative included, can be predicted.
         head_activation (`str`, defaults to `"relu"`): activation between MLP head layers.
-        loss (`str`, defaults to `"mse"`): `"mse"`, `"l1"` or `"huber"`.
+        loss (`str`, defaults to `"mse"`): `"mse"`, `"l1"`, `"huber"` or `"ccc"`. `"ccc"` is 1 minus Lin's
+            concordance correlation coefficient of the batch, averaged over targets: it rewards correlation (what
+            Pearson r measures) while still penalizing a shifted or rescaled prediction. It needs batches of at
+            least 2 rows; a batch of one row falls back to MSE.
         huber_delta (`float`, defaults to 1.0): the Huber threshold, in standardized units.
         label_means, label_stds (`list[float]`, *optional*): per-target statistics of the training
             labels. When set, the loss is computed on standardized targets and `logits` come back in
@@ -128,6 +134,7 @@ class SeqRegConfig(PretrainedConfig):
         direction_merge="concat",
         pooling="last",
         embedding_dropout=0.0,
+        word_dropout=0.0,
         rnn_dropout=0.0,
         head_dropout=0.1,
         head_hidden_sizes=None,
@@ -169,6 +176,7 @@ class SeqRegConfig(PretrainedConfig):
         self.direction_merge = _choice("direction_merge", direction_merge, DIRECTION_MERGES)
         self.pooling = _choice("pooling", pooling, POOLINGS)
         self.embedding_dropout = _probability("embedding_dropout", embedding_dropout)
+        self.word_dropout = _probability("word_dropout", word_dropout)
         self.rnn_dropout = _probability("rnn_dropout", rnn_dropout)
         self.head_dropout = _probability("head_dropout", head_dropout)
         self.head_hidden_sizes = [_positive_int("head_hidden_sizes[]", h) for h in (head_hidden_sizes or [])]

@@ -69,6 +69,17 @@ def check_prefix_mask(attention_mask):
     return mask.sum(dim=1)
 
 
+def concordance_correlation(predictions, targets):
+    """Lin's concordance correlation coefficient per column of (batch, num_labels) tensors:
+    2 cov(x, y) / (var(x) + var(y) + (mean(x) - mean(y))^2), with population (1/n) moments."""
+    mean_p, mean_t = predictions.mean(dim=0), targets.mean(dim=0)
+    var_p = predictions.var(dim=0, unbiased=False)
+    var_t = targets.var(dim=0, unbiased=False)
+    covariance = ((predictions - mean_p) * (targets - mean_t)).mean(dim=0)
+    denominator = var_p + var_t + (mean_p - mean_t).pow(2)
+    return 2.0 * covariance / denominator.clamp(min=torch.finfo(predictions.dtype).eps)
+
+
 class SeqRegEmbeddings(nn.Module):
     """Frozen pretrained word vectors, optionally joined by per-token numeric features."""
 
@@ -86,7 +97,11 @@ class SeqRegEmbeddings(nn.Module):
             embeddings = self.norm(embeddings)
         if self.config.num_token_features:
             embeddings = torch.cat([embeddings, token_features.to(embeddings.dtype)], dim=-1)
-        return self.dropout(embeddings)
+        embeddings = self.dropout(embeddings)
+        if self.training and self.config.word_dropout > 0:
+            keep = torch.rand(input_ids.shape, device=embeddings.device) >= self.config.word_dropout
+            embeddings = embeddings * keep.unsqueeze(-1).to(embeddings.dtype)  # (batch, seq_len, 1): whole tokens
+        return embeddings
 
 
 class SeqRegEncoder(nn.Module):
@@ -373,6 +388,8 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
             return F.l1_loss(predictions, targets)
         if self.config.loss == "huber":
             return F.huber_loss(predictions, targets, delta=self.config.huber_delta)
+        if self.config.loss == "ccc" and predictions.size(0) > 1:
+            return (1.0 - concordance_correlation(predictions, targets)).mean()
         return F.mse_loss(predictions, targets)
 
 

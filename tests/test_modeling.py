@@ -274,3 +274,94 @@ def test_embedding_layer_norm_normalizes_frozen_vectors_and_keeps_padding_invari
         together = model(ids, attention_mask=mask).logits
         alone = model(torch.tensor([SENTENCES[1]])).logits
     torch.testing.assert_close(together[1], alone[0], atol=1e-5, rtol=0)
+
+
+def numpy_ccc(x, y):
+    """Lin's concordance correlation, from numpy's population moments: an independent computation."""
+    import numpy as np
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    covariance = np.cov(x, y, bias=True)[0, 1]
+    return 2 * covariance / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+
+
+def test_ccc_loss_against_numpy_and_its_relation_to_pearson():
+    from scipy.stats import pearsonr
+
+    from seqreg_hf.modeling_seqreg import concordance_correlation
+
+    means, stds = [3.0, -2.0], [0.5, 4.0]
+    model = SeqRegForSequenceRegression(tiny_config(loss="ccc", label_means=means, label_stds=stds)).eval()
+    ids, mask = right_padded(SENTENCES)
+    labels = torch.tensor([[3.1, -1.0], [2.9, 5.0], [3.5, -10.0], [2.0, 0.0]])
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask, labels=labels)
+        z = model.head(model.seqreg(ids, attention_mask=mask).pooler_output)
+    targets = (labels - torch.tensor(means)) / torch.tensor(stds)  # the loss works in standardized units
+    expected = sum(1 - numpy_ccc(z[:, k], targets[:, k]) for k in range(2)) / 2
+    assert out.loss.item() == pytest.approx(expected, rel=1e-5)
+
+    x = torch.randn(50, 3, dtype=torch.float64)
+    y = 0.5 * x + torch.randn(50, 3, dtype=torch.float64)
+    ccc = concordance_correlation(x, y)
+    for k in range(3):
+        r = pearsonr(x[:, k].numpy(), y[:, k].numpy()).statistic
+        assert ccc[k].item() == pytest.approx(numpy_ccc(x[:, k], y[:, k]), rel=1e-12)
+        assert abs(ccc[k].item()) <= abs(r) + 1e-12  # never above |r|
+    # Equal to r when the two columns have the same mean and variance; shifting one lowers CCC, not r.
+    standardized = (y - y.mean(0)) / y.std(0, unbiased=False) * x.std(0, unbiased=False) + x.mean(0)
+    r0 = pearsonr(x[:, 0].numpy(), standardized[:, 0].numpy()).statistic
+    assert concordance_correlation(x, standardized)[0].item() == pytest.approx(r0, rel=1e-12)
+    assert concordance_correlation(x, standardized + 1.0)[0].item() < r0 - 0.1
+    # Perfect agreement: 1 (loss 0). A constant prediction: 0.
+    torch.testing.assert_close(concordance_correlation(x, x.clone()), torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(concordance_correlation(torch.zeros_like(x), y), torch.zeros(3, dtype=torch.float64))
+
+
+def test_ccc_loss_on_a_one_row_batch_falls_back_to_mse():
+    model = SeqRegForSequenceRegression(tiny_config(loss="ccc")).eval()
+    labels = torch.tensor([[0.7, -0.2]])
+    with torch.no_grad():
+        out = model(torch.tensor([SENTENCES[0]]), labels=labels)
+    torch.testing.assert_close(out.loss, ((out.logits - labels) ** 2).mean())
+    assert torch.isfinite(out.loss)
+
+
+def test_ccc_loss_trains_towards_correlated_predictions():
+    torch.manual_seed(1)
+    model = SeqRegForSequenceRegression(tiny_config(loss="ccc", num_labels=1, pooling="mean"))
+    ids, mask = right_padded(SENTENCES)
+    labels = torch.tensor([[1.0], [-1.0], [0.5], [-0.5]])
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(500):
+        optimizer.zero_grad()
+        model(ids, attention_mask=mask, labels=labels).loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        out = model.eval()(ids, attention_mask=mask, labels=labels)
+    assert out.loss.item() < 0.05
+    assert numpy_ccc(out.logits[:, 0], labels[:, 0]) > 0.95
+
+
+def test_word_dropout_zeroes_whole_tokens_in_training_only():
+    config = tiny_config(vocab_size=40, word_dropout=0.3)
+    embeddings = SeqRegForSequenceRegression(config).base_model.embeddings
+    ids = torch.randint(1, 40, (64, 50))
+    raw = embeddings.word_embeddings.weight[ids]
+    assert (raw != 0).all()
+    with torch.no_grad():
+        torch.testing.assert_close(embeddings.eval()(ids), raw, rtol=0, atol=0)  # eval: untouched
+        dropped = embeddings.train()(ids)
+    zeroed = (dropped == 0).all(dim=-1)
+    kept = (dropped == raw).all(dim=-1)
+    assert (zeroed | kept).all()  # a token is either whole or gone, never partly
+    assert abs(zeroed.float().mean().item() - 0.3) < 0.05  # 3,200 tokens: 0.05 is about 6 standard errors
+    # The model still predicts the same in eval mode as a model without word dropout and the same weights.
+    plain = SeqRegForSequenceRegression(tiny_config(vocab_size=40))
+    plain.load_state_dict(SeqRegForSequenceRegression(config).state_dict())
+    model = SeqRegForSequenceRegression(config)
+    model.load_state_dict(plain.state_dict())
+    id_batch, mask = right_padded(SENTENCES)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(id_batch, attention_mask=mask).logits,
+                                   plain.eval()(id_batch, attention_mask=mask).logits, rtol=0, atol=0)
