@@ -52,6 +52,11 @@ VARIANTS = {
     "layer_norm_lr5e-4": {"embedding_norm": "layer_norm", "learning_rate": 0.0005},
     "word_dropout": {"word_dropout": 0.1},
     "ccc": {"loss": "ccc"},
+    "word_dropout_2": {"word_dropout": 0.2},
+    "word_dropout_2_h128": {"word_dropout": 0.2, "hidden_size": 128},
+    "word_dropout_2_b64": {"word_dropout": 0.2, "per_device_train_batch_size": 64, "learning_rate": 0.003},
+    "word_dropout_2_epochs15": {"word_dropout": 0.2, "num_train_epochs": 15, "early_stopping_patience": 4},
+    "word_dropout_epochs15": {"word_dropout": 0.1, "num_train_epochs": 15, "early_stopping_patience": 4},
     "gru_combo_2l": {"rnn_type": "gru", "learning_rate": 0.002, "embedding_dropout": 0.2, "head_dropout": 0.3,
                      "num_layers": 2, "rnn_dropout": 0.2},
 }
