@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 EMOBANK_URL = "https://raw.githubusercontent.com/JULIELab/EmoBank/master/corpus/emobank.csv"
 
-# Trainer settings this tool defaults to (each can still be set on the command line or in the JSON file).
+# Trainer settings this tool defaults to (each can still be set on the command line or in the JSON file); the
+# learning rate and epochs are the EmoBank recipe's, like the architecture defaults in arguments.py.
 TRAINING_DEFAULTS = {
     "eval_strategy": "epoch",
     "save_strategy": "epoch",
@@ -58,8 +59,8 @@ TRAINING_DEFAULTS = {
     "train_sampling_strategy": "group_by_length",
     "per_device_train_batch_size": 32,
     "per_device_eval_batch_size": 256,
-    "learning_rate": 1e-3,
-    "num_train_epochs": 10,
+    "learning_rate": 2e-3,
+    "num_train_epochs": 15,
     "warmup_steps": 0,
     "weight_decay": 0.0,
     "dataloader_num_workers": 0,
@@ -72,8 +73,9 @@ class ModelArguments:
     model_name_or_path: str | None = field(default=None, metadata={
         "help": "Start from this model directory (from `seqreg-hf init` or an earlier run) instead of building one "
                 "from --embeddings and the architecture options."})
-    early_stopping_patience: int | None = field(default=None, metadata={
-        "help": "Stop after this many evaluations without improving metric_for_best_model."})
+    early_stopping_patience: int | None = field(default=4, metadata={
+        "help": "Stop after this many evaluations without improving metric_for_best_model (0 or none: never; "
+                "only with a validation split)."})
     plots: bool = field(default=True, metadata={"help": "Write scatter plots and learning curves."})
     length_buckets: bool = field(default=False, metadata={
         "help": "Train on batches of sentences of exactly one token length: no padding, so the RNN runs its dense "
@@ -231,6 +233,11 @@ def main(argv=None):
     set_seed(training_args.seed)
 
     raw, bad_rows, label_stats = load_clean_data(data_args, training_args.seed)
+    if "validation" not in raw and training_args.eval_strategy != "no":
+        raise DataError(
+            "no validation split: each epoch is evaluated on it and the best one kept. Give --validation_file, or a "
+            "split column with dev/validation rows; or train without selection: --eval_strategy no "
+            "--save_strategy no --load_best_model_at_end false.")
     streaming = isinstance(raw["train"], IterableDataset)
     wants_corpus = embedding_args.top_n is not None and not streaming  # trimming keeps the train split's words
     train_texts = raw["train"][data_args.text_column] if wants_corpus else None
@@ -251,7 +258,7 @@ def main(argv=None):
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=metrics_fn(data_args.label_columns),
         callbacks=[EarlyStoppingCallback(model_args.early_stopping_patience)]
-        if model_args.early_stopping_patience else None,
+        if model_args.early_stopping_patience and "validation" in tokenized else None,
     )
     sizes = {s: len(d) if not isinstance(d, IterableDataset) else bad_rows[s]["rows"] - bad_rows[s]["dropped"]
              for s, d in raw.items()}
