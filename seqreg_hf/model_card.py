@@ -104,7 +104,8 @@ def card_context(model, data_args=None, embedding_args=None, results=None, log_h
         "architecture": _architecture(config),
         "architecture_table": [(k, getattr(config, k)) for k in (
             "rnn_type", "hidden_size", "num_layers", "bidirectional", "direction_merge", "pooling",
-            "embedding_dropout", "rnn_dropout", "head_dropout", "head_hidden_sizes", "loss", "freeze_embeddings")],
+            "embedding_dropout", "word_dropout", "rnn_dropout", "head_dropout", "head_hidden_sizes", "loss",
+            "freeze_embeddings")],
         "trainable_parameters": f"{model.num_parameters(only_trainable=True):,}",
         "vocab_size": config.vocab_size,
         "embedding_dim": config.embedding_dim,
