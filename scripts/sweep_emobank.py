@@ -3,7 +3,9 @@
 Variants are chosen by their dev (validation) numbers only; test is recorded for the report. Each variant
 changes the recipe (scripts/configs/emobank.json) as it was at the time of the run: the variants up to
 gru_combo_mlp changed the first recipe (BiLSTM-256, mean_max, lr 1e-3, dropouts 0.1 / 0.1); layer_norm*,
-length_buckets, batch16 and every later variant change the current one (BiGRU, lr 2e-3, dropouts 0.2 / 0.3).
+length_buckets, batch16, weight_decay, hidden384, epochs15, wd_buckets, dropout_3_4 and sum_merge_gru changed
+the second (BiGRU, lr 2e-3, dropouts 0.2 / 0.3); word_dropout* and ccc changed the third (dropouts 0.3 / 0.4, 10
+epochs, no word dropout). "base" is always the recipe file as it is now (word dropout 0.2, 15 epochs).
 Usage: python scripts/sweep_emobank.py OUT.jsonl [variant ...] [--seeds 42 43 44]
 """
 
