@@ -357,10 +357,9 @@ def test_word_dropout_zeroes_whole_tokens_in_training_only():
     assert (zeroed | kept).all()  # a token is either whole or gone, never partly
     assert abs(zeroed.float().mean().item() - 0.3) < 0.05  # 3,200 tokens: 0.05 is about 6 standard errors
     # The model still predicts the same in eval mode as a model without word dropout and the same weights.
-    plain = SeqRegForSequenceRegression(tiny_config(vocab_size=40))
-    plain.load_state_dict(SeqRegForSequenceRegression(config).state_dict())
     model = SeqRegForSequenceRegression(config)
-    model.load_state_dict(plain.state_dict())
+    plain = SeqRegForSequenceRegression(tiny_config(vocab_size=40))
+    plain.load_state_dict(model.state_dict())
     id_batch, mask = right_padded(SENTENCES)
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(id_batch, attention_mask=mask).logits,
