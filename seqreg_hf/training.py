@@ -257,8 +257,9 @@ def main(argv=None):
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=metrics_fn(data_args.label_columns),
+        # Early stopping judges evaluations: none happen with --eval_strategy no (with or without a validation split).
         callbacks=[EarlyStoppingCallback(model_args.early_stopping_patience)]
-        if model_args.early_stopping_patience and "validation" in tokenized else None,
+        if model_args.early_stopping_patience and training_args.eval_strategy != "no" else None,
     )
     sizes = {s: len(d) if not isinstance(d, IterableDataset) else bad_rows[s]["rows"] - bad_rows[s]["dropped"]
              for s, d in raw.items()}

@@ -234,3 +234,10 @@ def test_no_validation_split_is_refused_early_with_the_fix(tmp_path, capsys):
                 str(tmp_path / "out"), *SMALL, "--eval_strategy", "no", "--save_strategy", "no",
                 "--load_best_model_at_end", "false", "--plots", "false"])
     assert code == 0 and (tmp_path / "out" / "model.safetensors").exists()
+    # The same flags with a validation split: no evaluation, so the default early stopping stays out of the way.
+    dev = tmp_path / "dev.csv"
+    pd.read_csv(EMOBANK).query("split == 'dev'").drop(columns="split").head(30).to_csv(dev, index=False)
+    code = cli(["train", "--train_file", str(train), "--validation_file", str(dev), "--label_columns", "V", "A", "D",
+                "--output_dir", str(tmp_path / "out2"), *SMALL, "--eval_strategy", "no", "--save_strategy", "no",
+                "--load_best_model_at_end", "false", "--plots", "false"])
+    assert code == 0 and (tmp_path / "out2" / "model.safetensors").exists()
