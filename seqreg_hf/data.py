@@ -111,10 +111,10 @@ def find_bad_rows(dataset, text_column, label_columns):
     return bad
 
 
-def check_columns(dataset, split, text_column, label_columns=()):
-    missing = [c for c in [text_column, *label_columns] if c not in dataset.column_names]
+def check_columns(column_names, split, text_column, label_columns=()):
+    missing = [c for c in [text_column, *label_columns] if c not in column_names]
     if missing:
-        raise DataError(f"{split} split: column(s) {missing} not found; the data has {dataset.column_names}. "
+        raise DataError(f"{split} split: column(s) {missing} not found; the data has {list(column_names)}. "
                         "Set --text_column / --label_columns to the right names.")
 
 
@@ -122,7 +122,7 @@ def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop"):
     """Drop (or refuse) bad rows; returns (dataset, report) where report counts what was dropped and why."""
     if on_bad_rows not in BAD_ROW_POLICIES:
         raise ValueError(f"on_bad_rows={on_bad_rows!r} is not supported; choose one of {BAD_ROW_POLICIES}.")
-    check_columns(dataset, split, text_column, label_columns)
+    check_columns(dataset.column_names, split, text_column, label_columns)
     bad = find_bad_rows(dataset, text_column, label_columns)
     report = {"rows": len(dataset), "dropped": len(bad), "examples": [f"row {r}: {why}" for r, why in
                                                                        sorted(bad.items())[:5]]}
@@ -174,7 +174,7 @@ def read_texts(path, text_column="text"):
         with open(path, encoding="utf-8") as handle:
             return [line.rstrip("\n") for line in handle]
     dataset = load_raw_datasets(train_file=path)["train"]
-    check_columns(dataset, os.fspath(path), text_column)
+    check_columns(dataset.column_names, os.fspath(path), text_column)
     return ["" if t is None else str(t) for t in dataset[text_column]]
 
 
@@ -200,7 +200,7 @@ def clean_stream(stream, split, text_column, label_columns, on_bad_rows="drop"):
     m2 = np.zeros(len(label_columns))
     for index, row in enumerate(stream):
         if index == 0:
-            check_columns(_Columns(list(row)), split, text_column, label_columns)
+            check_columns(list(row), split, text_column, label_columns)
         problem = _stream_row_problem(row, text_column, label_columns)
         if problem:
             if on_bad_rows == "error":
@@ -225,8 +225,3 @@ def clean_stream(stream, split, text_column, label_columns, on_bad_rows="drop"):
         raise DataError(f"label column(s) {[c for c, s in zip(label_columns, stds) if s == 0]} are constant.")
     clean = stream.filter(lambda row: _stream_row_problem(row, text_column, label_columns) is None)
     return clean, report, mean.tolist(), stds.tolist()
-
-
-class _Columns:
-    def __init__(self, names):
-        self.column_names = names
