@@ -75,7 +75,7 @@ class ModelArguments:
                 "from --embeddings and the architecture options."})
     early_stopping_patience: int | None = field(default=4, metadata={
         "help": "Stop after this many evaluations without improving metric_for_best_model (0 or none: never; "
-                "only with a validation split)."})
+                "off by itself under --eval_strategy no)."})
     plots: bool = field(default=True, metadata={"help": "Write scatter plots and learning curves."})
     length_buckets: bool = field(default=False, metadata={
         "help": "Train on batches of sentences of exactly one token length: no padding, so the RNN runs its dense "
