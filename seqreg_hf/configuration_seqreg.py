@@ -101,6 +101,12 @@ class SeqRegConfig(PretrainedConfig):
             Pearson r measures) while still penalizing a shifted or rescaled prediction. It needs batches of at
             least 2 rows; a batch of one row falls back to MSE.
         huber_delta (`float`, defaults to 1.0): the Huber threshold, in standardized units.
+        ensemble_size (`int`, defaults to 1): independent members (each its own recurrent encoder, pooler and
+            head, with its own initialization and dropout masks) over the one shared embedding matrix. `logits` are
+            the mean of the members' predictions; the loss is the mean of the members' own losses, so each member
+            learns as a separate model would (no co-adaptation) and averaging cancels part of their errors.
+            Compute and trainable parameters grow K-fold. The bare `SeqRegModel` concatenates the members'
+            vectors along the feature axis, in member order.
         label_means, label_stds (`list[float]`, *optional*): per-target statistics of the training
             labels. When set, the loss is computed on standardized targets and `logits` come back in
             the labels' own units.
@@ -141,6 +147,7 @@ class SeqRegConfig(PretrainedConfig):
         head_activation="relu",
         loss="mse",
         huber_delta=1.0,
+        ensemble_size=1,
         label_means=None,
         label_stds=None,
         initializer_range=0.02,
@@ -185,6 +192,7 @@ class SeqRegConfig(PretrainedConfig):
         if not isinstance(huber_delta, (int, float)) or not huber_delta > 0:
             raise ValueError(f"huber_delta={huber_delta!r} must be > 0.")
         self.huber_delta = float(huber_delta)
+        self.ensemble_size = _positive_int("ensemble_size", ensemble_size)
         self.label_means = _stats("label_means", label_means, self.num_labels, positive=False)
         self.label_stds = _stats("label_stds", label_stds, self.num_labels, positive=True)
         if (self.label_means is None) != (self.label_stds is None):

@@ -45,7 +45,8 @@ def dataset_info(data_args):
 
 def _architecture(config):
     direction = "bidirectional " if config.bidirectional else ""
-    return f"{config.num_layers}-layer {direction}{config.rnn_type.upper()} (hidden {config.hidden_size})"
+    single = f"a {config.num_layers}-layer {direction}{config.rnn_type.upper()} (hidden {config.hidden_size})"
+    return single if config.ensemble_size == 1 else f"an ensemble of {config.ensemble_size} members, each {single},"
 
 
 def _is_hub_id(source):
@@ -105,7 +106,7 @@ def card_context(model, data_args=None, embedding_args=None, results=None, log_h
         "architecture_table": [(k, getattr(config, k)) for k in (
             "rnn_type", "hidden_size", "num_layers", "bidirectional", "direction_merge", "pooling",
             "embedding_dropout", "word_dropout", "rnn_dropout", "head_dropout", "head_hidden_sizes", "loss",
-            "freeze_embeddings")],
+            "ensemble_size", "freeze_embeddings")],
         "trainable_parameters": f"{model.num_parameters(only_trainable=True):,}",
         "vocab_size": config.vocab_size,
         "embedding_dim": config.embedding_dim,

@@ -37,6 +37,9 @@ class SeqRegModelOutput(ModelOutput):
             every layer, directions merged by the same rule. For the backward direction "final" means after
             reading the sentence back to its first token.
         c_n (`torch.FloatTensor` of shape `(num_layers, batch, rnn_output_size)`, LSTM only): final cell states.
+
+    With `config.ensemble_size = K > 1` each of these holds the K members' tensors side by side on the last axis
+    (width K * rnn_output_size, or K * pooled_size), in member order.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -92,11 +95,19 @@ class SeqRegEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.embedding_dropout)
 
     def forward(self, input_ids, token_features=None):
+        return self.regularize(self.lookup(input_ids, token_features), input_ids)
+
+    def lookup(self, input_ids, token_features=None):
+        """The word vectors (normalized, features joined), before any dropout."""
         embeddings = self.word_embeddings(input_ids)  # (batch, seq_len, embedding_dim)
         if self.norm is not None:
             embeddings = self.norm(embeddings)
         if self.config.num_token_features:
             embeddings = torch.cat([embeddings, token_features.to(embeddings.dtype)], dim=-1)
+        return embeddings
+
+    def regularize(self, embeddings, input_ids):
+        """Embedding dropout, then word dropout; each ensemble member calls this for masks of its own."""
         embeddings = self.dropout(embeddings)
         if self.training and self.config.word_dropout > 0:
             keep = torch.rand(input_ids.shape, device=embeddings.device) >= self.config.word_dropout
@@ -209,6 +220,15 @@ class SeqRegHead(nn.Module):
         return self.layers(pooled)
 
 
+class SeqRegMember(nn.Module):
+    """The encoder and pooler of one further member of an ensemble (`config.ensemble_size > 1`)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.encoder = SeqRegEncoder(config)
+        self.pooler = SeqRegPooler(config)
+
+
 class SeqRegPreTrainedModel(PreTrainedModel):
     config_class = SeqRegConfig
     base_model_prefix = "seqreg"
@@ -274,6 +294,9 @@ class SeqRegModel(SeqRegPreTrainedModel):
         self.embeddings = SeqRegEmbeddings(config)
         self.encoder = SeqRegEncoder(config)
         self.pooler = SeqRegPooler(config)
+        # Members 2..K of an ensemble. The first member keeps the single model's names, so a checkpoint with
+        # ensemble_size=1 has exactly the keys it always had.
+        self.members = nn.ModuleList(SeqRegMember(config) for _ in range(config.ensemble_size - 1))
         self.post_init()
 
     def get_input_embeddings(self):
@@ -286,9 +309,15 @@ class SeqRegModel(SeqRegPreTrainedModel):
         # token_type_ids is accepted (BERT-style tokenizers emit it) and ignored: a recurrent encoder has no segments.
         config = self.config
         lengths, mask = self._validate(input_ids, attention_mask, token_features)
-        embedded = self.embeddings(input_ids, token_features)  # (batch, seq_len, embedding_dim + features)
-        output, h_n, c_n = self.encoder(embedded, lengths)
-        pooled = self.pooler(output, h_n, mask)  # (batch, pooled_size)
+        words = self.embeddings.lookup(input_ids, token_features)  # (batch, seq_len, embedding_dim + features)
+        members = []
+        for encoder, pooler in [(self.encoder, self.pooler), *((m.encoder, m.pooler) for m in self.members)]:
+            output, h_n, c_n = encoder(self.embeddings.regularize(words, input_ids), lengths)
+            members.append((output, pooler(output, h_n, mask), h_n, c_n))  # pooled: (batch, pooled_size)
+        if len(members) == 1:
+            output, pooled, h_n, c_n = members[0]
+        else:  # an ensemble: the members' vectors side by side along the feature axis, in member order
+            output, pooled, h_n, c_n = (None if parts[0] is None else torch.cat(parts, dim=-1) for parts in zip(*members))
         result = SeqRegModelOutput(last_hidden_state=output, pooler_output=pooled, h_n=h_n, c_n=c_n)
         return_dict = return_dict if return_dict is not None else config.return_dict
         return result if return_dict else result.to_tuple()
@@ -334,6 +363,7 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
         super().__init__(config)
         self.seqreg = SeqRegModel(config)
         self.head = SeqRegHead(config)
+        self.member_heads = nn.ModuleList(SeqRegHead(config) for _ in range(config.ensemble_size - 1))
         self.post_init()
 
     def get_input_embeddings(self):
@@ -345,13 +375,18 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_features=None, labels=None, token_type_ids=None,
                 return_dict=None):
         encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features)
-        standardized = self.head(encoded.pooler_output)  # (batch, num_labels), in standardized units
+        pooled = encoded.pooler_output.split(self.config.pooled_size, dim=-1)  # one (batch, pooled_size) per member
+        heads = [self.head, *self.member_heads]
+        members = torch.stack([head(vector) for head, vector in zip(heads, pooled)])  # (K, batch, num_labels)
+        standardized = members.mean(dim=0)  # (batch, num_labels), in standardized units
         mean, std = self._label_stats(standardized)
         logits = standardized * std + mean
         loss = None
         if labels is not None:
             labels = self._check_labels(labels, standardized.size(0)).to(standardized.dtype)
-            loss = self._loss(standardized, (labels - mean) / std)
+            targets = (labels - mean) / std
+            # Each member is scored on its own prediction, as if trained alone; the ensemble only averages.
+            loss = torch.stack([self._loss(member, targets) for member in members]).mean()
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return (logits,) if loss is None else (loss, logits)

@@ -26,6 +26,7 @@ def test_unknown_options_list_the_allowed_values(option, value, allowed):
     ({"num_layers": 1.5}, "num_layers=1.5 must be an integer"),
     ({"head_dropout": 1.0}, "head_dropout=1.0 must be a probability"),
     ({"word_dropout": -0.1}, "word_dropout=-0.1 must be a probability"),
+    ({"ensemble_size": 0}, "ensemble_size=0 must be an integer >= 1"),
     ({"pad_token_id": 40}, "pad_token_id=40 must be a row"),
     ({"label_means": [0.0], "label_stds": [1.0, 1.0]}, "label_means has 1 values but num_labels=2"),
     ({"label_means": [0.0, 0.0], "label_stds": [1.0, 0.0]}, "must all be finite and > 0"),

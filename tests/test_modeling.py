@@ -364,3 +364,86 @@ def test_word_dropout_zeroes_whole_tokens_in_training_only():
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(id_batch, attention_mask=mask).logits,
                                    plain.eval()(id_batch, attention_mask=mask).logits, rtol=0, atol=0)
+
+
+def member_as_single_model(ensemble, member):
+    """A model with ensemble_size=1 holding the shared embeddings and one member's encoder, pooler and head."""
+    single = SeqRegForSequenceRegression(tiny_config(**{**ensemble.config.to_dict(), "ensemble_size": 1})).eval()
+    source = ensemble.base_model
+    encoder, pooler = (source.encoder, source.pooler) if member == 0 else (
+        source.members[member - 1].encoder, source.members[member - 1].pooler)
+    head = ensemble.head if member == 0 else ensemble.member_heads[member - 1]
+    single.base_model.embeddings.load_state_dict(source.embeddings.state_dict())
+    single.base_model.encoder.load_state_dict(encoder.state_dict())
+    single.base_model.pooler.load_state_dict(pooler.state_dict())
+    single.head.load_state_dict(head.state_dict())
+    return single
+
+
+@pytest.mark.parametrize("rnn_type,pooling", [("lstm", "attention"), ("gru", "mean_max")])
+def test_ensemble_is_the_mean_of_its_members_run_alone(rnn_type, pooling):
+    config = tiny_config(rnn_type=rnn_type, pooling=pooling, num_layers=2, ensemble_size=3, head_hidden_sizes=[5],
+                         label_means=[3.0, -1.0], label_stds=[0.5, 2.0])
+    ensemble = SeqRegForSequenceRegression(config).eval()
+    with torch.no_grad():  # heads start near zero; spread the weights so that members clearly disagree
+        for parameter in ensemble.parameters():
+            if parameter.requires_grad:
+                parameter.normal_(0.0, 0.5)
+    singles = [member_as_single_model(ensemble, k) for k in range(3)]
+    ids, mask = right_padded(SENTENCES)
+    labels = torch.tensor([[3.2, -0.5], [2.5, 1.0], [3.0, -3.0], [3.9, 0.0]])
+    with torch.no_grad():
+        out = ensemble(ids, attention_mask=mask, labels=labels)
+        alone = [single(ids, attention_mask=mask, labels=labels) for single in singles]
+        encoded = ensemble.base_model(ids, attention_mask=mask)
+        encoded_alone = [single.base_model(ids, attention_mask=mask) for single in singles]
+    torch.testing.assert_close(out.logits, torch.stack([a.logits for a in alone]).mean(dim=0), atol=1e-6, rtol=0)
+    # The loss is each member's own loss, averaged: not the loss of the averaged prediction.
+    torch.testing.assert_close(out.loss, torch.stack([a.loss for a in alone]).mean(), atol=1e-6, rtol=1e-6)
+    averaged_loss = nn.functional.mse_loss((out.logits - torch.tensor([3.0, -1.0])) / torch.tensor([0.5, 2.0]),
+                                           (labels - torch.tensor([3.0, -1.0])) / torch.tensor([0.5, 2.0]))
+    assert out.loss > averaged_loss  # Jensen: members disagree, so the mean of their losses is larger
+    for field in ("last_hidden_state", "pooler_output", "h_n", "c_n"):
+        parts = [getattr(e, field) for e in encoded_alone]
+        if parts[0] is None:
+            assert getattr(encoded, field) is None
+            continue
+        torch.testing.assert_close(getattr(encoded, field), torch.cat(parts, dim=-1), atol=1e-6, rtol=0)
+    assert encoded.pooler_output.shape == (len(SENTENCES), 3 * config.pooled_size)
+    assert encoded.h_n.shape == (2, len(SENTENCES), 3 * config.rnn_output_size)
+
+
+def test_ensemble_members_start_apart_and_draw_their_own_dropout_masks():
+    config = tiny_config(rnn_type="gru", pooling="mean", ensemble_size=2, embedding_dropout=0.5, word_dropout=0.3)
+    model = SeqRegForSequenceRegression(config)
+    first, second = model.base_model.encoder.rnn, model.base_model.members[0].encoder.rnn
+    assert not torch.equal(first.weight_ih_l0, second.weight_ih_l0)
+    assert not torch.equal(model.head.layers[-1].weight, model.member_heads[0].layers[-1].weight)
+    # Same weights in both members: any difference in training mode comes from the dropout masks alone.
+    model.base_model.members[0].load_state_dict(
+        {"encoder." + k: v for k, v in model.base_model.encoder.state_dict().items()}
+        | {"pooler." + k: v for k, v in model.base_model.pooler.state_dict().items()})
+    ids, mask = right_padded(SENTENCES)
+    with torch.no_grad():
+        trained = model.train().base_model(ids, attention_mask=mask).pooler_output.chunk(2, dim=-1)
+        evaluated = model.eval().base_model(ids, attention_mask=mask).pooler_output.chunk(2, dim=-1)
+    assert not torch.allclose(trained[0], trained[1])
+    torch.testing.assert_close(evaluated[0], evaluated[1], atol=0, rtol=0)
+
+
+def test_single_model_checkpoint_keys_are_unchanged_by_the_ensemble_option(tmp_path):
+    single = SeqRegForSequenceRegression(tiny_config(rnn_type="gru"))
+    keys = set(single.state_dict())
+    assert not any(k.startswith(("seqreg.members", "member_heads")) for k in keys)
+    assert {"seqreg.encoder.rnn.weight_ih_l0", "head.layers.1.weight"} <= keys
+    ensemble = SeqRegForSequenceRegression(tiny_config(rnn_type="gru", ensemble_size=3))
+    extra = set(ensemble.state_dict()) - keys
+    assert keys < set(ensemble.state_dict())
+    assert {k.split(".")[0] + "." + k.split(".")[1] for k in extra} == {"seqreg.members", "member_heads.0",
+                                                                        "member_heads.1"}
+    ensemble.eval().save_pretrained(tmp_path)
+    loaded = SeqRegForSequenceRegression.from_pretrained(tmp_path).eval()
+    ids, mask = right_padded(SENTENCES)
+    with torch.no_grad():
+        assert torch.equal(ensemble(ids, attention_mask=mask).logits, loaded(ids, attention_mask=mask).logits)
+    assert loaded.num_parameters(only_trainable=True) == 3 * single.num_parameters(only_trainable=True)

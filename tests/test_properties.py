@@ -20,6 +20,7 @@ configs = st.fixed_dictionaries({
     "head_hidden_sizes": st.sampled_from([[], [5]]),
     "num_labels": st.integers(1, 3),
     "embedding_norm": st.sampled_from(["none", "layer_norm"]),
+    "ensemble_size": st.integers(1, 3),
 })
 sentences = st.lists(st.lists(st.integers(2, 39), min_size=0, max_size=9), min_size=1, max_size=5)
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from seqreg_hf import SeqRegForSequenceRegression
@@ -40,8 +41,9 @@ LOADER = textwrap.dedent("""
 """)
 
 
-def test_checkpoint_loads_with_plain_transformers_and_trust_remote_code(tmp_path):
-    config = tiny_config(rnn_type="lstm", num_layers=2, pooling="mean_max", num_labels=3,
+@pytest.mark.parametrize("ensemble_size", [1, 2])
+def test_checkpoint_loads_with_plain_transformers_and_trust_remote_code(tmp_path, ensemble_size):
+    config = tiny_config(rnn_type="lstm", num_layers=2, pooling="mean_max", num_labels=3, ensemble_size=ensemble_size,
                          id2label={0: "V", 1: "A", 2: "D"}, label_means=[3.0, 3.0, 3.0], label_stds=[0.3, 0.2, 0.2])
     model = SeqRegForSequenceRegression(config).eval()
     folder = tmp_path / "checkpoint"
