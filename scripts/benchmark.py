@@ -2,13 +2,14 @@
 
 Everything is measured in one run, on the same sentences, and printed as one JSON object plus a table.
 Fixed model: BiLSTM, hidden 256, one layer, frozen 384-d MiniLM input embeddings, 3 targets, batch 32; the
-recipe's own config (scripts/configs/emobank.json) is a second row.
+recipe's own config (scripts/configs/emobank.json) is a second row. For an ensemble (ensemble_size K), the loop
+(a), the kernel bounds (c), (e), (g) and the FLOP counts run all K members, so every ratio compares the same model.
 
 Training, sentences per second:
   (a) seed-style loop: batch size 1, plain PyTorch, same dims
   (b) seqreg_hf through Trainer (data loading, collation and optimizer steps included), with exact-length
       batches (--length_buckets); (b2) the same with transformers' group_by_length sampling
-  (c) kernel bound: bare dense nn.LSTM forward + backward, batches of 32 of near-equal length
+  (c) kernel bound: bare dense RNN forward + backward, batches of 32 of near-equal length
 Inference:
   (d) seqreg_hf batched prediction (Predictor, tokenization included), batch 256
   (e) kernel bound: bare dense forward, batches of 256 of near-equal length
@@ -62,15 +63,15 @@ def dense(ids, rows, embedding):
 
 
 def rnn_flops_per_token(config, input_size):
-    """Forward FLOPs (2 x multiply-adds) of one token through every layer and direction: gates x (I + H) x H,
-    with 4 gates for an LSTM, 3 for a GRU, 1 for a plain RNN."""
+    """Forward FLOPs (2 x multiply-adds) of one token through every layer and direction of every ensemble member:
+    gates x (I + H) x H, with 4 gates for an LSTM, 3 for a GRU, 1 for a plain RNN."""
     hidden, directions = config["hidden_size"], 2 if config["bidirectional"] else 1
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[config.get("rnn_type", "lstm")]
     flops, width = 0, input_size
     for _ in range(config["num_layers"]):
         flops += directions * 2 * gates * hidden * (width + hidden)
         width = hidden * directions
-    return flops
+    return flops * config.get("ensemble_size", 1)
 
 
 def gemm_peak(size=2048, repeats=7):
@@ -98,52 +99,62 @@ def gemm_peak(size=2048, repeats=7):
     return max(peaks.values()), {k: round(v, 1) for k, v in peaks.items()}
 
 
-def bare_rnn(config, input_size):
-    return CELLS[config["rnn_type"]](input_size, config["hidden_size"], num_layers=config["num_layers"],
-                                     bidirectional=config["bidirectional"], batch_first=True)
+def bare_rnns(config, input_size):
+    """One bare RNN per ensemble member: the kernel work of the same model."""
+    return [CELLS[config["rnn_type"]](input_size, config["hidden_size"], num_layers=config["num_layers"],
+                                      bidirectional=config["bidirectional"], batch_first=True)
+            for _ in range(config.get("ensemble_size", 1))]
+
+
+def run_all(rnns, x):
+    return [rnn(x)[0] for rnn in rnns]
 
 
 def naive_loop(ids, labels, embedding, config, count):
     """(a): what the seed code does, one sentence per step (with the correct final states, not output[-1])."""
     torch.manual_seed(0)
-    rnn = bare_rnn(config, embedding.size(1))
+    rnns = bare_rnns(config, embedding.size(1))
     directions = 2 if config["bidirectional"] else 1
-    head = nn.Linear(directions * config["hidden_size"], 3)
-    optimizer = torch.optim.Adam(list(rnn.parameters()) + list(head.parameters()), lr=1e-3)
+    heads = [nn.Linear(directions * config["hidden_size"], 3) for _ in rnns]
+    parameters = [p for module in rnns + heads for p in module.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=1e-3)
     start = time.perf_counter()
     for i in range(count):
         optimizer.zero_grad()
         x = embedding[torch.tensor(ids[i])].unsqueeze(0)
-        _, state = rnn(x)
-        h_n = state[0] if isinstance(state, tuple) else state
-        prediction = head(torch.cat(list(h_n[-directions:]), dim=-1))
-        loss = nn.functional.mse_loss(prediction, torch.from_numpy(labels[i : i + 1]))
+        loss = 0.0
+        for rnn, head in zip(rnns, heads):  # an ensemble trains each member on the sentence
+            _, state = rnn(x)
+            h_n = state[0] if isinstance(state, tuple) else state
+            prediction = head(torch.cat(list(h_n[-directions:]), dim=-1))
+            loss = loss + nn.functional.mse_loss(prediction, torch.from_numpy(labels[i : i + 1]))
         loss.backward()
         optimizer.step()
     return count / (time.perf_counter() - start)
 
 
 def kernel_train(ids, embedding, config, batches):
-    """(c): bare dense LSTM forward + backward, no optimizer, no padding waste."""
-    lstm = bare_rnn(config, embedding.size(1))
+    """(c): bare dense RNN forward + backward, no optimizer, no padding waste."""
+    rnns = bare_rnns(config, embedding.size(1))
     inputs = [dense(ids, rows, embedding) for rows in batches]
-    lstm(inputs[0])[0].sum().backward()  # warm-up
+    sum(o.sum() for o in run_all(rnns, inputs[0])).backward()  # warm-up
     start = time.perf_counter()
     for x in inputs:
-        lstm.zero_grad()
-        lstm(x)[0].sum().backward()
+        for rnn in rnns:
+            rnn.zero_grad()
+        sum(o.sum() for o in run_all(rnns, x)).backward()
     return sum(len(rows) for rows in batches) / (time.perf_counter() - start)
 
 
 @torch.inference_mode()
 def kernel_infer(ids, embedding, config, batches):
-    """(e): bare dense LSTM forward."""
-    lstm = bare_rnn(config, embedding.size(1))
+    """(e): bare dense RNN forward."""
+    rnns = bare_rnns(config, embedding.size(1))
     inputs = [dense(ids, rows, embedding) for rows in batches]
-    lstm(inputs[0])
+    run_all(rnns, inputs[0])
     start = time.perf_counter()
     for x in inputs:
-        lstm(x)
+        run_all(rnns, x)
     return sum(len(rows) for rows in batches) / (time.perf_counter() - start)
 
 
@@ -195,7 +206,7 @@ def row(name, config, source, texts, ids, labels, embedding, quick):
     result["d_predict_batched"] = train_count / (time.perf_counter() - start)
     result["e_kernel_infer"] = kernel_infer(ids, embedding, config, length_batches(ids[:train_count], 256))
     latencies, bare = [], []
-    lstm = bare_rnn(config, embedding.size(1))
+    rnns = bare_rnns(config, embedding.size(1))
     for i in range(singles):
         start = time.perf_counter()
         predictor.predict([texts[i]])
@@ -203,7 +214,7 @@ def row(name, config, source, texts, ids, labels, embedding, quick):
         x = embedding[torch.tensor(ids[i])].unsqueeze(0)
         with torch.inference_mode():
             start = time.perf_counter()
-            lstm(x)
+            run_all(rnns, x)
             bare.append(time.perf_counter() - start)
     result["f_single_p50_ms"], result["f_single_p95_ms"] = percentile(latencies, 50), percentile(latencies, 95)
     result["g_bare_single_p50_ms"] = percentile(bare, 50)
