@@ -5,7 +5,8 @@ changes the recipe (scripts/configs/emobank.json) as it was at the time of the r
 gru_combo_mlp changed the first recipe (BiLSTM-256, mean_max, lr 1e-3, dropouts 0.1 / 0.1); layer_norm*,
 length_buckets, batch16, weight_decay, hidden384, epochs15, wd_buckets, dropout_3_4 and sum_merge_gru changed
 the second (BiGRU, lr 2e-3, dropouts 0.2 / 0.3); word_dropout* and ccc changed the third (dropouts 0.3 / 0.4, 10
-epochs, no word dropout). "base" is always the recipe file as it is now (word dropout 0.2, 15 epochs).
+epochs, no word dropout); ensemble3 changed the fourth (word dropout 0.2, 15 epochs, one network), which "single"
+restores. "base" is always the recipe file as it is now (a 3-member ensemble).
 Usage: python scripts/sweep_emobank.py OUT.jsonl [variant ...] [--seeds 42 43 44]
 """
 
@@ -59,6 +60,8 @@ VARIANTS = {
     "word_dropout_2_b64": {"word_dropout": 0.2, "per_device_train_batch_size": 64, "learning_rate": 0.003},
     "word_dropout_2_epochs15": {"word_dropout": 0.2, "num_train_epochs": 15, "early_stopping_patience": 4},
     "word_dropout_epochs15": {"word_dropout": 0.1, "num_train_epochs": 15, "early_stopping_patience": 4},
+    "ensemble3": {"ensemble_size": 3},
+    "single": {"ensemble_size": 1},
     "gru_combo_2l": {"rnn_type": "gru", "learning_rate": 0.002, "embedding_dropout": 0.2, "head_dropout": 0.3,
                      "num_layers": 2, "rnn_dropout": 0.2},
 }

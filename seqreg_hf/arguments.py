@@ -56,9 +56,9 @@ class ArchitectureArguments:
         "help": f"Training loss: {', '.join(LOSSES)} (ccc: 1 - concordance correlation)."})
     huber_delta: float = field(default=1.0, metadata={"help": "Huber threshold in standardized units."})
     freeze_embeddings: bool = field(default=True, metadata={"help": "Keep the pretrained vectors fixed."})
-    ensemble_size: int = field(default=1, metadata={
+    ensemble_size: int = field(default=3, metadata={
         "help": "Independent members (encoder, pooler, head each) over the shared embeddings; the prediction is "
-                "their mean. Training time grows with it."})
+                "their mean. Training time grows with it; 1 is a single network."})
 
     def config_kwargs(self):
         return asdict(self)

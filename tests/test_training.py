@@ -96,6 +96,9 @@ def test_model_card_metadata(run_dir):
     assert test_r["pearson (V)"] == pytest.approx(metrics["test"]["test_pearson_V"], abs=1e-4)
     assert "Sven Buechel and Udo Hahn. 2017. EmoBank" in card.text
     assert "trust_remote_code=True" in card.text
+    # The run used the command-line defaults, which are the recipe's: a 3-member ensemble, and the card says so.
+    assert json.loads((run_dir / "config.json").read_text())["ensemble_size"] == 3
+    assert "an ensemble of 3 members, each a 1-layer bidirectional GRU (hidden 16)" in " ".join(card.text.split())
 
 
 def test_checkpoints_carry_a_card(run_dir):
