@@ -6,7 +6,8 @@ gru_combo_mlp changed the first recipe (BiLSTM-256, mean_max, lr 1e-3, dropouts 
 length_buckets, batch16, weight_decay, hidden384, epochs15, wd_buckets, dropout_3_4 and sum_merge_gru changed
 the second (BiGRU, lr 2e-3, dropouts 0.2 / 0.3); word_dropout* and ccc changed the third (dropouts 0.3 / 0.4, 10
 epochs, no word dropout); ensemble3 changed the fourth (word dropout 0.2, 15 epochs, one network), which "single"
-restores. "base" is always the recipe file as it is now (a 3-member ensemble).
+restores; arousal_only is "single" trained on one target, A. "base" is always the recipe file as it is now (a
+3-member ensemble).
 Usage: python scripts/sweep_emobank.py OUT.jsonl [variant ...] [--seeds 42 43 44]
 """
 
@@ -61,6 +62,7 @@ VARIANTS = {
     "word_dropout_2_epochs15": {"word_dropout": 0.2, "num_train_epochs": 15, "early_stopping_patience": 4},
     "word_dropout_epochs15": {"word_dropout": 0.1, "num_train_epochs": 15, "early_stopping_patience": 4},
     "ensemble3": {"ensemble_size": 3},
+    "arousal_only": {"label_columns": ["A"], "ensemble_size": 1},
     "single": {"ensemble_size": 1},
     "gru_combo_2l": {"rnn_type": "gru", "learning_rate": 0.002, "embedding_dropout": 0.2, "head_dropout": 0.3,
                      "num_layers": 2, "rnn_dropout": 0.2},
@@ -81,7 +83,8 @@ def run(name, overrides, seed, recipe, workdir):
     row = {"variant": name, "seed": seed, "overrides": overrides, "train_seconds": round(time.time() - start, 1),
            "epochs": results["train"].get("epoch")}
     for split, prefix in (("validation", "eval"), ("test", "test")):
-        row[split] = {t: round(results[split][f"{prefix}_pearson_{t}"], 4) for t in ("V", "A", "D", "mean")}
+        pearson = f"{prefix}_pearson_"
+        row[split] = {k[len(pearson):]: round(v, 4) for k, v in results[split].items() if k.startswith(pearson)}
     return row
 
 
