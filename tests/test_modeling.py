@@ -420,9 +420,8 @@ def test_ensemble_members_start_apart_and_draw_their_own_dropout_masks():
     assert not torch.equal(first.weight_ih_l0, second.weight_ih_l0)
     assert not torch.equal(model.head.layers[-1].weight, model.member_heads[0].layers[-1].weight)
     # Same weights in both members: any difference in training mode comes from the dropout masks alone.
-    model.base_model.members[0].load_state_dict(
-        {"encoder." + k: v for k, v in model.base_model.encoder.state_dict().items()}
-        | {"pooler." + k: v for k, v in model.base_model.pooler.state_dict().items()})
+    model.base_model.members[0].encoder.load_state_dict(model.base_model.encoder.state_dict())
+    model.base_model.members[0].pooler.load_state_dict(model.base_model.pooler.state_dict())
     ids, mask = right_padded(SENTENCES)
     with torch.no_grad():
         trained = model.train().base_model(ids, attention_mask=mask).pooler_output.chunk(2, dim=-1)
