@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqreg_hf.modeling_seqreg import RNN_CLASSES
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 FIXED = {"rnn_type": "lstm", "hidden_size": 256, "num_layers": 1, "bidirectional": True, "pooling": "last",
          "direction_merge": "concat", "head_dropout": 0.0}
 
@@ -101,7 +102,7 @@ def gemm_peak(size=2048, repeats=7):
 
 def bare_rnns(config, input_size):
     """One bare RNN per ensemble member: the kernel work of the same model."""
-    return [CELLS[config["rnn_type"]](input_size, config["hidden_size"], num_layers=config["num_layers"],
+    return [RNN_CLASSES[config["rnn_type"]](input_size, config["hidden_size"], num_layers=config["num_layers"],
                                       bidirectional=config["bidirectional"], batch_first=True)
             for _ in range(config.get("ensemble_size", 1))]
 
@@ -165,7 +166,7 @@ def trainer_train(source, texts_ids, labels, config, steps, length_buckets=True)
     from transformers import DataCollatorWithPadding, TrainingArguments
 
     from seqreg_hf.builder import build_model
-    from seqreg_hf.sampling import SeqRegTrainer
+    from seqreg_hf.trainer import SeqRegTrainer
 
     model = build_model(source, num_labels=3, **config)
     data = Dataset.from_dict({"input_ids": texts_ids, "attention_mask": [[1] * len(x) for x in texts_ids],
@@ -187,7 +188,7 @@ def percentile(values, q):
 
 
 def row(name, config, source, texts, ids, labels, embedding, quick):
-    from seqreg_hf.predict import Predictor
+    from seqreg_hf.prediction import Predictor
 
     train_count = 512 if quick else len(ids)
     naive_count = 64 if quick else 600

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from seqreg_hf.training import main as train
+from seqreg_hf import train
 
 VARIANTS = {
     "base": {},
@@ -70,16 +70,9 @@ VARIANTS = {
 
 
 def run(name, overrides, seed, recipe, workdir):
-    with open(recipe, encoding="utf-8") as handle:
-        config = json.load(handle)
-    config.update(overrides, seed=seed, output_dir=os.path.join(workdir, f"{name}-{seed}"), plots=False,
-                  save_total_limit=1, disable_tqdm=True)
-    path = os.path.join(workdir, f"{name}-{seed}.json")
-    os.makedirs(workdir, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(config, handle)
     start = time.time()
-    results = train([path])
+    results = train(recipe, **{**overrides, "seed": seed, "output_dir": os.path.join(workdir, f"{name}-{seed}"),
+                               "plots": False, "save_total_limit": 1, "disable_tqdm": True})
     row = {"variant": name, "seed": seed, "overrides": overrides, "train_seconds": round(time.time() - start, 1),
            "epochs": results["train"].get("epoch")}
     for split, prefix in (("validation", "eval"), ("test", "test")):

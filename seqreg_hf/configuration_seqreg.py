@@ -15,6 +15,16 @@ LOSSES = ("mse", "l1", "huber", "ccc")
 ACTIVATIONS = ("relu", "gelu", "tanh")
 NONLINEARITIES = ("tanh", "relu")
 EMBEDDING_NORMS = ("none", "layer_norm")
+# Every option with a fixed set of values; the command line turns each into a typed choice.
+CHOICES = {
+    "rnn_type": RNN_TYPES,
+    "rnn_nonlinearity": NONLINEARITIES,
+    "direction_merge": DIRECTION_MERGES,
+    "pooling": POOLINGS,
+    "loss": LOSSES,
+    "head_activation": ACTIVATIONS,
+    "embedding_norm": EMBEDDING_NORMS,
+}
 
 # The auto classes a checkpoint maps to; ``save_pretrained`` writes this into config.json
 # so that AutoConfig / AutoModel / AutoModelForSequenceClassification all resolve with
@@ -26,7 +36,8 @@ AUTO_MAP = {
 }
 
 
-def _choice(name, value, allowed):
+def _choice(name, value):
+    allowed = CHOICES[name]
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, allowed))}.")
     return value
@@ -173,22 +184,22 @@ class SeqRegConfig(PretrainedConfig):
             raise ValueError(f"pad_token_id={pad_token_id!r} must be a row of the embedding matrix (0..{vocab_size - 1}).")
         self.pad_token_id = pad_token_id
         self.freeze_embeddings = bool(freeze_embeddings)
-        self.embedding_norm = _choice("embedding_norm", embedding_norm, EMBEDDING_NORMS)
+        self.embedding_norm = _choice("embedding_norm", embedding_norm)
         self.num_token_features = _positive_int("num_token_features", num_token_features, minimum=0)
-        self.rnn_type = _choice("rnn_type", rnn_type, RNN_TYPES)
-        self.rnn_nonlinearity = _choice("rnn_nonlinearity", rnn_nonlinearity, NONLINEARITIES)
+        self.rnn_type = _choice("rnn_type", rnn_type)
+        self.rnn_nonlinearity = _choice("rnn_nonlinearity", rnn_nonlinearity)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.num_layers = _positive_int("num_layers", num_layers)
         self.bidirectional = bool(bidirectional)
-        self.direction_merge = _choice("direction_merge", direction_merge, DIRECTION_MERGES)
-        self.pooling = _choice("pooling", pooling, POOLINGS)
+        self.direction_merge = _choice("direction_merge", direction_merge)
+        self.pooling = _choice("pooling", pooling)
         self.embedding_dropout = _probability("embedding_dropout", embedding_dropout)
         self.word_dropout = _probability("word_dropout", word_dropout)
         self.rnn_dropout = _probability("rnn_dropout", rnn_dropout)
         self.head_dropout = _probability("head_dropout", head_dropout)
         self.head_hidden_sizes = [_positive_int("head_hidden_sizes[]", h) for h in (head_hidden_sizes or [])]
-        self.head_activation = _choice("head_activation", head_activation, ACTIVATIONS)
-        self.loss = _choice("loss", loss, LOSSES)
+        self.head_activation = _choice("head_activation", head_activation)
+        self.loss = _choice("loss", loss)
         if not isinstance(huber_delta, (int, float)) or not huber_delta > 0:
             raise ValueError(f"huber_delta={huber_delta!r} must be > 0.")
         self.huber_delta = float(huber_delta)

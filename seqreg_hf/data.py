@@ -8,9 +8,10 @@ or with ``on_bad_rows="error"`` the first one stops the run with its row and col
 import logging
 import math
 import os
+import shutil
 
 import numpy as np
-from datasets import DatasetDict, IterableDataset, load_dataset
+from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,9 @@ def label_statistics(dataset, label_columns):
 
 def tokenize_splits(raw, tokenizer, text_column, label_columns, max_length, num_proc=None):
     """Batched map through the model's tokenizer: input_ids, attention_mask, a float `labels` list per row and the
-    `length` that length-grouped sampling reads. Streamed splits are mapped lazily."""
+    `length` that length-grouped sampling reads, and nothing else: the raw columns are removed, so no stray column
+    (a `label`, say, which the collator would rename to `labels`) can reach the model. Streamed splits are mapped
+    lazily."""
 
     def encode(batch):
         encoded = tokenizer([str(t) for t in batch[text_column]], truncation=True, max_length=max_length)
@@ -164,8 +167,29 @@ def tokenize_splits(raw, tokenizer, text_column, label_columns, max_length, num_
             columns = list(next(iter(dataset.take(1))))
             tokenized[split] = dataset.map(encode, batched=True, remove_columns=columns)
         else:
-            tokenized[split] = dataset.map(encode, batched=True, num_proc=num_proc, desc=f"tokenizing {split}")
+            tokenized[split] = dataset.map(encode, batched=True, num_proc=num_proc, desc=f"tokenizing {split}",
+                                           remove_columns=dataset.column_names)
     return tokenized
+
+
+def exact_length_batches(lengths, batch_size, generator=None):
+    """Row indices cut into batches of at most `batch_size` rows that all have exactly one length (no padding).
+
+    Without `generator`: in order of length, rows in input order. With a `random.Random`: rows shuffled within
+    each length, then the batches shuffled. Training's length buckets and prediction both batch this way.
+    """
+    by_length = {}
+    for row, length in enumerate(lengths):
+        by_length.setdefault(length, []).append(row)
+    batches = []
+    for length in sorted(by_length):
+        rows = by_length[length]
+        if generator is not None:
+            generator.shuffle(rows)
+        batches += [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    if generator is not None:
+        generator.shuffle(batches)
+    return batches
 
 
 def read_texts(path, text_column="text"):
@@ -225,3 +249,79 @@ def clean_stream(stream, split, text_column, label_columns, on_bad_rows="drop"):
         raise DataError(f"label column(s) {[c for c, s in zip(label_columns, stds) if s == 0]} are constant.")
     clean = stream.filter(lambda row: _stream_row_problem(row, text_column, label_columns) is None)
     return clean, report, mean.tolist(), stds.tolist()
+
+
+def fetch_train_file(data_args, progress=True):
+    """When `train_file` is missing and `data_url` is set, download it through `datasets`' download cache and train
+    on the cached copy. Offline (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE) only an earlier download is used."""
+    path, url = data_args.train_file, data_args.data_url
+    if not path or os.path.exists(path) or not url:
+        return
+    from datasets import DownloadConfig, config
+    from datasets.utils.file_utils import cached_path, hash_url_to_filename
+
+    cached = os.path.join(config.DOWNLOADED_DATASETS_PATH, hash_url_to_filename(url))
+    if config.HF_HUB_OFFLINE and not os.path.exists(cached):
+        raise OSError(f"{path} does not exist, and offline mode (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE) forbids "
+                      f"downloading {url}. Put a local copy there, point --train_file at one, or go online once.")
+    logger.warning("%s not found; using %s (cached under %s)", path, url, config.DOWNLOADED_DATASETS_PATH)
+    try:
+        local = cached_path(url, download_config=DownloadConfig(use_etag=False, disable_tqdm=not progress))
+    except Exception as error:  # fsspec / httpx raise many types for one failed download
+        raise OSError(f"{path} does not exist and downloading {url} failed ({type(error).__name__}: {error}). Put "
+                      "a local copy there or point --train_file at one.") from None
+    # The cache names files by a hash of the URL; the reader picks its format from the name, so give it one.
+    named = f"{local}-{os.path.basename(path)}"
+    if not os.path.exists(named):
+        shutil.copyfile(local, f"{named}.part")
+        os.replace(f"{named}.part", named)
+    data_args.train_file = named
+
+
+def load_clean_data(data_args, seed=42, progress=True):
+    """(splits, bad-row reports, (label means, stds)); the train split is an IterableDataset when streaming."""
+    if not data_args.label_columns:
+        raise DataError("--label_columns is required: the column(s) holding the scores to learn.")
+    fetch_train_file(data_args, progress)
+    text, labels = data_args.text_column, data_args.label_columns
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+              "test": data_args.max_test_samples}
+    if data_args.streaming:
+        raw, reports = _load_eval_splits_for_streaming(data_args)
+        train = stream_split(data_args.train_file, "train", data_args.split_column)
+        if limits["train"]:
+            train = train.take(limits["train"])
+        train, reports["train"], means, stds = clean_stream(train, "train", text, labels, data_args.on_bad_rows)
+        raw["train"] = train.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer)
+    else:
+        raw = load_raw_datasets(data_args.train_file, data_args.validation_file, data_args.test_file,
+                                data_args.dataset_name, data_args.dataset_config_name, data_args.split_column)
+        reports = {}
+        for split in list(raw):
+            raw[split], reports[split] = clean_split(raw[split], split, text, labels, data_args.on_bad_rows)
+    for split in ("validation", "test") if data_args.streaming else list(raw):
+        if split in raw and limits.get(split):
+            raw[split] = raw[split].select(range(min(limits[split], len(raw[split]))))
+    if "train" not in raw:
+        raise DataError("no train split: give --train_file, or a split column with 'train' rows.")
+    if not data_args.streaming:
+        means, stds = label_statistics(raw["train"], labels)
+    return raw, reports, (means, stds)
+
+
+def _load_eval_splits_for_streaming(data_args):
+    """Validation / test are small: read them whole, from their own files or from the split column."""
+    raw, reports = DatasetDict(), {}
+    for split, path in (("validation", data_args.validation_file), ("test", data_args.test_file)):
+        if path:
+            dataset = load_raw_datasets(train_file=path)["train"]
+        elif data_args.split_column:
+            rows = list(stream_split(data_args.train_file, split, data_args.split_column))
+            if not rows:
+                continue
+            dataset = Dataset.from_list(rows)
+        else:
+            continue
+        raw[split], reports[split] = clean_split(dataset, split, data_args.text_column, data_args.label_columns,
+                                                 data_args.on_bad_rows)
+    return raw, reports

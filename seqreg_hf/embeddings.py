@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .tokenization import SPECIAL_TOKENS, build_word_tokenizer, pre_tokenize
+from .tokenization import SPECIAL_TOKENS, build_word_tokenizer, pad_right, pre_tokenize
 from .vectors import load_vectors
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class Embeddings:
     report: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.tokenizer.padding_side = "right"
+        pad_right(self.tokenizer)
         self.tokenizer.model_input_names = ["input_ids", "attention_mask"]
         if self.tokenizer.pad_token_id is None:
             raise ValueError(f"the tokenizer of {self.source} has no padding token; set tokenizer.pad_token first.")
@@ -150,7 +150,7 @@ def _from_model2vec(path, model_max_length):
     unk = next((t for t in ("[UNK]", "<unk>", "<UNK>") if t in vocab), None)
     if pad is None:
         raise ValueError(f"{path}: the model2vec tokenizer has no padding token ([PAD] or <pad>).")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=pad, unk_token=unk, padding_side="right",
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=pad, unk_token=unk,
                                         model_max_length=model_max_length)
     report = {"source_vocab_size": len(vocab), "rows": len(matrix), "dim": matrix.shape[1]}
     return Embeddings(np.ascontiguousarray(matrix), tokenizer, source=path, kind="model2vec", report=report)

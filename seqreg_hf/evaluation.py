@@ -1,53 +1,93 @@
-"""`seqreg-hf evaluate`: metrics and scatter plots of a model directory on a labelled file."""
+"""`seqreg-hf evaluate`: a model's metrics on labelled files, with the same keys and files as `train`.
 
-import argparse
+A validation file is reported with the `eval_` prefix (`eval_results.json`), a test file with `test_`, exactly as
+`seqreg-hf train` reports its own splits, so the two can be compared key by key.
+"""
+
 import json
 import os
+import sys
 
 import numpy as np
 
-from .data import clean_split, load_raw_datasets
+from .data import DataError, clean_split, load_raw_datasets
 from .metrics import compute_regression_metrics
-from .predict import Predictor
+from .prediction import Predictor
+
+SPLIT_PREFIXES = {"train": "train", "validation": "eval", "test": "test"}
 
 
-def evaluate_model_dir(model_dir, data_file, label_columns=None, text_column="text", split_column=None,
-                       split="test", on_bad_rows="drop", batch_size=256):
-    predictor = Predictor.from_dir(model_dir)
-    label_columns = label_columns or predictor.label_names
-    if list(label_columns) != predictor.label_names:
-        raise ValueError(f"{model_dir} predicts {predictor.label_names}, but the label columns are {label_columns}.")
-    raw = load_raw_datasets(train_file=data_file, split_column=split_column)
-    if split_column and split not in raw:
-        raise ValueError(f"{data_file}: no {split!r} rows in column {split_column!r}; splits: {list(raw)}.")
-    dataset = raw[split] if split_column else raw["train"]
+def prefixed(metrics, prefix):
+    return {f"{prefix}_{key}": value for key, value in metrics.items()}
+
+
+def evaluate_dataset(predictor, dataset, split, text_column, label_columns, on_bad_rows="drop", batch_size=256):
+    """(metrics with the split's prefix, predictions, true scores, the cleaned dataset) of one labelled split."""
     dataset, bad = clean_split(dataset, split, text_column, label_columns, on_bad_rows)
     predicted = predictor.predict(dataset[text_column], batch_size=batch_size)
-    true = np.array([[float(v) for v in dataset[c]] for c in label_columns]).T
-    metrics = compute_regression_metrics(predicted, true, label_columns)
-    return {"split": split, "rows": len(dataset), "bad_rows": bad, **metrics}, predicted, true
+    true = np.array([[float(v) for v in dataset[c]] for c in label_columns]).T.reshape(len(dataset), -1)
+    prefix = SPLIT_PREFIXES[split]
+    metrics = prefixed(compute_regression_metrics(predicted, true, label_columns), prefix)
+    metrics.update({f"{prefix}_samples": len(dataset), f"{prefix}_bad_rows": bad["dropped"]})
+    return metrics, predicted, true, dataset
+
+
+def _rows_of(path, split_column, split):
+    raw = load_raw_datasets(train_file=path, split_column=split_column)
+    if not split_column:
+        return raw["train"]
+    if split not in raw:
+        raise DataError(f"{path}: no {split!r} rows in column {split_column!r}; it has {list(raw)}.")
+    return raw[split]
+
+
+def evaluate_model_dir(model_name_or_path, data_file, label_columns=None, text_column="text", split_column=None,
+                       split="test", on_bad_rows="drop", batch_size=256):
+    """Metrics (keys prefixed as Trainer prefixes them: eval_ for validation, test_ for test), predictions and
+    true scores of a model on one labelled file (or the `split` rows of it, with `split_column`)."""
+    predictor = Predictor.from_dir(model_name_or_path)
+    label_columns = _label_columns(predictor, label_columns, model_name_or_path)
+    dataset = _rows_of(data_file, split_column, split)
+    metrics, predicted, true, _ = evaluate_dataset(predictor, dataset, split, text_column, label_columns, on_bad_rows,
+                                                   batch_size)
+    return metrics, predicted, true
+
+
+def _label_columns(predictor, label_columns, where):
+    label_columns = list(label_columns or predictor.label_names)
+    if label_columns != predictor.label_names:
+        raise ValueError(f"{where} predicts {predictor.label_names}, but the label columns are {label_columns}.")
+    return label_columns
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="seqreg-hf evaluate", description="Evaluate a model on labelled data.")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data", required=True, help="CSV / JSON / JSONL / Parquet file with texts and labels")
-    parser.add_argument("--label_columns", nargs="+", default=None, help="default: the model's label names")
-    parser.add_argument("--text_column", default="text")
-    parser.add_argument("--split_column", default=None, help="evaluate only rows whose split column is --split")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--on_bad_rows", default="drop", choices=["drop", "error"])
-    parser.add_argument("--output_dir", default=None, help="write metrics JSON and scatter plot here")
-    args = parser.parse_args(argv)
-    split = {"dev": "validation"}.get(args.split, args.split)
-    metrics, predicted, true = evaluate_model_dir(args.model, args.data, args.label_columns, args.text_column,
-                                                  args.split_column, split, args.on_bad_rows)
-    print(json.dumps(metrics, indent=2))
-    if args.output_dir:
-        from .plots import scatter_plot
+    from .arguments import parse_command
+    from .logs import configure
+    from .outputs import save_results, write_predictions
 
-        os.makedirs(args.output_dir, exist_ok=True)
-        with open(os.path.join(args.output_dir, f"{split}_metrics.json"), "w", encoding="utf-8") as handle:
-            json.dump(metrics, handle, indent=2)
-        names = args.label_columns or [f"{i}" for i in range(predicted.shape[1])]
-        scatter_plot(predicted, true, names, os.path.join(args.output_dir, f"scatter_{split}.png"), title=split)
+    args, run = parse_command("evaluate", sys.argv[1:] if argv is None else argv)
+    configure(run.log_level, run.disable_tqdm)
+    if not args.model_name_or_path:
+        raise ValueError("--model_name_or_path is required: the model directory or Hub id to evaluate.")
+    files = [(s, p) for s, p in (("validation", args.validation_file), ("test", args.test_file)) if p]
+    if not files:
+        raise ValueError("give --validation_file and/or --test_file: the labelled data to evaluate on.")
+    if args.split:
+        if len(files) != 1 or not args.split_column:
+            raise ValueError("--split picks the rows of one file by --split_column: give exactly one file and "
+                             "--split_column.")
+        files = [({"dev": "validation"}.get(args.split, args.split), files[0][1])]
+    predictor = Predictor.from_dir(args.model_name_or_path)
+    label_columns = _label_columns(predictor, args.label_columns, args.model_name_or_path)
+    results = {}
+    for split, path in files:
+        dataset = _rows_of(path, args.split_column, split)
+        metrics, predicted, true, dataset = evaluate_dataset(predictor, dataset, split, args.text_column,
+                                                             label_columns, args.on_bad_rows, args.batch_size)
+        results.update(metrics)
+        if args.output_dir:
+            os.makedirs(args.output_dir, exist_ok=True)
+            save_results(args.output_dir, SPLIT_PREFIXES[split], metrics)
+            write_predictions(args.output_dir, split, dataset, predicted, true, label_columns, plots=True)
+    print(json.dumps(results, indent=2))
+    return results

@@ -5,13 +5,10 @@ so the numbers answer "which tensor is the sentence vector?" for the exact archi
 """
 
 import torch
-from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .configuration_seqreg import SeqRegConfig
-from .modeling_seqreg import SeqRegModel
-
-_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+from .modeling_seqreg import RNN_CLASSES, SeqRegModel
 
 
 def _verdict(ok):
@@ -22,7 +19,7 @@ def explain(rnn_type="lstm", bidirectional=False, num_layers=1, hidden_size=4, i
     """Return the report as a list of lines."""
     torch.manual_seed(0)
     directions = 2 if bidirectional else 1
-    rnn = _CELLS[rnn_type](input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+    rnn = RNN_CLASSES[rnn_type](input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
                            batch_first=True)
     batch, seq_len, h = len(lengths), max(lengths), hidden_size
     inputs = torch.randn(batch, seq_len, input_size)

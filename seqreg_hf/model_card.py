@@ -1,13 +1,12 @@
 """Model cards: rendered from the Jinja template in model_cards/ with huggingface_hub's ModelCard.
 
-A `TrainerCallback` collects what the card needs during training, and every save (the final model and each
-checkpoint) gets a README.md with metadata, a model-index of the eval results and the data's attribution.
+A `TrainerCallback` (`seqreg_hf.trainer.CardCallback`) collects what the card needs during training, and every
+save (the final model and each checkpoint) gets a README.md with metadata, a model-index of the eval results and the data's attribution.
 """
 
 import os
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from transformers import TrainerCallback
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "model_card.md.j2")
 
@@ -142,20 +141,3 @@ def metrics_from_history(log_history):
     """The latest eval metrics in Trainer's log history, in the shape card_context expects."""
     latest = next((h for h in reversed(log_history) if "eval_loss" in h), None)
     return {"validation": latest} if latest else {}
-
-
-class CardCallback(TrainerCallback):
-    """Writes a model card into every checkpoint Trainer saves."""
-
-    def __init__(self, data_args, embedding_args, bad_rows, dataset_sizes):
-        self.data_args, self.embedding_args = data_args, embedding_args
-        self.bad_rows, self.dataset_sizes = bad_rows, dataset_sizes
-
-    def on_save(self, args, state, control, model=None, **kwargs):
-        if not state.is_world_process_zero or model is None:
-            return
-        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        if os.path.isdir(folder):
-            results = {"bad_rows": self.bad_rows, **metrics_from_history(state.log_history)}
-            write_model_card(folder, card_context(model, self.data_args, self.embedding_args, results,
-                                                  state.log_history, self.dataset_sizes, args))

@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_seqreg import SeqRegConfig
 
-_RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
@@ -123,7 +123,7 @@ class SeqRegEncoder(nn.Module):
         super().__init__()
         self.config = config
         kwargs = {"nonlinearity": config.rnn_nonlinearity} if config.rnn_type == "rnn" else {}
-        self.rnn = _RNN_CLASSES[config.rnn_type](
+        self.rnn = RNN_CLASSES[config.rnn_type](
             input_size=config.embedding_dim + config.num_token_features,
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,

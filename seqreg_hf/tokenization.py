@@ -17,6 +17,12 @@ SPECIAL_TOKENS = (PAD_TOKEN, UNK_TOKEN)  # rows 0 and 1 of every vector-file mod
 _SPLIT = r"(?i:n't)\b|'(?i:s|re|ve|ll|d|m)\b|(?!(?<=\d)[.,:](?=\d)|(?<=\w)[-'](?=\w))[^\w\s]"
 
 
+def pad_right(tokenizer):
+    """Set the padding contract of every seqreg model on `tokenizer`: right padding (real tokens, then pads)."""
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
 def word_normalizer(lowercase):
     steps = [normalizers.NFC(), normalizers.Replace("\u2019", "'"), normalizers.Replace("\u2018", "'"),
              normalizers.Replace("\u201c", '"'), normalizers.Replace("\u201d", '"')]
@@ -43,10 +49,10 @@ def build_word_tokenizer(words, lowercase, model_max_length=512):
     tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNK_TOKEN))
     tokenizer.normalizer = word_normalizer(lowercase)
     tokenizer.pre_tokenizer = word_pre_tokenizer()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token=PAD_TOKEN, unk_token=UNK_TOKEN, padding_side="right",
-        truncation_side="right", model_max_length=model_max_length, model_input_names=["input_ids", "attention_mask"],
-    )
+    return pad_right(PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token=PAD_TOKEN, unk_token=UNK_TOKEN, truncation_side="right",
+        model_max_length=model_max_length, model_input_names=["input_ids", "attention_mask"],
+    ))
 
 
 def pre_tokenize(tokenizer, text):

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+import seqreg_hf.trainer
 import seqreg_hf.training as training
 
 probe_dir = sys.argv.pop(1)
@@ -23,7 +24,7 @@ class RecordingCollator(training.DataCollatorWithPadding):
 
 
 training.DataCollatorWithPadding = RecordingCollator
-original_evaluate = training.Trainer.evaluate
+original_evaluate = seqreg_hf.trainer.SeqRegTrainer.evaluate
 
 
 def train_only_evaluate(self, *args, **kwargs):  # examples seen during evaluation are not training shards
@@ -34,7 +35,7 @@ def train_only_evaluate(self, *args, **kwargs):  # examples seen during evaluati
         del seen[mark:]
 
 
-training.Trainer.evaluate = train_only_evaluate
+seqreg_hf.trainer.SeqRegTrainer.evaluate = train_only_evaluate
 training.main(sys.argv[1:])
 with open(os.path.join(probe_dir, f"rank{rank}.json"), "w", encoding="utf-8") as handle:
     json.dump({"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1")), "seen": seen}, handle)

@@ -5,7 +5,7 @@ import pytest
 
 from seqreg_hf.builder import build_model
 from seqreg_hf.embeddings import load_embeddings
-from seqreg_hf.predict import Predictor, as_text
+from seqreg_hf.prediction import Predictor, as_text
 
 HOSTILE = [
     "",

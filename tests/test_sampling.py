@@ -3,7 +3,7 @@
 import random
 
 from seqreg_hf.cli import main as cli
-from seqreg_hf.sampling import LengthBucketBatchSampler
+from seqreg_hf.trainer import LengthBucketBatchSampler
 
 from .conftest import EMOBANK
 

@@ -14,11 +14,11 @@ from scipy import stats
 from transformers import AutoModel, AutoModelForSequenceClassification, pipeline
 
 from seqreg_hf import SeqRegModel
+from seqreg_hf.arguments import DataArguments, parse_arguments
 from seqreg_hf.builder import init_model_dir
 from seqreg_hf.cli import main as cli
-from seqreg_hf.data import DataError
-from seqreg_hf.predict import Predictor
-from seqreg_hf.training import DataArguments, fetch_train_file, parse_arguments
+from seqreg_hf.data import DataError, fetch_train_file
+from seqreg_hf.prediction import Predictor
 
 from .conftest import EMOBANK, REPO
 from .test_remote_code import LOADER
@@ -35,7 +35,8 @@ def train_args(output_dir, *extra):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("run") / "emobank-small"
-    args = train_args(output_dir, "--pooling", "mean_max")
+    # Dash spelling and a constant schedule: the learning rate logged in trainer_state.json must be exactly 1e-4.
+    args = train_args(output_dir, "--pooling", "mean_max", "--learning-rate", "1e-4", "--lr_scheduler_type", "constant")
     at = args.index("--report_to")
     del args[at : at + 2]  # the default: TensorBoard, which the dev extras install
     assert cli(["train", *args]) == 0
@@ -126,22 +127,37 @@ def test_predict_command_on_hostile_csv_and_jsonl(run_dir, tmp_path):
                              str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     frame = pd.read_csv(out, keep_default_na=False)
-    assert list(frame.columns) == ["id", "text", "V", "A", "D"] and len(frame) == 4
-    assert np.isfinite(frame[["V", "A", "D"]].to_numpy()).all()
+    assert list(frame.columns) == ["id", "text", "pred_V", "pred_A", "pred_D"] and len(frame) == 4
+    assert np.isfinite(frame[["pred_V", "pred_A", "pred_D"]].to_numpy()).all()
     report = json.loads(result.stderr.strip().splitlines()[-1])["predicted"]
     assert report == {"rows": 4, "empty": 1, "truncated": 1}
     jsonl = tmp_path / "in.jsonl"
     jsonl.write_text('{"text": "fine"}\n{"text": null}\n{"text": 7}\n')
     assert cli(["predict", "--model", str(run_dir), "--input", str(jsonl), "--output", str(tmp_path / "o.jsonl")]) == 0
     rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 and all(set(r) >= {"V", "A", "D"} for r in rows)
+    assert len(rows) == 3 and all(set(r) >= {"pred_V", "pred_A", "pred_D"} for r in rows)
 
 
 def test_evaluate_command_matches_training_report(run_dir, tmp_path, capsys):
+    """evaluate on the rows the run validated on reproduces the run's own eval_* metrics, key for key."""
+    trained = json.loads((run_dir / "eval_results.json").read_text())
+    dev = run_dir / "validation_predictions.csv"  # the 120 validation rows the run used, with their predictions
+    assert cli(["evaluate", "--model_name_or_path", str(run_dir), "--validation_file", str(dev), "--output_dir",
+                str(tmp_path)]) == 0
+    evaluated = json.loads((tmp_path / "eval_results.json").read_text())
+    assert evaluated == json.loads(capsys.readouterr().out)
+    keys = [k for k in trained if k.startswith(("eval_pearson_", "eval_spearman_", "eval_mse_", "eval_r2_"))]
+    assert len(keys) == 16  # 4 metrics x (V, A, D, mean)
+    for key in keys:
+        assert evaluated[key] == pytest.approx(trained[key], abs=1e-5), key
+    assert evaluated["eval_samples"] == trained["eval_samples"] == 120
+    again = pd.read_csv(tmp_path / "validation_predictions.csv", keep_default_na=False)
+    np.testing.assert_allclose(again[["pred_V", "pred_A", "pred_D"]].to_numpy(dtype=float),
+                               pd.read_csv(dev, keep_default_na=False)[["pred_V", "pred_A", "pred_D"]].to_numpy(), atol=1e-5)
+    # The old spellings still work: --model, --data with a split column and --split dev.
     assert cli(["evaluate", "--model", str(run_dir), "--data", str(EMOBANK), "--split_column", "split", "--split",
-                "dev", "--output_dir", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / "validation_metrics.json").read_text())
-    assert metrics["rows"] == 999 and (tmp_path / "scatter_validation.png").exists()
+                "dev"]) == 0
+    assert json.loads(capsys.readouterr().out)["eval_samples"] == 999
 
 
 def test_output_folder_loads_in_plain_transformers(run_dir, tmp_path):
@@ -179,6 +195,7 @@ def test_json_config_is_the_same_as_flags(tmp_path):
     for a, b in zip(from_flags[:4], from_json[:4]):
         assert a == b
     assert from_flags[4].to_dict() == from_json[4].to_dict()
+    assert from_flags.explicit == from_json.explicit
     assert from_json[4].train_sampling_strategy == "group_by_length" and from_json[4].load_best_model_at_end
 
 
@@ -189,23 +206,55 @@ def test_starting_point_with_other_targets_is_refused(tmp_path, capsys):
     assert "predicts 2 target(s) ['V', 'A'] but --label_columns is ['V', 'A', 'D']" in capsys.readouterr().err
 
 
-def test_missing_local_data_is_downloaded_from_data_url(tmp_path, monkeypatch):
-    source = tmp_path / "published.csv"
-    source.write_text("text,y\na,1\nb,2\n")
-    monkeypatch.setenv("SEQREG_HF_CACHE", str(tmp_path / "cache"))
-    args = DataArguments(train_file=str(tmp_path / "not-here" / "emobank.csv"), data_url=source.as_uri(),
-                         label_columns=["y"])
-    fetch_train_file(args)  # a file:// URL stands in for the public EmoBank CSV
-    assert args.train_file == str(tmp_path / "cache" / "emobank.csv")
-    assert (tmp_path / "cache" / "emobank.csv").read_text() == source.read_text()
-    broken = DataArguments(train_file=str(tmp_path / "nope.csv"), data_url=(tmp_path / "gone.csv").as_uri())
+@pytest.fixture
+def http_server(tmp_path):
+    """A file server on the loopback address, standing in for the public EmoBank URL."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_missing_local_data_is_downloaded_through_datasets_and_offline_is_honoured(tmp_path, monkeypatch, http_server):
+    import datasets.config
+
+    root, url = http_server
+    (root / "published.csv").write_text("text,y\na,1\nb,2\n")
+    monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", tmp_path / "downloads")
+    # Offline, nothing cached: refused with the fix, and nothing is fetched.
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    offline = DataArguments(train_file=str(tmp_path / "not-here" / "emobank.csv"), data_url=f"{url}/published.csv")
+    with pytest.raises(OSError, match="offline mode .* forbids downloading"):
+        fetch_train_file(offline)
+    assert not (tmp_path / "downloads").exists()
+    # Online: downloaded into datasets' cache, under a name that keeps the file type.
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    args = DataArguments(train_file=str(tmp_path / "not-here" / "emobank.csv"), data_url=f"{url}/published.csv")
+    fetch_train_file(args)
+    assert args.train_file.startswith(str(tmp_path / "downloads")) and args.train_file.endswith("emobank.csv")
+    assert open(args.train_file).read() == (root / "published.csv").read_text()
+    # Offline again: the cached copy is used.
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    cached = DataArguments(train_file=str(tmp_path / "not-here" / "emobank.csv"), data_url=f"{url}/published.csv")
+    fetch_train_file(cached)
+    assert cached.train_file == args.train_file
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    broken = DataArguments(train_file=str(tmp_path / "nope.csv"), data_url=f"{url}/gone.csv")
     with pytest.raises(OSError, match="downloading .* failed"):
         fetch_train_file(broken)
 
 
 def test_missing_label_columns_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="--label_columns is required"):
-        from seqreg_hf.training import load_clean_data
+        from seqreg_hf.data import load_clean_data
 
         load_clean_data(DataArguments(train_file=str(EMOBANK)))
 

@@ -1,14 +1,20 @@
-"""Exact-length batching: every training batch holds sentences of one token length, so nothing is padded.
+"""The Trainer side of training: `SeqRegTrainer`, its exact-length batch sampler, and the callbacks.
 
-A batch without padding runs the RNN's dense kernel (exact, and about twice as fast as packed sequences on
-CPU). Each epoch shuffles within every length bucket, cuts it into batches, then shuffles the batches, all from
+Exact-length batches (`--length_buckets`): every training batch holds sentences of one token length, so nothing is
+padded. Each epoch shuffles within every length bucket, cuts it into batches, then shuffles the batches, all from
 (seed, epoch), so a resumed run sees the same batches. Under several processes every rank takes every
 world_size-th batch, after trimming the batch list to a multiple of world_size so all ranks step alike.
 """
 
+import os
+import random
+
 import torch
 from torch.utils.data import Sampler
-from transformers import Trainer
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+
+from .data import exact_length_batches
+from .model_card import card_context, metrics_from_history, write_model_card
 
 
 class LengthBucketBatchSampler(Sampler):
@@ -20,16 +26,7 @@ class LengthBucketBatchSampler(Sampler):
         self.epoch = epoch
 
     def _batches(self):
-        generator = torch.Generator().manual_seed(self.seed + 1009 * self.epoch)
-        buckets = {}
-        for index, length in enumerate(self.lengths):
-            buckets.setdefault(length, []).append(index)
-        batches = []
-        for length in sorted(buckets):
-            rows = buckets[length]
-            rows = [rows[i] for i in torch.randperm(len(rows), generator=generator).tolist()]
-            batches += [rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        batches = exact_length_batches(self.lengths, self.batch_size, random.Random(self.seed + 1009 * self.epoch))
         usable = len(batches) - len(batches) % self.world_size
         return batches[:usable][self.rank :: self.world_size]
 
@@ -66,3 +63,27 @@ class SeqRegTrainer(Trainer):
         if wrapper is not None and getattr(wrapper, "batch_sampler", None) is sampler:
             wrapper.num_processes, wrapper.process_index = 1, 0
         return prepared
+
+
+def early_stopping(patience, training_args):
+    """EarlyStoppingCallback when it can judge something: a patience, and evaluations during training."""
+    if patience and training_args.eval_strategy != "no":
+        return [EarlyStoppingCallback(patience)]
+    return []
+
+
+class CardCallback(TrainerCallback):
+    """Writes a model card into every checkpoint Trainer saves."""
+
+    def __init__(self, data_args, embedding_args, bad_rows, dataset_sizes):
+        self.data_args, self.embedding_args = data_args, embedding_args
+        self.bad_rows, self.dataset_sizes = bad_rows, dataset_sizes
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero or model is None:
+            return
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if os.path.isdir(folder):
+            results = {"bad_rows": self.bad_rows, **metrics_from_history(state.log_history)}
+            write_model_card(folder, card_context(model, self.data_args, self.embedding_args, results,
+                                                  state.log_history, self.dataset_sizes, args))

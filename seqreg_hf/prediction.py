@@ -6,7 +6,6 @@ nulls and numbers are read as text, empty texts get the model's defined empty-in
 over-long texts are truncated; both are counted and reported.
 """
 
-import argparse
 import json
 import logging
 import math
@@ -15,8 +14,12 @@ import sys
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from .data import exact_length_batches
 from .loading import load_model_dir
+from .logs import progress_enabled
+from .tokenization import pad_right
 
 logger = logging.getLogger(__name__)
 
@@ -28,29 +31,18 @@ def as_text(value):
     return value if isinstance(value, str) else str(value)
 
 
-def length_batches(ids, batch_size):
-    """Row indices grouped into batches of at most `batch_size` texts of exactly equal token length."""
-    by_length = {}
-    for row, tokens in enumerate(ids):
-        by_length.setdefault(len(tokens), []).append(row)
-    for length in sorted(by_length):
-        rows = by_length[length]
-        for start in range(0, len(rows), batch_size):
-            yield rows[start : start + batch_size]
-
-
 class Predictor:
     def __init__(self, model, tokenizer, max_length=None, device=None):
         self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.tokenizer.padding_side = "right"
+        self.tokenizer = pad_right(tokenizer)
         self.max_length = max_length or min(getattr(tokenizer, "model_max_length", 512), 100_000)
         self.device = device or next(model.parameters()).device
         self.report = {}
 
     @classmethod
-    def from_dir(cls, model_dir, **kwargs):
-        model, tokenizer = load_model_dir(model_dir)
+    def from_dir(cls, model_name_or_path, **kwargs):
+        """A Predictor for a model directory or Hub id."""
+        model, tokenizer = load_model_dir(model_name_or_path)
         return cls(model, tokenizer, **kwargs)
 
     @property
@@ -73,13 +65,45 @@ class Predictor:
             logger.warning("%d text(s) were longer than %d tokens and were truncated.", self.report["truncated"],
                            self.max_length)
         output = np.empty((len(ids), self.model.config.num_labels), dtype=np.float32)
-        for rows in length_batches(ids, batch_size):
+        batches = exact_length_batches([len(i) for i in ids], batch_size)
+        for rows in tqdm(batches, desc="predicting", unit=" batches", disable=not progress_enabled() or not batches):
             # Every batch holds texts of one length: no padding, so the model runs its dense kernel.
             input_ids = torch.tensor([ids[r] for r in rows], dtype=torch.long).reshape(len(rows), -1)
             mask = torch.ones_like(input_ids)
             logits = self.model(input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
             output[rows] = logits.float().cpu().numpy()
         return output
+
+    def predict_dicts(self, texts, batch_size=256):
+        """One {label: score} dict per text, in input order."""
+        names = self.label_names
+        return [dict(zip(names, map(float, row))) for row in self.predict(texts, batch_size)]
+
+
+def predict(model_or_path, texts, batch_size=256, tokenizer=None):
+    """Scores of `texts`: one {label: score} dict per text, keyed by label name, in input order.
+
+    `model_or_path`: a model directory or Hub id, a `Predictor`, or a loaded `SeqRegForSequenceRegression` (its
+    tokenizer is `tokenizer`, or loaded from where the model was loaded from).
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings; for one text, pass [text].")
+    if isinstance(model_or_path, Predictor):
+        predictor = model_or_path
+    elif isinstance(model_or_path, (str, os.PathLike)):
+        predictor = Predictor.from_dir(model_or_path)
+    else:
+        if tokenizer is None:
+            from .loading import load_tokenizer
+
+            tokenizer = load_tokenizer(model_or_path.name_or_path, model_or_path.config)
+        predictor = Predictor(model_or_path, tokenizer)
+    return predictor.predict_dicts(list(texts), batch_size=batch_size)
+
+
+def prediction_columns(label_names):
+    """The column names predictions get in every file seqreg-hf writes."""
+    return [f"pred_{name}" for name in label_names]
 
 
 def _read_input(path, text_column):
@@ -106,24 +130,32 @@ def _read_input(path, text_column):
     return frame
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="seqreg-hf predict", description="Score texts with a trained model.")
-    parser.add_argument("--model", required=True, help="model directory")
-    parser.add_argument("--input", default="-", help="CSV / TSV / JSONL / JSON / TXT file, or - for stdin lines")
-    parser.add_argument("--output", default="-", help="CSV or JSONL file (by extension), or - for JSONL on stdout")
-    parser.add_argument("--text_column", default="text")
-    parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--max_length", type=int, default=None, help="truncate longer texts (default: tokenizer's)")
-    args = parser.parse_args(argv)
-    predictor = Predictor.from_dir(args.model, max_length=args.max_length)
-    frame = _read_input(args.input, args.text_column)
-    scores = predictor.predict(frame[args.text_column].tolist(), batch_size=args.batch_size)
-    for i, name in enumerate(predictor.label_names):
-        frame[name if name not in frame.columns else f"pred_{name}"] = scores[:, i]
-    if args.output == "-":
+def write_frame(frame, path):
+    """A CSV or JSONL file (by extension), or JSONL on stdout for '-'."""
+    if path == "-":
         frame.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
-    elif args.output.lower().endswith(".jsonl"):
-        frame.to_json(args.output, orient="records", lines=True, force_ascii=False)
+    elif path.lower().endswith(".jsonl"):
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
     else:
-        frame.to_csv(args.output, index=False)
+        frame.to_csv(path, index=False)
+
+
+def main(argv=None):
+    from .arguments import parse_command
+    from .logs import configure
+
+    args, run = parse_command("predict", sys.argv[1:] if argv is None else argv)
+    configure(run.log_level, run.disable_tqdm)
+    if not args.model_name_or_path:
+        raise ValueError("--model_name_or_path is required: the model directory or Hub id to predict with.")
+    predictor = Predictor.from_dir(args.model_name_or_path, max_length=args.max_length)
+    frame = _read_input(args.test_file, args.text_column)
+    scores = predictor.predict(frame[args.text_column].tolist(), batch_size=args.batch_size)
+    columns = prediction_columns(predictor.label_names)
+    if taken := [c for c in columns if c in frame.columns]:
+        raise ValueError(f"{args.test_file} already has column(s) {taken}, where the predictions go; rename them "
+                         "(or drop them, if they are an earlier run's predictions).")
+    for i, column in enumerate(columns):
+        frame[column] = scores[:, i]
+    write_frame(frame, args.output_file)
     print(json.dumps({"predicted": predictor.report}), file=sys.stderr)

@@ -1,0 +1,48 @@
+"""One switch for logging and one for progress bars, for the package and the libraries it drives.
+
+`configure(log_level, disable_tqdm)` makes the `seqreg_hf` loggers follow `--log_level` (as transformers' and
+datasets' do) and turns every progress bar off or on: the package's own (reading vectors, prediction) and those
+of datasets (tokenizing, filtering) and transformers.
+"""
+
+import logging
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+           "critical": logging.CRITICAL}
+_state = {"progress": True}
+
+
+def progress_enabled():
+    """Whether the package's own progress bars show (False after --disable_tqdm)."""
+    return _state["progress"]
+
+
+def level_of(log_level):
+    """A logging level from --log_level; 'passive' (transformers' default) means INFO for seqreg_hf."""
+    if isinstance(log_level, int):
+        return log_level
+    return _LEVELS.get(str(log_level).lower(), logging.INFO)
+
+
+def configure(log_level="passive", disable_tqdm=False):
+    import datasets
+    import transformers
+
+    level = level_of(log_level)
+    root = logging.getLogger("seqreg_hf")
+    root.setLevel(level)
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
+    if str(log_level).lower() != "passive":
+        transformers.utils.logging.set_verbosity(level)
+        datasets.utils.logging.set_verbosity(level)
+    _state["progress"] = not disable_tqdm
+    if disable_tqdm:
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+    else:
+        datasets.enable_progress_bars()
+        transformers.utils.logging.enable_progress_bar()
