@@ -221,12 +221,62 @@ class SeqRegHead(nn.Module):
 
 
 class SeqRegMember(nn.Module):
-    """The encoder and pooler of one further member of an ensemble (`config.ensemble_size > 1`)."""
+    """One complete network of an ensemble: its own recurrent encoder, pooler and regression head."""
 
     def __init__(self, config):
         super().__init__()
         self.encoder = SeqRegEncoder(config)
         self.pooler = SeqRegPooler(config)
+        self.head = SeqRegHead(config)
+
+    def forward(self, inputs, lengths, mask):
+        """(per-token outputs, sentence vector, h_n, c_n) of this member."""
+        output, h_n, c_n = self.encoder(inputs, lengths)
+        return output, self.pooler(output, h_n, mask), h_n, c_n
+
+
+class SeqRegEnsemble(nn.Module):
+    """K independent members over one shared embedding layer (`config.ensemble_size`; K = 1 is a single network).
+
+    Everything about the ensemble is here: each member reads the embeddings through its own dropout masks, the
+    bare model reports the members' tensors side by side on the feature axis, a prediction is the mean of the
+    members' predictions, and the training loss is the mean of the members' own losses (each learns as if alone).
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.members = nn.ModuleList(SeqRegMember(config) for _ in range(config.ensemble_size))
+
+    def encode(self, embeddings, words, input_ids, lengths, mask):
+        """(output, pooled, h_n, c_n), each the members' tensors concatenated on the last axis (None for no c_n)."""
+        parts = [member(embeddings.regularize(words, input_ids), lengths, mask) for member in self.members]
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(None if group[0] is None else torch.cat(group, dim=-1) for group in zip(*parts))
+
+    def predict(self, pooled):
+        """(K, batch, num_labels): each member's head on its own slice of the concatenated sentence vectors."""
+        vectors = pooled.split(pooled.size(-1) // len(self.members), dim=-1)
+        return torch.stack([member.head(vector) for member, vector in zip(self.members, vectors)])
+
+    @staticmethod
+    def combine(member_predictions):
+        return member_predictions.mean(dim=0)
+
+    @staticmethod
+    def loss(member_predictions, targets, loss_fn):
+        return torch.stack([loss_fn(prediction, targets) for prediction in member_predictions]).mean()
+
+
+# Checkpoints written before the ensemble became one class (seqreg_hf 0.1) named member 0's modules at the top
+# and members 1.. in two lists; these patterns rename them on load, so such checkpoints keep loading.
+LEGACY_KEYS = {
+    r"^(seqreg\.)?encoder\.": r"\1ensemble.members.0.encoder.",
+    r"^(seqreg\.)?pooler\.": r"\1ensemble.members.0.pooler.",
+    r"^head\.": "seqreg.ensemble.members.0.head.",
+    **{rf"^(seqreg\.)?members\.{i}\.": rf"\1ensemble.members.{i + 1}." for i in range(63)},
+    **{rf"^member_heads\.{i}\.": f"seqreg.ensemble.members.{i + 1}.head." for i in range(63)},
+}
 
 
 class SeqRegPreTrainedModel(PreTrainedModel):
@@ -236,6 +286,7 @@ class SeqRegPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
+        kwargs.setdefault("key_mapping", LEGACY_KEYS)
         try:
             model = super().from_pretrained(*args, **kwargs)
         except RuntimeError as error:
@@ -246,6 +297,11 @@ class SeqRegPreTrainedModel(PreTrainedModel):
                 "fit the requested config (a different num_labels, hidden_size or vocabulary?). Load it without "
                 "overriding its config, or pass ignore_mismatched_sizes=True to re-initialize the mismatched layers."
             ) from None
+        # Legacy names are read, never written back: drop those renamings from what save_pretrained would revert.
+        conversions = getattr(model, "_weight_conversions", None)
+        if conversions:
+            model._weight_conversions = [c for c in conversions
+                                         if not set(getattr(c, "source_patterns", ())) & set(LEGACY_KEYS)]
         # The loader materializes fresh parameters with requires_grad=True; frozen means frozen.
         model.get_input_embeddings().weight.requires_grad_(not model.config.freeze_embeddings)
         # Loaded tensors can sit at unaligned addresses, where CPU kernels take other SIMD paths and round
@@ -292,11 +348,7 @@ class SeqRegModel(SeqRegPreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         self.embeddings = SeqRegEmbeddings(config)
-        self.encoder = SeqRegEncoder(config)
-        self.pooler = SeqRegPooler(config)
-        # Members 2..K of an ensemble. The first member keeps the single model's names, so a checkpoint with
-        # ensemble_size=1 has exactly the keys it always had.
-        self.members = nn.ModuleList(SeqRegMember(config) for _ in range(config.ensemble_size - 1))
+        self.ensemble = SeqRegEnsemble(config)  # the members' heads live here too; the bare model does not run them
         self.post_init()
 
     def get_input_embeddings(self):
@@ -310,14 +362,7 @@ class SeqRegModel(SeqRegPreTrainedModel):
         config = self.config
         lengths, mask = self._validate(input_ids, attention_mask, token_features)
         words = self.embeddings.lookup(input_ids, token_features)  # (batch, seq_len, embedding_dim + features)
-        members = []
-        for encoder, pooler in [(self.encoder, self.pooler), *((m.encoder, m.pooler) for m in self.members)]:
-            output, h_n, c_n = encoder(self.embeddings.regularize(words, input_ids), lengths)
-            members.append((output, pooler(output, h_n, mask), h_n, c_n))  # pooled: (batch, pooled_size)
-        if len(members) == 1:
-            output, pooled, h_n, c_n = members[0]
-        else:  # an ensemble: the members' vectors side by side along the feature axis, in member order
-            output, pooled, h_n, c_n = (None if parts[0] is None else torch.cat(parts, dim=-1) for parts in zip(*members))
+        output, pooled, h_n, c_n = self.ensemble.encode(self.embeddings, words, input_ids, lengths, mask)
         result = SeqRegModelOutput(last_hidden_state=output, pooler_output=pooled, h_n=h_n, c_n=c_n)
         return_dict = return_dict if return_dict is not None else config.return_dict
         return result if return_dict else result.to_tuple()
@@ -362,8 +407,6 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         self.seqreg = SeqRegModel(config)
-        self.head = SeqRegHead(config)
-        self.member_heads = nn.ModuleList(SeqRegHead(config) for _ in range(config.ensemble_size - 1))
         self.post_init()
 
     def get_input_embeddings(self):
@@ -374,19 +417,17 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_features=None, labels=None, token_type_ids=None,
                 return_dict=None):
-        encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features)
-        pooled = encoded.pooler_output.split(self.config.pooled_size, dim=-1)  # one (batch, pooled_size) per member
-        heads = [self.head, *self.member_heads]
-        members = torch.stack([head(vector) for head, vector in zip(heads, pooled)])  # (K, batch, num_labels)
-        standardized = members.mean(dim=0)  # (batch, num_labels), in standardized units
+        encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features, return_dict=True)
+        ensemble = self.seqreg.ensemble
+        members = ensemble.predict(encoded.pooler_output)  # (K, batch, num_labels), in standardized units
+        standardized = ensemble.combine(members)  # (batch, num_labels)
         mean, std = self._label_stats(standardized)
         logits = standardized * std + mean
         loss = None
         if labels is not None:
             labels = self._check_labels(labels, standardized.size(0)).to(standardized.dtype)
             targets = (labels - mean) / std
-            # Each member is scored on its own prediction, as if trained alone; the ensemble only averages.
-            loss = torch.stack([self._loss(member, targets) for member in members]).mean()
+            loss = ensemble.loss(members, targets, self._loss)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return (logits,) if loss is None else (loss, logits)

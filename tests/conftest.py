@@ -22,6 +22,11 @@ def tiny_config(**overrides):
     return SeqRegConfig(**values)
 
 
+def member(model, k):
+    """Member k (encoder, pooler, head) of a SeqRegModel or SeqRegForSequenceRegression."""
+    return model.base_model.ensemble.members[k]
+
+
 def right_padded(sentences, pad_id=0):
     """Stack token-id lists into (input_ids, attention_mask), padding on the right."""
     width = max((len(s) for s in sentences), default=0)

@@ -8,7 +8,7 @@ from torch import nn
 
 from seqreg_hf import SeqRegForSequenceRegression, SeqRegModel
 
-from .conftest import right_padded, tiny_config
+from .conftest import member, right_padded, tiny_config
 
 SENTENCES = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17], [18]]
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -20,7 +20,7 @@ def bare_final_states(model, sentence):
     config = model.config
     bare = CELLS[config.rnn_type](config.embedding_dim, config.hidden_size, num_layers=config.num_layers,
                                   bidirectional=config.bidirectional)
-    bare.load_state_dict(model.base_model.encoder.rnn.state_dict())
+    bare.load_state_dict(member(model, 0).encoder.rnn.state_dict())
     vectors = model.base_model.embeddings.word_embeddings.weight[torch.tensor(sentence)].unsqueeze(1)  # (len, 1, E)
     output, state = bare(vectors)
     h_n, c_n = state if config.rnn_type == "lstm" else (state, None)
@@ -111,7 +111,7 @@ def test_empty_text_gives_a_defined_prediction(pooling):
     with torch.no_grad():
         mixed = model(ids, attention_mask=mask).logits
         only_empty = model(torch.zeros(2, 0, dtype=torch.long), attention_mask=torch.zeros(2, 0, dtype=torch.long))
-        head_of_zero = model.head(torch.zeros(1, config.pooled_size))
+        head_of_zero = member(model, 0).head(torch.zeros(1, config.pooled_size))
     assert torch.isfinite(mixed).all()
     # Reading nothing leaves the states at their initial zeros, so the sentence vector is zero.
     torch.testing.assert_close(mixed[1], head_of_zero[0])
@@ -172,7 +172,7 @@ def test_label_standardization_loss_and_units():
     labels = torch.tensor([[3.1, -1.0], [2.9, 5.0], [3.5, -10.0], [2.0, 0.0]])
     with torch.no_grad():
         out = model(ids, attention_mask=mask, labels=labels)
-        z = model.head(model.seqreg(ids, attention_mask=mask).pooler_output)
+        z = member(model, 0).head(model.seqreg(ids, attention_mask=mask).pooler_output)
     mean, std = torch.tensor(means), torch.tensor(stds)
     torch.testing.assert_close(out.logits, z * std + mean)
     expected_loss = (((labels - mean) / std - z) ** 2).mean()
@@ -207,7 +207,7 @@ def test_token_features_are_concatenated_and_checked():
         base = model(ids, attention_mask=mask, token_features=features).logits
         changed = model(ids, attention_mask=mask, token_features=features + 1).logits
     assert not torch.allclose(base, changed)
-    assert model.seqreg.encoder.rnn.input_size == 8 + 3
+    assert member(model, 0).encoder.rnn.input_size == 8 + 3
     with pytest.raises(ValueError, match="token_features must have shape"):
         model(ids, attention_mask=mask)
     with pytest.raises(ValueError, match="NaN or infinite"):
@@ -257,7 +257,7 @@ def test_non_finite_labels_are_refused(bad):
 def test_negative_targets_are_not_clamped():
     model = SeqRegForSequenceRegression(tiny_config(num_labels=1))
     with torch.no_grad():
-        model.head.layers[-1].bias.fill_(-5.0)
+        member(model, 0).head.layers[-1].bias.fill_(-5.0)
     assert (model.eval()(torch.tensor([[3, 4]])).logits < -4).all()
 
 
@@ -296,7 +296,7 @@ def test_ccc_loss_against_numpy_and_its_relation_to_pearson():
     labels = torch.tensor([[3.1, -1.0], [2.9, 5.0], [3.5, -10.0], [2.0, 0.0]])
     with torch.no_grad():
         out = model(ids, attention_mask=mask, labels=labels)
-        z = model.head(model.seqreg(ids, attention_mask=mask).pooler_output)
+        z = member(model, 0).head(model.seqreg(ids, attention_mask=mask).pooler_output)
     targets = (labels - torch.tensor(means)) / torch.tensor(stds)  # the loss works in standardized units
     expected = sum(1 - numpy_ccc(z[:, k], targets[:, k]) for k in range(2)) / 2
     assert out.loss.item() == pytest.approx(expected, rel=1e-5)
@@ -366,17 +366,11 @@ def test_word_dropout_zeroes_whole_tokens_in_training_only():
                                    plain.eval()(id_batch, attention_mask=mask).logits, rtol=0, atol=0)
 
 
-def member_as_single_model(ensemble, member):
-    """A model with ensemble_size=1 holding the shared embeddings and one member's encoder, pooler and head."""
+def member_as_single_model(ensemble, k):
+    """A model with ensemble_size=1 holding the shared embeddings and member k's encoder, pooler and head."""
     single = SeqRegForSequenceRegression(tiny_config(**{**ensemble.config.to_dict(), "ensemble_size": 1})).eval()
-    source = ensemble.base_model
-    encoder, pooler = (source.encoder, source.pooler) if member == 0 else (
-        source.members[member - 1].encoder, source.members[member - 1].pooler)
-    head = ensemble.head if member == 0 else ensemble.member_heads[member - 1]
-    single.base_model.embeddings.load_state_dict(source.embeddings.state_dict())
-    single.base_model.encoder.load_state_dict(encoder.state_dict())
-    single.base_model.pooler.load_state_dict(pooler.state_dict())
-    single.head.load_state_dict(head.state_dict())
+    single.base_model.embeddings.load_state_dict(ensemble.base_model.embeddings.state_dict())
+    member(single, 0).load_state_dict(member(ensemble, k).state_dict())
     return single
 
 
@@ -416,12 +410,11 @@ def test_ensemble_is_the_mean_of_its_members_run_alone(rnn_type, pooling):
 def test_ensemble_members_start_apart_and_draw_their_own_dropout_masks():
     config = tiny_config(rnn_type="gru", pooling="mean", ensemble_size=2, embedding_dropout=0.5, word_dropout=0.3)
     model = SeqRegForSequenceRegression(config)
-    first, second = model.base_model.encoder.rnn, model.base_model.members[0].encoder.rnn
-    assert not torch.equal(first.weight_ih_l0, second.weight_ih_l0)
-    assert not torch.equal(model.head.layers[-1].weight, model.member_heads[0].layers[-1].weight)
+    first, second = member(model, 0), member(model, 1)
+    assert not torch.equal(first.encoder.rnn.weight_ih_l0, second.encoder.rnn.weight_ih_l0)
+    assert not torch.equal(first.head.layers[-1].weight, second.head.layers[-1].weight)
     # Same weights in both members: any difference in training mode comes from the dropout masks alone.
-    model.base_model.members[0].encoder.load_state_dict(model.base_model.encoder.state_dict())
-    model.base_model.members[0].pooler.load_state_dict(model.base_model.pooler.state_dict())
+    second.load_state_dict(first.state_dict())
     ids, mask = right_padded(SENTENCES)
     with torch.no_grad():
         trained = model.train().base_model(ids, attention_mask=mask).pooler_output.chunk(2, dim=-1)
@@ -430,19 +423,54 @@ def test_ensemble_members_start_apart_and_draw_their_own_dropout_masks():
     torch.testing.assert_close(evaluated[0], evaluated[1], atol=0, rtol=0)
 
 
-def test_single_model_checkpoint_keys_are_unchanged_by_the_ensemble_option(tmp_path):
-    single = SeqRegForSequenceRegression(tiny_config(rnn_type="gru"))
-    keys = set(single.state_dict())
-    assert not any(k.startswith(("seqreg.members", "member_heads")) for k in keys)
-    assert {"seqreg.encoder.rnn.weight_ih_l0", "head.layers.1.weight"} <= keys
+def test_the_ensemble_is_one_module_list_of_complete_members(tmp_path):
     ensemble = SeqRegForSequenceRegression(tiny_config(rnn_type="gru", ensemble_size=3))
-    extra = set(ensemble.state_dict()) - keys
-    assert keys < set(ensemble.state_dict())
-    assert {k.split(".")[0] + "." + k.split(".")[1] for k in extra} == {"seqreg.members", "member_heads.0",
-                                                                        "member_heads.1"}
+    keys = set(ensemble.state_dict())
+    members = {".".join(k.split(".")[:4]) for k in keys if not k.startswith("seqreg.embeddings.")}
+    assert members == {f"seqreg.ensemble.members.{k}" for k in range(3)}
+    for k in range(3):
+        assert {f"seqreg.ensemble.members.{k}.encoder.rnn.weight_ih_l0",
+                f"seqreg.ensemble.members.{k}.head.layers.1.weight"} <= keys
     ensemble.eval().save_pretrained(tmp_path)
     loaded = SeqRegForSequenceRegression.from_pretrained(tmp_path).eval()
     ids, mask = right_padded(SENTENCES)
     with torch.no_grad():
         assert torch.equal(ensemble(ids, attention_mask=mask).logits, loaded(ids, attention_mask=mask).logits)
+    single = SeqRegForSequenceRegression(tiny_config(rnn_type="gru"))
     assert loaded.num_parameters(only_trainable=True) == 3 * single.num_parameters(only_trainable=True)
+
+
+LEGACY_NAMES = [  # how seqreg_hf 0.1 named the modules of member 0, and of members 1.. in two lists
+    (r"^seqreg\.ensemble\.members\.0\.(encoder|pooler)\.", r"seqreg.\1."),
+    (r"^seqreg\.ensemble\.members\.0\.head\.", "head."),
+    (r"^seqreg\.ensemble\.members\.(\d+)\.head\.", lambda m: f"member_heads.{int(m.group(1)) - 1}."),
+    (r"^seqreg\.ensemble\.members\.(\d+)\.", lambda m: f"seqreg.members.{int(m.group(1)) - 1}."),
+]
+
+
+@pytest.mark.parametrize("ensemble_size", [1, 3])
+def test_checkpoints_of_the_previous_layout_still_load(tmp_path, ensemble_size):
+    import re
+
+    from safetensors.torch import load_file, save_file
+
+    model = SeqRegForSequenceRegression(tiny_config(rnn_type="lstm", pooling="attention", ensemble_size=ensemble_size))
+    model.eval().save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    legacy = {}
+    for key, tensor in state.items():
+        for pattern, replacement in LEGACY_NAMES:
+            if re.match(pattern, key):
+                key = re.sub(pattern, replacement, key)
+                break
+        legacy[key] = tensor
+    assert "head.layers.1.weight" in legacy and "seqreg.encoder.rnn.weight_ih_l0" in legacy
+    save_file(legacy, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded = SeqRegForSequenceRegression.from_pretrained(tmp_path).eval()
+    for key, tensor in state.items():
+        assert torch.equal(loaded.state_dict()[key], tensor), key
+    bare = SeqRegModel.from_pretrained(tmp_path)
+    assert torch.equal(bare.state_dict()["ensemble.members.0.encoder.rnn.weight_hh_l0"],
+                       state["seqreg.ensemble.members.0.encoder.rnn.weight_hh_l0"])
+    loaded.save_pretrained(tmp_path / "again")  # saved back in the current layout
+    assert set(load_file(tmp_path / "again" / "model.safetensors")) == set(state)
