@@ -1,7 +1,8 @@
 """Model cards: rendered from the Jinja template in model_cards/ with huggingface_hub's ModelCard.
 
 A `TrainerCallback` (`seqreg_hf.trainer.CardCallback`) collects what the card needs during training, and every
-save (the final model and each checkpoint) gets a README.md with metadata, a model-index of the eval results and the data's attribution.
+save (the final model and each checkpoint) gets a README.md with metadata, a model-index of the eval results and the
+data's attribution.
 """
 
 import os

@@ -9,11 +9,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 
 import numpy as np
 import pandas as pd
 import pytest
+import tomllib
 
 import seqreg_hf
 from seqreg_hf.arguments import (
@@ -28,7 +28,7 @@ from seqreg_hf.configuration_seqreg import CHOICES, SeqRegConfig
 from seqreg_hf.data import tokenize_splits
 from seqreg_hf.embeddings import load_embeddings
 
-from .conftest import EMOBANK, REPO
+from .conftest import REPO
 
 WORDS = ["calm", "angry", "happy", "sad", "bright", "dark", "loud", "quiet", "warm", "cold", "fast", "slow"]
 TINY = {"hidden_size": 8, "ensemble_size": 1, "num_train_epochs": 1, "per_device_train_batch_size": 16,
