@@ -59,21 +59,31 @@ def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dat
     return raw
 
 
+def _arrow_column(dataset, name):
+    """One column of a Dataset as a pyarrow ChunkedArray, in the dataset's row order (indices applied)."""
+    return dataset.with_format("arrow").select_columns([name])[:][name]
+
+
 def split_by_column(raw, split_column):
-    """Re-split every row by the value of `split_column` (train / dev|validation / test)."""
+    """Re-split every row by the value of `split_column` (train / dev|validation / test), vectorized."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     source = raw["train"] if len(raw) == 1 else None
     if source is None:
         raise DataError("split_column needs one data file holding every split.")
     if split_column not in source.column_names:
         raise DataError(f"split column {split_column!r} is not in the data; columns: {source.column_names}.")
-    values = source[split_column]
-    unknown = sorted({str(v) for v in values if str(v).lower() not in SPLIT_ALIASES})
+    values = pc.utf8_lower(pc.fill_null(_arrow_column(source, split_column).cast(pa.string()), "<null>"))
+    unknown = pc.unique(pc.filter(values, pc.invert(pc.is_in(values, pa.array(list(SPLIT_ALIASES)))))).to_pylist()
     if unknown:
-        raise DataError(f"split column {split_column!r} holds {unknown}; expected train, dev/validation, test.")
+        raise DataError(f"split column {split_column!r} holds {sorted(unknown)}; expected train, dev/validation, "
+                        "test.")
     splits = {}
     for name in ("train", "validation", "test"):
-        rows = [i for i, v in enumerate(values) if SPLIT_ALIASES[str(v).lower()] == name]
-        if rows:
+        aliases = pa.array([alias for alias, split in SPLIT_ALIASES.items() if split == name])
+        rows = np.flatnonzero(pc.is_in(values, aliases).to_numpy(zero_copy_only=False))
+        if len(rows):
             splits[name] = source.select(rows)
     return DatasetDict(splits)
 
@@ -101,15 +111,46 @@ def row_problem(text, labels, text_column):
     return None
 
 
-def find_bad_rows(dataset, text_column, label_columns):
-    """{row: reason} for every row that :func:`row_problem` refuses."""
-    values = [dataset[c] for c in label_columns]
-    bad = {}
-    for row, text in enumerate(dataset[text_column]):
-        problem = row_problem(text, ((c, v[row]) for c, v in zip(label_columns, values)), text_column)
-        if problem:
-            bad[row] = problem
+def label_values(dataset, column):
+    """A label column as float64, NaN where a value is missing, non-numeric or a boolean (vectorized)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = _arrow_column(dataset, column)
+    if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_decimal(array.type):
+        return pc.fill_null(array.cast(pa.float64()), float("nan")).to_numpy()
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        import pandas as pd
+
+        return pd.to_numeric(array.to_pandas(), errors="coerce").to_numpy(dtype=np.float64)
+    return np.full(len(array), np.nan)  # booleans, lists, structs: not a score
+
+
+def bad_row_mask(dataset, text_column, label_columns):
+    """True for each row that :func:`row_problem` refuses, computed column-wise with pyarrow and numpy."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = _arrow_column(dataset, text_column)
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        texts = texts.cast(pa.string())
+    empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(texts), ""), True).to_numpy(zero_copy_only=False)
+    bad = np.asarray(empty, dtype=bool)
+    for column in label_columns:
+        bad |= ~np.isfinite(label_values(dataset, column))
     return bad
+
+
+def find_bad_rows(dataset, text_column, label_columns, limit=None):
+    """{row: reason} for the rows that :func:`row_problem` refuses (the first `limit` of them with a reason; the
+    reasons come from the one rule, the mask that finds the rows is vectorized)."""
+    rows = np.flatnonzero(bad_row_mask(dataset, text_column, label_columns))
+    reasons = {}
+    for row in rows[:limit].tolist() if limit is not None else rows.tolist():
+        record = dataset[row]
+        reasons[row] = (row_problem(record[text_column], ((c, record[c]) for c in label_columns), text_column)
+                        or "a label is not a finite number")
+    return rows, reasons
 
 
 def check_columns(column_names, split, text_column, label_columns=()):
@@ -124,23 +165,24 @@ def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop"):
     if on_bad_rows not in BAD_ROW_POLICIES:
         raise ValueError(f"on_bad_rows={on_bad_rows!r} is not supported; choose one of {BAD_ROW_POLICIES}.")
     check_columns(dataset.column_names, split, text_column, label_columns)
-    bad = find_bad_rows(dataset, text_column, label_columns)
-    report = {"rows": len(dataset), "dropped": len(bad), "examples": [f"row {r}: {why}" for r, why in
-                                                                       sorted(bad.items())[:5]]}
-    if bad and on_bad_rows == "error":
-        row, why = min(bad.items())
-        raise DataError(f"{split} split, row {row} (0-based, header excluded): {why}. {len(bad)} bad row(s) in "
+    rows, reasons = find_bad_rows(dataset, text_column, label_columns, limit=5)
+    report = {"rows": len(dataset), "dropped": len(rows), "examples": [f"row {r}: {why}" for r, why in reasons.items()]}
+    if len(rows) and on_bad_rows == "error":
+        row, why = next(iter(reasons.items()))
+        raise DataError(f"{split} split, row {row} (0-based, header excluded): {why}. {len(rows)} bad row(s) in "
                         "all; fix them, or pass --on_bad_rows drop to drop and count them.")
-    if bad:
-        logger.warning("%s split: dropping %d of %d rows: %s", split, len(bad), len(dataset),
+    if len(rows):
+        logger.warning("%s split: dropping %d of %d rows: %s", split, len(rows), len(dataset),
                        "; ".join(report["examples"]))
-        dataset = dataset.select([r for r in range(len(dataset)) if r not in bad])
+        keep = np.ones(len(dataset), dtype=bool)
+        keep[rows] = False
+        dataset = dataset.select(np.flatnonzero(keep))
     return dataset, report
 
 
 def label_statistics(dataset, label_columns):
     """Per-target mean and standard deviation of the (clean) train split."""
-    values = np.array([[float(v) for v in dataset[c]] for c in label_columns], dtype=np.float64)
+    values = np.stack([label_values(dataset, c) for c in label_columns])
     stds = values.std(axis=1)
     if (stds == 0).any():
         flat = [c for c, s in zip(label_columns, stds) if s == 0]

@@ -110,3 +110,34 @@ def test_streamed_train_split_counts_drops_and_standardizes_like_the_whole_file(
     np.testing.assert_allclose(stds, [0.75, 0.25])
     with pytest.raises(DataError, match=r"train split, row 1 .*: empty text in column 'text'"):
         clean_stream(stream_split(table, "train", split_column="split"), "train", "text", ["V"], on_bad_rows="error")
+
+
+def test_vectorized_bad_row_scan_agrees_with_the_row_rule():
+    """The column-wise scan finds exactly the rows that row_problem refuses, whatever the column types."""
+    from datasets import Dataset
+
+    from seqreg_hf.data import bad_row_mask, row_problem
+
+    texts = ["fine", "", "   ", None, "ok", "7", "tab\t", "x", "y", "z", "w"]
+    as_strings = ["1.5", "nan", "2", "3", " 4.5 ", "abc", "inf", "", None, "-1e3", "True"]
+    as_floats = [1.0, 2.0, float("nan"), 4.0, float("inf"), 6.0, 7.0, None, 9.0, -10.0, 11.0]
+    data = Dataset.from_dict({"text": texts, "s": as_strings, "f": as_floats, "i": list(range(11))})
+    expected = [row_problem(t, (("s", s), ("f", f), ("i", i)), "text") is not None
+                for t, s, f, i in zip(texts, as_strings, as_floats, range(11))]
+    assert bad_row_mask(data, "text", ["s", "f", "i"]).tolist() == expected
+    numbers = Dataset.from_dict({"text": [1, 2, None], "y": [True, False, True]})  # a numeric text, boolean labels
+    assert bad_row_mask(numbers, "text", []).tolist() == [False, False, True]
+    assert bad_row_mask(numbers, "text", ["y"]).tolist() == [True, True, True]
+    cleaned, report = clean_split(data.select([9, 0, 1, 4]), "train", "text", ["s", "f"])
+    assert list(cleaned["text"]) == ["z", "fine"] and report["dropped"] == 2  # row 9 is valid: -1e3 and -10.0
+    assert report["examples"] == ["row 2: empty text in column 'text'", "row 3: label 'f' is inf, not a finite number"]
+
+
+def test_split_column_is_matched_case_insensitively_and_unknown_values_are_named(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,y,split\na,1,TRAIN\nb,2,Dev\nc,3,test\nd,4,train\n")
+    raw = load_raw_datasets(train_file=path, split_column="split")
+    assert {k: v["text"] for k, v in raw.items()} == {"train": ["a", "d"], "validation": ["b"], "test": ["c"]}
+    path.write_text("text,y,split\na,1,train\nb,2,holdout\n")
+    with pytest.raises(DataError, match=r"holds \['holdout'\]"):
+        load_raw_datasets(train_file=path, split_column="split")

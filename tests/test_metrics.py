@@ -48,3 +48,20 @@ def test_metric_is_a_local_module_not_a_hub_name():
     assert METRIC_PATH.endswith("regression_metrics.py")
     with pytest.raises(ValueError, match="must both be"):
         compute_regression_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+def test_direct_computation_equals_the_evaluate_module(metric):
+    """Trainer's compute_metrics calls the function directly; the module loaded by path gives the same numbers."""
+    from transformers import EvalPrediction
+
+    from seqreg_hf.metrics import metrics_fn
+
+    rng = np.random.default_rng(3)
+    true = rng.normal(size=(300, 2))
+    pred = true + rng.normal(size=(300, 2))
+    through_module = compute_regression_metrics(pred, true, ["a", "b"], metric)
+    direct = metrics_fn(["a", "b"])(EvalPrediction(predictions=pred, label_ids=true))
+    assert direct.keys() == through_module.keys()
+    for key, value in direct.items():
+        assert value == pytest.approx(through_module[key], rel=1e-12), key
+    assert type(metric).__module__ != "seqreg_hf.metrics.regression_metrics"  # evaluate's own copy, by path

@@ -1,4 +1,5 @@
-"""The regression metric, loaded through `evaluate` from the module file shipped here (never from the Hub)."""
+"""The regression metric: an `evaluate` module shipped here (loadable by path, never from the Hub), whose
+computation is also called directly on the training path."""
 
 import os
 
@@ -14,21 +15,26 @@ def load_metric():
 
 
 def compute_regression_metrics(predictions, references, label_names=None, metric=None):
+    """The metrics, computed directly (or through `metric`, an `evaluate` module such as load_metric()'s)."""
+    from .regression_metrics import regression_metrics
+
     predictions = np.asarray(predictions, dtype=np.float64)
     references = np.asarray(references, dtype=np.float64)
     if predictions.ndim == 1:
         predictions, references = predictions[:, None], references.reshape(len(references), -1)
-    metric = metric or load_metric()
-    return metric.compute(predictions=predictions, references=references, label_names=label_names)
+    if metric is not None:
+        return metric.compute(predictions=predictions, references=references, label_names=label_names)
+    return regression_metrics(predictions, references, label_names)
 
 
 def metrics_fn(label_names):
-    """A `compute_metrics` for Trainer: EvalPrediction -> per-target and averaged metrics."""
-    metric = load_metric()
+    """A `compute_metrics` for Trainer: EvalPrediction -> per-target and averaged metrics. It calls the metric
+    function directly: going through evaluate's compute (an Arrow table per call) cost 1.5 s against 0.1 s on
+    50k x 3 rows."""
 
     def compute(eval_prediction):
         predictions = eval_prediction.predictions
         predictions = predictions[0] if isinstance(predictions, tuple) else predictions
-        return compute_regression_metrics(predictions, eval_prediction.label_ids, label_names, metric)
+        return compute_regression_metrics(predictions, eval_prediction.label_ids, label_names)
 
     return compute

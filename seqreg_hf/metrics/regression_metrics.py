@@ -38,6 +38,25 @@ def _one_target(pred, true):
     }
 
 
+def regression_metrics(predictions, references, label_names=None):
+    """The metrics of (n, num_targets) predictions against references, as a flat dict (the module's computation,
+    callable without `evaluate`'s Arrow round trip: Trainer's compute_metrics uses it directly)."""
+    pred = np.asarray(predictions, dtype=np.float64)
+    true = np.asarray(references, dtype=np.float64)
+    if pred.shape != true.shape or pred.ndim != 2:
+        raise ValueError(f"predictions {pred.shape} and references {true.shape} must both be (n, num_targets).")
+    names = list(label_names) if label_names is not None else [str(i) for i in range(pred.shape[1])]
+    if len(names) != pred.shape[1]:
+        raise ValueError(f"{len(names)} label names for {pred.shape[1]} targets.")
+    results = {}
+    per_target = [_one_target(pred[:, i], true[:, i]) for i in range(pred.shape[1])]
+    for name, values in zip(names, per_target):
+        results.update({f"{metric}_{name}": value for metric, value in values.items()})
+    for metric in METRICS:
+        results[f"{metric}_mean"] = float(np.mean([values[metric] for values in per_target]))
+    return results
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class RegressionMetrics(evaluate.Metric):
     def _info(self):
@@ -52,17 +71,4 @@ class RegressionMetrics(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, label_names=None):
-        pred = np.asarray(predictions, dtype=np.float64)
-        true = np.asarray(references, dtype=np.float64)
-        if pred.shape != true.shape or pred.ndim != 2:
-            raise ValueError(f"predictions {pred.shape} and references {true.shape} must both be (n, num_targets).")
-        names = list(label_names) if label_names is not None else [str(i) for i in range(pred.shape[1])]
-        if len(names) != pred.shape[1]:
-            raise ValueError(f"{len(names)} label names for {pred.shape[1]} targets.")
-        results = {}
-        per_target = [_one_target(pred[:, i], true[:, i]) for i in range(pred.shape[1])]
-        for name, values in zip(names, per_target):
-            results.update({f"{metric}_{name}": value for metric, value in values.items()})
-        for metric in METRICS:
-            results[f"{metric}_mean"] = float(np.mean([values[metric] for values in per_target]))
-        return results
+        return regression_metrics(predictions, references, label_names)
