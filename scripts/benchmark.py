@@ -5,14 +5,20 @@ Fixed model: BiLSTM, hidden 256, one layer, frozen 384-d MiniLM input embeddings
 recipe's own config (scripts/configs/emobank.json) is a second row. For an ensemble (ensemble_size K), the loop
 (a), the kernel bounds (c), (e), (g) and the FLOP counts run all K members, so every ratio compares the same model.
 
-Training, sentences per second:
+Every throughput divides the sentences that actually went through (counted by the collator or the predictor)
+by the time, and every ratio compares with the bare kernel on the very same batches.
+
+Training, sentences per second, batches of 32 (after 3 warm-up steps):
   (a) seed-style loop: batch size 1, plain PyTorch, same dims
-  (b) seqreg_hf through Trainer (data loading, collation and optimizer steps included), with exact-length
-      batches (--length_buckets); (b2) the same with transformers' group_by_length sampling
-  (c) kernel bound: bare dense RNN forward + backward, batches of 32 of near-equal length
+  (b) through Trainer, data loading, collation and optimizer steps included:
+      b_plain   a user's own script: transformers' Trainer, group_by_length, DataCollatorWithPadding
+      b_cli     what `seqreg-hf train` builds: SeqRegTrainer with SeqRegTrainingArguments (group_by_length)
+      b_buckets the same with --length_buckets (exact-length batches, no padding)
+  (c) c_kernel_<mode>: bare dense RNN forward + backward on the same padded batches as b_<mode>
 Inference:
-  (d) seqreg_hf batched prediction (Predictor, tokenization included), batch 256
-  (e) kernel bound: bare dense forward, batches of 256 of near-equal length
+  (d) d_padded_forward: a plain padded model(**batch), batches of 256 in input order;
+      d_predictor: Predictor at batch 256 (tokenization included, exact-length batches)
+  (e) e_kernel_padded / e_kernel_predictor: bare dense forward on the same batches
   (f) single-sentence latency through Predictor.predict, p50 / p95 (ms)
   (g) bare forward of one sentence, p50 (ms)
 Also: a GEMM peak (GFLOP/s of a 2048^3 fp32 matmul), model FLOP utilization of (b) and (d), peak RSS.
@@ -50,17 +56,13 @@ def load_sentences(path, tokenizer, limit):
     return frame["text"].tolist(), ids, labels
 
 
-def length_batches(ids, size):
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    return [order[i : i + size] for i in range(0, len(order), size)]
-
-
-def dense(ids, rows, embedding):
+def padded(ids, rows, pad_id=0):
+    """(len(rows), longest) token ids, right-padded: the tensor a padded batch holds."""
     width = max(len(ids[r]) for r in rows)
-    batch = torch.zeros(len(rows), width, dtype=torch.long)
+    batch = torch.full((len(rows), width), pad_id, dtype=torch.long)
     for k, r in enumerate(rows):
-        batch[k, : len(ids[r])] = torch.tensor(ids[r])
-    return embedding[batch]  # (batch, width, dim); near-equal lengths waste little
+        batch[k, : len(ids[r])] = torch.tensor(ids[r], dtype=torch.long)
+    return batch
 
 
 def rnn_flops_per_token(config, input_size):
@@ -134,78 +136,155 @@ def naive_loop(ids, labels, embedding, config, count):
     return count / (time.perf_counter() - start)
 
 
-def kernel_train(ids, embedding, config, batches):
-    """(c): bare dense RNN forward + backward, no optimizer, no padding waste."""
+def kernel_train(embedding, config, batches):
+    """(c): bare dense RNN forward + backward on the same padded batches (the kernel bound: no optimizer, no head,
+    and a dense run over padding, which is inexact but what the kernel costs)."""
     rnns = bare_rnns(config, embedding.size(1))
-    inputs = [dense(ids, rows, embedding) for rows in batches]
+    inputs = [embedding[b] for b in batches]
     sum(o.sum() for o in run_all(rnns, inputs[0])).backward()  # warm-up
     start = time.perf_counter()
     for x in inputs:
         for rnn in rnns:
             rnn.zero_grad()
         sum(o.sum() for o in run_all(rnns, x)).backward()
-    return sum(len(rows) for rows in batches) / (time.perf_counter() - start)
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
 
 
 @torch.inference_mode()
-def kernel_infer(ids, embedding, config, batches):
-    """(e): bare dense RNN forward."""
+def kernel_infer(embedding, config, batches):
+    """(e): bare dense RNN forward on the same padded batches."""
     rnns = bare_rnns(config, embedding.size(1))
-    inputs = [dense(ids, rows, embedding) for rows in batches]
+    inputs = [embedding[b] for b in batches]
     run_all(rnns, inputs[0])
     start = time.perf_counter()
     for x in inputs:
         run_all(rnns, x)
-    return sum(len(rows) for rows in batches) / (time.perf_counter() - start)
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
 
 
-def trainer_train(source, texts_ids, labels, config, steps, length_buckets=True):
-    """(b): seqreg_hf through Trainer, batches of 32: exact-length buckets (no padding, dense kernel), or
-    transformers' group_by_length (near-equal lengths, packed sequences)."""
+class CountingCollator:
+    """DataCollatorWithPadding that counts the rows it collates and keeps each padded batch, so throughput divides
+    the sentences that actually went through by the time, and the kernel bound replays the very same batches."""
+
+    def __init__(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        self.inner = DataCollatorWithPadding(tokenizer)
+        self.batches = []
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        self.batches.append(batch["input_ids"].clone())
+        return batch
+
+    @property
+    def rows(self):
+        return sum(len(b) for b in self.batches)
+
+
+class StepClock:
+    """A TrainerCallback that notes when each optimizer step ends (the first steps are warm-up)."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                clock.ends.append(time.perf_counter())
+
+        self.ends, self.callback = [], Callback()
+
+
+WARMUP_STEPS = 3
+
+
+def trainer_train(source, ids, labels, config, steps, mode):
+    """(b) training through Trainer with batches of 32, counting what ran. `mode`:
+    - "plain": a user's own script: transformers' Trainer and TrainingArguments(train_sampling_strategy=
+      "group_by_length") with DataCollatorWithPadding over SeqRegForSequenceRegression;
+    - "cli": what `seqreg-hf train` builds (SeqRegTrainer, SeqRegTrainingArguments: group_by_length);
+    - "buckets": the same with --length_buckets (batches of exactly one length).
+    Returns (sentences/s after the warm-up steps, the model, the collator with every batch it built)."""
     from datasets import Dataset
-    from transformers import DataCollatorWithPadding, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
+    from seqreg_hf.arguments import SeqRegTrainingArguments
     from seqreg_hf.builder import build_model
     from seqreg_hf.trainer import SeqRegTrainer
 
     model = build_model(source, num_labels=3, **config)
-    data = Dataset.from_dict({"input_ids": texts_ids, "attention_mask": [[1] * len(x) for x in texts_ids],
-                              "labels": labels.tolist(), "length": [len(x) for x in texts_ids]})
+    data = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids],
+                              "labels": labels.tolist(), "length": [len(x) for x in ids]})
+    collator, clock = CountingCollator(source.tokenizer), StepClock()
+    seen = []  # rows of every training forward pass, counted at the model itself
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(len(kwargs["input_ids"])),
+                                    with_kwargs=True)
     with tempfile.TemporaryDirectory() as folder:
-        args = TrainingArguments(folder, per_device_train_batch_size=32, max_steps=steps, learning_rate=1e-3,
-                                 train_sampling_strategy="group_by_length", report_to="none", save_strategy="no",
-                                 logging_strategy="no", disable_tqdm=True, dataloader_pin_memory=False, seed=0)
-        trainer = SeqRegTrainer(model=model, args=args, train_dataset=data, length_buckets=length_buckets,
-                                data_collator=DataCollatorWithPadding(source.tokenizer))
-        start = time.perf_counter()
+        common = dict(output_dir=folder, per_device_train_batch_size=32, max_steps=steps, learning_rate=1e-3,
+                      report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no",
+                      disable_tqdm=True, dataloader_pin_memory=False, seed=0, load_best_model_at_end=False)
+        if mode == "plain":
+            trainer = Trainer(model=model, args=TrainingArguments(train_sampling_strategy="group_by_length", **common),
+                              train_dataset=data, data_collator=collator, callbacks=[clock.callback])
+        else:
+            trainer = SeqRegTrainer(model=model, args=SeqRegTrainingArguments(**common), train_dataset=data,
+                                    data_collator=collator, length_buckets=mode == "buckets",
+                                    callbacks=[clock.callback])
         trainer.train()
-        seconds = time.perf_counter() - start
-    return steps * 32 / seconds, model
+    # The data loader collates one batch ahead, so the collator may hold one batch that never trained.
+    del collator.batches[steps:]
+    assert len(clock.ends) == steps == len(seen) and seen == [len(b) for b in collator.batches], (len(seen), steps)
+    timed_rows = sum(seen[WARMUP_STEPS:])
+    return timed_rows / (clock.ends[-1] - clock.ends[WARMUP_STEPS - 1]), model, collator
 
 
 def percentile(values, q):
     return float(np.percentile(np.asarray(values) * 1000, q))
 
 
+@torch.inference_mode()
+def padded_forward(model, batches, pad_id):
+    """(d) a plain padded `model(**batch)`: batches of 256 in input order, padded to their longest."""
+    model.eval()
+    model(input_ids=batches[0], attention_mask=(batches[0] != pad_id).long())
+    start = time.perf_counter()
+    for ids in batches:
+        model(input_ids=ids, attention_mask=(ids != pad_id).long())
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
 def row(name, config, source, texts, ids, labels, embedding, quick):
+    from seqreg_hf.data import exact_length_batches
     from seqreg_hf.prediction import Predictor
 
-    train_count = 512 if quick else len(ids)
+    infer_count = 512 if quick else len(ids)
     naive_count = 64 if quick else 600
     steps = 16 if quick else 120
     singles = 30 if quick else 200
+    pad = source.pad_token_id
     result = {"config": name}
     result["a_naive_loop"] = naive_loop(ids, labels, embedding, config, naive_count)
-    result["b_trainer"], model = trainer_train(source, ids[: steps * 32], labels[: steps * 32], config, steps)
-    result["b2_trainer_group_by_length"], _ = trainer_train(source, ids[: steps * 32], labels[: steps * 32], config,
-                                                           steps, length_buckets=False)
-    result["c_kernel_train"] = kernel_train(ids, embedding, config, length_batches(ids[:train_count], 32))
+    trained = {}
+    for mode in ("plain", "cli", "buckets"):
+        speed, model, collator = trainer_train(source, ids, labels, config, steps, mode)
+        result[f"b_{mode}"] = speed
+        result[f"c_kernel_{mode}"] = kernel_train(embedding, config, collator.batches[WARMUP_STEPS:])
+        result[f"b_{mode}_rows"] = collator.rows
+        trained[mode] = model
+    model = trained["cli"]
+    in_order = [padded(ids, list(range(i, min(i + 256, infer_count))), pad) for i in range(0, infer_count, 256)]
+    result["d_padded_forward"] = padded_forward(model, in_order, pad)
+    result["e_kernel_padded"] = kernel_infer(embedding, config, in_order)
     predictor = Predictor(model, source.tokenizer)
     predictor.predict(texts[:256])
     start = time.perf_counter()
-    predictor.predict(texts[:train_count], batch_size=256)
-    result["d_predict_batched"] = train_count / (time.perf_counter() - start)
-    result["e_kernel_infer"] = kernel_infer(ids, embedding, config, length_batches(ids[:train_count], 256))
+    predictor.predict(texts[:infer_count], batch_size=256)
+    result["d_predictor"] = predictor.report["rows"] / (time.perf_counter() - start)
+    exact = [torch.tensor([ids[r] for r in rows]) for rows in exact_length_batches([len(x) for x in ids[:infer_count]],
+                                                                                   256)]
+    result["e_kernel_predictor"] = kernel_infer(embedding, config, exact)
     latencies, bare = [], []
     rnns = bare_rnns(config, embedding.size(1))
     for i in range(singles):
@@ -219,14 +298,15 @@ def row(name, config, source, texts, ids, labels, embedding, quick):
             bare.append(time.perf_counter() - start)
     result["f_single_p50_ms"], result["f_single_p95_ms"] = percentile(latencies, 50), percentile(latencies, 95)
     result["g_bare_single_p50_ms"] = percentile(bare, 50)
-    mean_tokens = float(np.mean([len(x) for x in ids[:train_count]]))
+    mean_tokens = float(np.mean([len(x) for x in ids[:infer_count]]))
     flops = rnn_flops_per_token(config, embedding.size(1)) * mean_tokens
-    result["b_gflops"] = 3 * flops * result["b_trainer"] / 1e9  # forward + backward ~ 3 x forward
-    result["d_gflops"] = flops * result["d_predict_batched"] / 1e9
-    result["ratio_b_over_a"] = result["b_trainer"] / result["a_naive_loop"]
-    result["ratio_b_over_c"] = result["b_trainer"] / result["c_kernel_train"]
-    result["ratio_c_over_a"] = result["c_kernel_train"] / result["a_naive_loop"]
-    result["ratio_d_over_e"] = result["d_predict_batched"] / result["e_kernel_infer"]
+    result["b_cli_gflops"] = 3 * flops * result["b_cli"] / 1e9  # forward + backward ~ 3 x forward
+    result["d_predictor_gflops"] = flops * result["d_predictor"] / 1e9
+    for mode in ("plain", "cli", "buckets"):
+        result[f"ratio_b_{mode}_over_kernel"] = result[f"b_{mode}"] / result[f"c_kernel_{mode}"]
+    result["ratio_b_cli_over_a"] = result["b_cli"] / result["a_naive_loop"]
+    result["ratio_d_padded_over_kernel"] = result["d_padded_forward"] / result["e_kernel_padded"]
+    result["ratio_d_predictor_over_kernel"] = result["d_predictor"] / result["e_kernel_predictor"]
     result["ratio_f_over_g"] = result["f_single_p50_ms"] / result["g_bare_single_p50_ms"]
     result["mean_tokens"] = mean_tokens
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
@@ -260,14 +340,11 @@ def main():
     }
     report["gemm_peak_gflops"], report["gemm_peaks"] = round(peak, 1), peaks
     for r in report["rows"]:
-        r["b_mfu"] = round(r["b_gflops"] / report["gemm_peak_gflops"], 4)
-        r["d_mfu"] = round(r["d_gflops"] / report["gemm_peak_gflops"], 4)
+        r["b_cli_mfu"] = round(r["b_cli_gflops"] / report["gemm_peak_gflops"], 4)
+        r["d_predictor_mfu"] = round(r["d_predictor_gflops"] / report["gemm_peak_gflops"], 4)
     report["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(report, indent=2))
-    columns = ["a_naive_loop", "b_trainer", "b2_trainer_group_by_length", "c_kernel_train", "d_predict_batched",
-               "e_kernel_infer",
-               "f_single_p50_ms", "f_single_p95_ms", "g_bare_single_p50_ms", "ratio_b_over_a", "ratio_b_over_c",
-               "ratio_d_over_e", "ratio_f_over_g", "b_mfu", "d_mfu"]
+    columns = [k for k in report["rows"][0] if k not in ("config",)]
     print(f"\nGEMM peak {report['gemm_peak_gflops']} GFLOP/s, {report['threads']} threads, peak RSS "
           f"{report['peak_rss_mib']} MiB", file=sys.stderr)
     print(f"{'':22}" + "".join(f"{r['config']:>20}" for r in report["rows"]), file=sys.stderr)
