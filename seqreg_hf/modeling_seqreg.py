@@ -9,12 +9,12 @@ Padding contract: right padding. ``attention_mask`` is 1 for the real tokens and
 with a 1 after a 0 (left padding, holes) is refused rather than silently mis-read.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch import _VF, nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -23,6 +23,7 @@ from transformers.utils import ModelOutput
 from .configuration_seqreg import SeqRegConfig
 
 RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+_KERNELS = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
@@ -116,8 +117,26 @@ class SeqRegEmbeddings(nn.Module):
 
 
 class SeqRegEncoder(nn.Module):
-    """An LSTM / GRU / RNN run on packed sequences, so every row stops at its own length (a batch without
-    padding runs the dense kernel, which is then exact and faster)."""
+    """An LSTM / GRU / RNN over right-padded batches, run with the dense kernels (no packing) and exact: every row
+    reads only its own tokens, as if it were run alone.
+
+    The parameters live in ``self.rnn`` (so checkpoint keys are those of a plain torch RNN); ``forward`` calls the
+    functional kernels one layer at a time with those parameters:
+
+    - Forward direction: an RNN is causal, so its outputs at real positions ignore the padding after them; the final
+      hidden state of a row is its output at position length - 1 (gathered).
+    - Backward direction (LSTM, GRU, ReLU RNN): the bidirectional kernel reads a right-padded row back to front, i.e.
+      padding first. An extra input feature, 1 at padding and 0 at real tokens, with a huge weight saturates gates
+      there: LSTM input gate 0 and forget gate 1, GRU update gate 1, ReLU pre-activation very negative. From the zero
+      initial state every padding step then leaves the state exactly zero, so the backward run starts on the last
+      real token from zeros, as alone. At real tokens the feature is 0 and contributes exactly nothing. (Padding
+      values are never read, provided they are finite; the model's own padding vectors always are.)
+    - LSTM cell state: the outputs hold h but not c. The same feature keeps c exactly unchanged (forget 1, input 0)
+      through the forward direction's trailing padding, so the kernel's final c is the c at position length - 1.
+    - Backward direction of a tanh RNN (nothing saturates to zero there): each row is reversed within its length by
+      a precomputed index (padding stays after), run forward-in-time with the reverse weights, and reversed back.
+    Saturated gates have a derivative of exactly 0, so no gradient flows through padding either.
+    """
 
     def __init__(self, config):
         super().__init__()
@@ -136,31 +155,108 @@ class SeqRegEncoder(nn.Module):
     def forward(self, inputs, lengths):
         batch, seq_len, _ = inputs.shape
         config = self.config
-        if seq_len and bool((lengths == seq_len).all()):
-            # No padding at all: the dense kernel is exact here and about twice as fast as the packed one on CPU.
-            output, state = self.rnn(inputs)
-            nonempty = lengths > 0
+        lengths = lengths.to(inputs.device)
+        if seq_len == 0:  # every text in the batch is empty: run one padding step, which reads nothing
+            output, h_n, c_n = self._dense(inputs.new_zeros(batch, 1, inputs.size(-1)), lengths)
+            output = output[:, :0]
         else:
-            output, state, nonempty = self._packed(inputs, lengths)
-        h_n, c_n = state if config.rnn_type == "lstm" else (state, None)
+            output, h_n, c_n = self._dense(inputs, lengths)
+        # An empty text has read nothing: its states are the initial zeros (its outputs are all padding, already 0).
+        nonempty = lengths > 0
         return (
             merge_directions(output, config.num_directions, config.direction_merge),
             self._merge_state(h_n, nonempty),
             None if c_n is None else self._merge_state(c_n, nonempty),
         )
 
-    def _packed(self, inputs, lengths):
+    def _dense(self, inputs, lengths):
+        """Per-token outputs (batch, seq_len, D * hidden), zero at padding, and torch-layout h_n and c_n."""
+        config = self.config
         batch, seq_len, _ = inputs.shape
-        if seq_len == 0:  # every text in the batch is empty
-            inputs = inputs.new_zeros(batch, 1, inputs.size(-1))
-        # An empty text has read nothing: its states stay the initial zeros. It is run with length 1
-        # (pack needs >= 1) and zeroed afterwards.
-        nonempty = lengths > 0
-        packed = pack_padded_sequence(inputs, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        packed_output, state = self.rnn(packed)
-        output, _ = pad_packed_sequence(packed_output, batch_first=True, total_length=max(seq_len, 1))
-        output = output[:, :seq_len] * nonempty.view(batch, 1, 1).to(output.dtype)  # (batch, seq_len, D * hidden)
-        return output, state, nonempty
+        hidden, directions = config.hidden_size, config.num_directions
+        real = (torch.arange(seq_len, device=inputs.device) < lengths.unsqueeze(1)).unsqueeze(-1)  # (B, T, 1)
+        last = (lengths - 1).clamp(min=0).view(batch, 1, 1).expand(batch, 1, hidden)  # position length - 1
+        saturate = self._saturates()
+        if saturate:
+            padding = (~real).to(inputs.dtype)
+        elif directions == 2:
+            # tanh RNN: per-row reversal within length; the map is its own inverse (padding maps to padding).
+            steps = torch.arange(seq_len, device=inputs.device)
+            order = torch.where(real.squeeze(-1), lengths.unsqueeze(1) - 1 - steps, steps)
+            order = (order + seq_len * torch.arange(batch, device=inputs.device).unsqueeze(1)).reshape(-1)
+        x, h_n, c_n = inputs, [], []
+
+        def flip(t):  # (batch, seq_len, features) reversed within each row's length
+            return t.reshape(batch * seq_len, -1).index_select(0, order).view(batch, seq_len, -1)
+
+        for layer in range(config.num_layers):
+            if layer and config.rnn_dropout and self.training:
+                x = F.dropout(x, config.rnn_dropout, training=True)  # where torch applies it: between layers
+            if saturate:
+                output, _, c = self._run(torch.cat([x, padding], dim=-1), layer, range(directions), saturate=True)
+            else:
+                output, _, _ = self._run(x, layer, [0])
+                if directions == 2:
+                    output = torch.cat([output, flip(self._run(flip(x), layer, [1])[0])], dim=-1)
+            # Outputs at padding are bounded (|h| <= 1: LSTM, GRU, tanh) or exactly 0 (saturated ReLU), and the next
+            # layer never reads them, so only the top layer's are zeroed.
+            h_n.append(output[..., :hidden].gather(1, last).squeeze(1))
+            if directions == 2:
+                h_n.append(output[:, 0, hidden:])  # the backward direction ends on the first token
+            if config.rnn_type == "lstm":
+                c_n.extend(c.unbind(0))
+            x = output
+        return x * real.to(x.dtype), torch.stack(h_n), torch.stack(c_n) if c_n else None
+
+    def _saturates(self):
+        """Whether the padding feature is used: for the LSTM cell state, for the backward direction of every cell
+        with a gate or activation that saturates to an exact hold (all but the tanh RNN), and for the ReLU RNN
+        always, whose outputs at padding would otherwise be unbounded (they are then exactly 0)."""
+        mode = self.rnn.mode
+        return mode in ("LSTM", "RNN_RELU") or (self.config.num_directions == 2 and mode == "GRU")
+
+    def _run(self, x, layer, directions, saturate=False):
+        """One layer, the given directions (0 forward, 1 backward) in one dense kernel call: (output, h_n, c_n).
+        With ``saturate``, ``x`` carries the padding feature last and the weights get its saturating column."""
+        rnn = self.rnn
+        weights = []
+        for direction in directions:
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            w_ih = getattr(rnn, "weight_ih" + suffix)
+            if saturate:
+                w_ih = torch.cat([w_ih, self._saturating_column(w_ih, x.dtype)], dim=1)
+            weights += [w_ih, getattr(rnn, "weight_hh" + suffix), getattr(rnn, "bias_ih" + suffix),
+                        getattr(rnn, "bias_hh" + suffix)]
+        h0 = x.new_zeros(len(directions), x.size(0), rnn.hidden_size)
+        kernel = _KERNELS[rnn.mode]
+        args = ((h0, h0) if rnn.mode == "LSTM" else h0, weights, True, 1, 0.0, self.training, len(directions) == 2, True)
+        if x.is_cuda:
+            # cuDNN warns that these weights are not one flat buffer (they are fresh tensors or a subset); it
+            # copies them, which is cheap next to the run.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+                result = kernel(x, *args)
+        else:
+            result = kernel(x, *args)
+        return result[0], result[1], result[2] if rnn.mode == "LSTM" else None
+
+    def _saturating_column(self, w_ih, dtype):
+        """The weights of the padding feature, (gates * hidden, 1), in torch's gate order."""
+        hidden = self.rnn.hidden_size
+        # Far beyond any real pre-activation, yet finite in float16 (autocast casts the weights to it).
+        half = dtype == torch.float16 or (torch.is_autocast_enabled(w_ih.device.type)
+                                          and torch.get_autocast_dtype(w_ih.device.type) == torch.float16)
+        big = 2.0**14 if half else 2.0**100
+        column = w_ih.new_zeros(w_ih.size(0), 1)
+        mode = self.rnn.mode
+        if mode == "LSTM":  # gates i, f, g, o: input gate 0, forget gate 1
+            column[:hidden] = -big
+            column[hidden : 2 * hidden] = big
+        elif mode == "GRU":  # gates r, z, n: update gate 1, so h' = (1 - z) n + z h keeps a zero h exactly zero
+            column[hidden : 2 * hidden] = big
+        else:  # ReLU RNN: relu(-big) = 0
+            column.fill_(-big)
+        return column
 
     def _merge_state(self, state, nonempty):
         # torch lays states out as (num_layers * num_directions, batch, hidden), layer-major.
