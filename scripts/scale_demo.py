@@ -64,6 +64,9 @@ def run(mode, train, dev, max_steps, output_dir):
             "train_samples_per_second": round(metrics["train"]["train_samples_per_second"], 1),
             "train_seconds": round(metrics["train"]["train_runtime"], 1),
             "peak_rss_mib": round(peak / 1024),
+            # the bad-row scans of every split (vectorized) against tokenizing them (datasets.map, batched)
+            "check_seconds": round(sum(r.get("seconds", 0.0) for r in metrics["bad_rows"].values()), 2),
+            "tokenize_seconds": metrics["tokenize_seconds"],
             "dev_pearson_score": round(metrics["validation"]["eval_pearson_score"], 3)}
 
 

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import shutil
+import time
 
 import numpy as np
 from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
@@ -165,6 +166,7 @@ def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop"):
     if on_bad_rows not in BAD_ROW_POLICIES:
         raise ValueError(f"on_bad_rows={on_bad_rows!r} is not supported; choose one of {BAD_ROW_POLICIES}.")
     check_columns(dataset.column_names, split, text_column, label_columns)
+    start = time.perf_counter()
     rows, reasons = find_bad_rows(dataset, text_column, label_columns, limit=5)
     report = {"rows": len(dataset), "dropped": len(rows), "examples": [f"row {r}: {why}" for r, why in reasons.items()]}
     if len(rows) and on_bad_rows == "error":
@@ -177,6 +179,7 @@ def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop"):
         keep = np.ones(len(dataset), dtype=bool)
         keep[rows] = False
         dataset = dataset.select(np.flatnonzero(keep))
+    report["seconds"] = round(time.perf_counter() - start, 3)
     return dataset, report
 
 

@@ -6,10 +6,23 @@ of datasets (tokenizing, filtering) and transformers.
 """
 
 import logging
+import sys
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
            "critical": logging.CRITICAL}
 _state = {"progress": True}
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted (it may be replaced after configure())."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def progress_enabled():
@@ -32,7 +45,7 @@ def configure(log_level="passive", disable_tqdm=False):
     root = logging.getLogger("seqreg_hf")
     root.setLevel(level)
     if not root.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
         root.propagate = False

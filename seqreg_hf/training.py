@@ -6,6 +6,7 @@ leaves in `seqreg_hf.outputs`.
 """
 
 import logging
+import time
 
 from datasets import IterableDataset
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
@@ -47,16 +48,16 @@ def load_or_build_model(run, train_texts):
     fixed = sorted(explicit - set(TRAINING_TIME_OPTIONS))
     model, tokenizer = load_model_dir(start, config_updates={k: architecture[k] for k in explicit
                                                              if k in TRAINING_TIME_OPTIONS})
+    if model.config.label_names != labels:
+        raise DataError(f"{start} predicts {model.config.num_labels} target(s) {model.config.label_names} but "
+                        f"--label_columns is {labels}. Start from a model with those targets, or drop "
+                        "--model_name_or_path to build a new one.")
     changed = [f"{k}={architecture[k]!r} (the model has {getattr(model.config, k)!r})" for k in fixed
                if getattr(model.config, k) != architecture[k]]
     if changed:
         raise ValueError(f"{start} is a trained model whose architecture is fixed: {', '.join(changed)}. Drop those "
                          f"options to go on training it (only {', '.join(TRAINING_TIME_OPTIONS)} may change), or "
                          "drop --model_name_or_path to build a new model.")
-    if model.config.label_names != labels:
-        raise DataError(f"{start} predicts {model.config.num_labels} target(s) {model.config.label_names} but "
-                        f"--label_columns is {labels}. Start from a model with those targets, or drop "
-                        "--model_name_or_path to build a new one.")
     return model, tokenizer
 
 
@@ -80,8 +81,10 @@ def main(argv=None, values=None):
     model.config.set_label_stats(*label_stats)
     tokenizer.model_max_length = run.embeddings.max_length  # saved with the tokenizer: predict truncates alike
 
+    start = time.perf_counter()
     tokenized = tokenize_splits(raw, tokenizer, data_args.text_column, data_args.label_columns,
                                 run.embeddings.max_length, data_args.preprocessing_num_workers)
+    tokenize_seconds = round(time.perf_counter() - start, 3)
     sizes = {s: len(d) if not isinstance(d, IterableDataset) else bad_rows[s]["rows"] - bad_rows[s]["dropped"]
              for s, d in raw.items()}
     card_callback = CardCallback(data_args, run.embeddings, bad_rows, sizes)
@@ -104,7 +107,7 @@ def main(argv=None, values=None):
     train_metrics = {**train_result.metrics, "train_samples": sizes["train"]}
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
-    results = {"bad_rows": bad_rows, "train": train_metrics}
+    results = {"bad_rows": bad_rows, "tokenize_seconds": tokenize_seconds, "train": train_metrics}
     for split, prefix in (("validation", "eval"), ("test", "test")):
         if split in tokenized:
             metrics = trainer.evaluate(tokenized[split], metric_key_prefix=prefix)

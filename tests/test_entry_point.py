@@ -217,7 +217,7 @@ def test_a_decoy_label_column_does_not_move_the_predictions(decoy_runs):
 
 def test_python_api_returns_metrics_and_predicts_in_input_order(decoy_runs):
     output_dir, results = decoy_runs["plain"]
-    assert set(results) == {"bad_rows", "train", "validation"}
+    assert set(results) == {"bad_rows", "tokenize_seconds", "train", "validation"}
     assert results["validation"]["eval_samples"] == 32
     texts = ["slow", "calm happy warm bright", "", "dark loud"]
     scores = seqreg_hf.predict(str(output_dir), texts)
