@@ -219,8 +219,8 @@ def trainer_train(source, ids, labels, config, steps, mode):
                               "labels": labels.tolist(), "length": [len(x) for x in ids]})
     collator, clock = CountingCollator(source.tokenizer), StepClock()
     seen = []  # rows of every training forward pass, counted at the model itself
-    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(len(kwargs["input_ids"])),
-                                    with_kwargs=True)
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(len(kwargs["input_ids"])),
+                                           with_kwargs=True)
     with tempfile.TemporaryDirectory() as folder:
         common = dict(output_dir=folder, per_device_train_batch_size=32, max_steps=steps, learning_rate=1e-3,
                       report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no",
@@ -233,6 +233,7 @@ def trainer_train(source, ids, labels, config, steps, mode):
                                     data_collator=collator, length_buckets=mode == "buckets",
                                     callbacks=[clock.callback])
         trainer.train()
+    hook.remove()
     # The data loader collates one batch ahead, so the collator may hold one batch that never trained.
     del collator.batches[steps:]
     assert len(clock.ends) == steps == len(seen) and seen == [len(b) for b in collator.batches], (len(seen), steps)
@@ -323,6 +324,9 @@ def main():
     from seqreg_hf.arguments import ArchitectureArguments
     from seqreg_hf.embeddings import load_embeddings
 
+    from seqreg_hf.logs import configure
+
+    configure("error", disable_tqdm=True)
     hf_logging.set_verbosity_error()
     torch.manual_seed(0)
     source = load_embeddings(None)
