@@ -26,14 +26,19 @@ class DataError(ValueError):
     """Data that cannot be used as it is; the message names the file, column and row."""
 
 
-def _builder(path):
+_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
+
+
+def _reader(path):
+    """(datasets builder, its options) for one file, by its name: .tsv (compressed or not) reads tab-separated."""
     name = os.fspath(path).lower()
-    for suffix in (".gz", ".bz2", ".xz", ".zst"):
+    for suffix in _COMPRESSIONS:
         name = name.removesuffix(suffix)
     ext = os.path.splitext(name)[1]
     if ext not in _BUILDERS:
-        raise DataError(f"{path}: unsupported file type {ext!r}; use one of {', '.join(sorted(_BUILDERS))}.")
-    return _BUILDERS[ext]
+        raise DataError(f"{path}: unsupported file type {ext!r}; use one of {', '.join(sorted(_BUILDERS))} "
+                        f"(optionally compressed: {', '.join(_COMPRESSIONS)}).")
+    return _BUILDERS[ext], ({"delimiter": "\t"} if ext == ".tsv" else {})
 
 
 def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dataset_name=None,
@@ -44,15 +49,16 @@ def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dat
     if dataset_name:
         raw = load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
     elif files:
-        builders = {_builder(path) for path in files.values()}
+        readers = {split: _reader(path) for split, path in files.items()}
         for path in files.values():
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"data file {path!r} does not exist.")
-        if len(builders) > 1:
-            raise DataError(f"all data files must have one format, got {sorted(builders)}.")
-        builder = builders.pop()
-        kwargs = {"delimiter": "\t"} if all(p.lower().endswith((".tsv", ".tsv.gz")) for p in files.values()) else {}
-        raw = load_dataset(builder, data_files=files, cache_dir=cache_dir, **kwargs)
+        if len({(builder, tuple(options.items())) for builder, options in readers.values()}) == 1:
+            builder, options = next(iter(readers.values()))
+            raw = load_dataset(builder, data_files=files, cache_dir=cache_dir, **options)
+        else:  # e.g. a TSV train file beside CSV or JSONL validation and test files: each read its own way
+            raw = DatasetDict({split: load_dataset(readers[split][0], data_files={"train": path}, cache_dir=cache_dir,
+                                                   **readers[split][1])["train"] for split, path in files.items()})
     else:
         raise DataError("no data: give --train_file (and --validation_file / --test_file) or --dataset_name.")
     if split_column:
@@ -183,6 +189,21 @@ def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop"):
     return dataset, report
 
 
+def check_selection_split(dataset, split, label_columns):
+    """Refuse a split on which the selection metric (Pearson r per target) is undefined: fewer than 2 rows, or a
+    constant target. NaN would otherwise be compared at every evaluation and no epoch ever chosen."""
+    fix = (f"Give a {split} split with at least 2 rows whose targets vary, or train without selection: "
+           "--eval_strategy no --save_strategy no --load_best_model_at_end false.")
+    if len(dataset) < 2:
+        raise DataError(f"{split} split: {len(dataset)} usable row(s), and Pearson r, the metric that picks the best "
+                        f"epoch, needs at least 2. {fix}")
+    for column in label_columns:
+        values = label_values(dataset, column)
+        if np.ptp(values) == 0:
+            raise DataError(f"{split} split: target {column!r} is constant ({values[0]:g}), so its Pearson r, the "
+                            f"metric that picks the best epoch, is undefined. {fix}")
+
+
 def label_statistics(dataset, label_columns):
     """Per-target mean and standard deviation of the (clean) train split."""
     values = np.stack([label_values(dataset, c) for c in label_columns])
@@ -253,7 +274,8 @@ def _stream_row_problem(row, text_column, label_columns):
 
 def stream_split(path, split, split_column=None):
     """An IterableDataset over one file (rows read lazily, nothing held in memory), filtered to `split`."""
-    stream = load_dataset(_builder(path), data_files={"train": os.fspath(path)}, streaming=True)["train"]
+    builder, options = _reader(path)
+    stream = load_dataset(builder, data_files={"train": os.fspath(path)}, streaming=True, **options)["train"]
     if split_column:
         stream = stream.filter(lambda row: SPLIT_ALIASES.get(str(row[split_column]).lower()) == split)
     return stream

@@ -117,15 +117,52 @@ def load_embeddings(spec=None, *, format="auto", limit=None, lowercase=None, unk
     return _from_transformers(spec)
 
 
+def _input_embedding_matrix(spec):
+    """The input-embedding matrix of a transformers directory or Hub id, read from its safetensors file(s) alone:
+    the architecture is built on the meta device only to learn the tensor's name, no other weight is read, and
+    nothing is ever unpickled."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModel
+    from transformers.utils import cached_file
+
+    def find(name):
+        return cached_file(spec, name, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False)
+
+    config = AutoConfig.from_pretrained(spec)
+    with torch.device("meta"):
+        skeleton = AutoModel.from_config(config)
+    weight = skeleton.get_input_embeddings().weight
+    name = next(n for n, p in skeleton.named_parameters() if p is weight)
+    index = find("model.safetensors.index.json")
+    if index:
+        with open(index, encoding="utf-8") as handle:
+            files = {key: find(shard) for key, shard in json.load(handle)["weight_map"].items()}
+    elif single := find("model.safetensors"):
+        with safe_open(single, framework="pt") as handle:
+            files = dict.fromkeys(handle.keys(), single)
+    else:
+        pickled = [n for n in ("pytorch_model.bin", "model.pt", "tf_model.h5") if find(n)]
+        raise OSError(f"{spec} has no model.safetensors{f' (only {pickled})' if pickled else ''}: seqreg_hf reads "
+                      "weights from safetensors only, never from pickles. Convert it once where you trust the file: "
+                      "AutoModel.from_pretrained(DIR).save_pretrained(DIR) writes model.safetensors.")
+    key = next((k for k in files if k == name or k.endswith("." + name)), None)
+    if key is None:
+        raise OSError(f"{spec}: no tensor named {name!r} (the input embeddings of {type(skeleton).__name__}) in its "
+                      "safetensors file(s).")
+    with safe_open(files[key], framework="pt") as handle:
+        return handle.get_tensor(key).float().numpy()
+
+
 def _from_transformers(spec):
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec)
-        model = AutoModel.from_pretrained(spec)
+        matrix = np.ascontiguousarray(_input_embedding_matrix(spec), dtype=np.float32)
     except (OSError, ValueError) as error:
         raise OSError(f"could not load {spec!r} as a transformers model directory or Hub id: {error}") from None
-    matrix = model.get_input_embeddings().weight.detach().float().numpy().copy()
     report = {"source_vocab_size": len(tokenizer), "rows": len(matrix), "dim": matrix.shape[1]}
     return Embeddings(matrix, tokenizer, source=spec, kind="transformers", report=report)
 

@@ -159,6 +159,11 @@ class SeqRegEncoder(nn.Module):
         if seq_len == 0:  # every text in the batch is empty: run one padding step, which reads nothing
             output, h_n, c_n = self._dense(inputs.new_zeros(batch, 1, inputs.size(-1)), lengths)
             output = output[:, :0]
+        elif self.unpadded_fast_path and bool((lengths == seq_len).all()):
+            # No padding at all (Predictor's and --length_buckets' batches): the module's own call is exact here,
+            # and skips the padding feature and the per-layer calls.
+            output, state = self.rnn(inputs)
+            h_n, c_n = state if config.rnn_type == "lstm" else (state, None)
         else:
             output, h_n, c_n = self._dense(inputs, lengths)
         # An empty text has read nothing: its states are the initial zeros (its outputs are all padding, already 0).
@@ -168,6 +173,9 @@ class SeqRegEncoder(nn.Module):
             self._merge_state(h_n, nonempty),
             None if c_n is None else self._merge_state(c_n, nonempty),
         )
+
+    # Class attribute so that tests can switch it off and check the padded path on unpadded batches too.
+    unpadded_fast_path = True
 
     def _dense(self, inputs, lengths):
         """Per-token outputs (batch, seq_len, D * hidden), zero at padding, and torch-layout h_n and c_n."""
@@ -385,11 +393,16 @@ class SeqRegPreTrainedModel(PreTrainedModel):
         kwargs.setdefault("key_mapping", LEGACY_KEYS)
         try:
             model = super().from_pretrained(*args, **kwargs)
-        except RuntimeError as error:
-            if "mismatch" not in str(error).lower():
+        except Exception as error:
+            where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            if type(error).__name__ == "SafetensorError":  # truncated or corrupt weights: name the file
+                raise ValueError(f"{where}: model.safetensors cannot be read ({error}); the file is truncated or "
+                                 "corrupt. Restore it from a checkpoint (checkpoint-*/model.safetensors), download "
+                                 "it again, or retrain.") from None
+            if not isinstance(error, RuntimeError) or "mismatch" not in str(error).lower():
                 raise
             raise ValueError(
-                f"{args[0] if args else kwargs.get('pretrained_model_name_or_path')}: the checkpoint's weights do not "
+                f"{where}: the checkpoint's weights do not "
                 "fit the requested config (a different num_labels, hidden_size or vocabulary?). Load it without "
                 "overriding its config, or pass ignore_mismatched_sizes=True to re-initialize the mismatched layers."
             ) from None

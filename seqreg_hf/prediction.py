@@ -66,7 +66,8 @@ class Predictor:
                            self.max_length)
         output = np.empty((len(ids), self.model.config.num_labels), dtype=np.float32)
         batches = exact_length_batches([len(i) for i in ids], batch_size)
-        for rows in tqdm(batches, desc="predicting", unit=" batches", disable=not progress_enabled() or not batches):
+        quiet = not progress_enabled() or len(batches) < 2  # no bar (nor its set-up cost) for a single batch
+        for rows in tqdm(batches, desc="predicting", unit=" batches", disable=quiet):
             # Every batch holds texts of one length: no padding, so the model runs its dense kernel.
             input_ids = torch.tensor([ids[r] for r in rows], dtype=torch.long).reshape(len(rows), -1)
             mask = torch.ones_like(input_ids)
@@ -131,13 +132,21 @@ def _read_input(path, text_column):
 
 
 def write_frame(frame, path):
-    """A CSV or JSONL file (by extension), or JSONL on stdout for '-'."""
+    """A CSV or JSONL file (by extension), or JSONL on stdout for '-'. A file is written under a temporary name
+    and renamed when complete, so an interrupted run never leaves a half file under `path`."""
     if path == "-":
         frame.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
-    elif path.lower().endswith(".jsonl"):
-        frame.to_json(path, orient="records", lines=True, force_ascii=False)
-    else:
-        frame.to_csv(path, index=False)
+        return
+    partial = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.part")
+    try:
+        if path.lower().endswith(".jsonl"):
+            frame.to_json(partial, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_csv(partial, index=False)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def main(argv=None):

@@ -14,7 +14,7 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_see
 from .arguments import TRAINING_TIME_OPTIONS, architecture_from, parse_arguments
 from .builder import build_model
 from .checkpoints import resolve_resume
-from .data import DataError, load_clean_data, tokenize_splits
+from .data import DataError, check_selection_split, load_clean_data, tokenize_splits
 from .embeddings import load_embeddings
 from .loading import load_model_dir
 from .logs import configure
@@ -75,10 +75,17 @@ def main(argv=None, values=None):
             "no validation split: each epoch is evaluated on it and the best one kept. Give --validation_file, or a "
             "split column with dev/validation rows; or train without selection: --eval_strategy no "
             "--save_strategy no --load_best_model_at_end false.")
+    if "validation" in raw and training_args.eval_strategy != "no":
+        check_selection_split(raw["validation"], "validation", data_args.label_columns)
     streaming = isinstance(raw["train"], IterableDataset)
     wants_corpus = run.embeddings.top_n is not None and not streaming  # trimming keeps the train split's words
     model, tokenizer = load_or_build_model(run, raw["train"][data_args.text_column] if wants_corpus else None)
-    model.config.set_label_stats(*label_stats)
+    if model_args.model_name_or_path and model.config.label_means is not None:
+        # Fine-tuning keeps the checkpoint's units: its head was trained on targets standardized by these.
+        logger.info("keeping the label statistics of %s (means %s, stds %s); this train split's are %s, %s",
+                    model_args.model_name_or_path, model.config.label_means, model.config.label_stds, *label_stats)
+    else:
+        model.config.set_label_stats(*label_stats)
     tokenizer.model_max_length = run.embeddings.max_length  # saved with the tokenizer: predict truncates alike
 
     start = time.perf_counter()

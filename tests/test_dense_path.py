@@ -260,3 +260,26 @@ def test_dense_path_on_the_device_equals_the_cpu_run(cell, device):
     for want, have in zip(expected, got):
         if want is not None:
             torch.testing.assert_close(have.cpu(), want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_unpadded_batches_take_the_modules_own_call_and_agree_with_the_padded_path(cell, monkeypatch):
+    """A batch without padding runs `self.rnn(inputs)` directly; it must equal the padded path on the same batch,
+    outputs, states and gradients alike."""
+    inputs, lengths = padded_batch([6, 6, 6, 6], seed=4)
+    results = []
+    for fast in (True, False):
+        monkeypatch.setattr(SeqRegEncoder, "unpadded_fast_path", fast)
+        encoder = make_encoder(*cell, bidirectional=True, num_layers=2)
+        x = inputs.clone().requires_grad_(True)
+        output, h_n, c_n = encoder(x, lengths)
+        (output.sum() + h_n.sum() + (0 if c_n is None else c_n.sum())).backward()
+        results.append((output, h_n, c_n, x.grad, [p.grad for p in encoder.parameters()]))
+    (out_a, h_a, c_a, gx_a, gp_a), (out_b, h_b, c_b, gx_b, gp_b) = results
+    torch.testing.assert_close(out_a, out_b, atol=1e-6, rtol=0)
+    torch.testing.assert_close(h_a, h_b, atol=1e-6, rtol=0)
+    if c_a is not None:
+        torch.testing.assert_close(c_a, c_b, atol=1e-6, rtol=0)
+    torch.testing.assert_close(gx_a, gx_b, atol=1e-5, rtol=1e-5)
+    for a, b in zip(gp_a, gp_b):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

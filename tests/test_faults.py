@@ -1,0 +1,157 @@
+"""Reliability, round two: degenerate validation data, fine-tuning's units, tuple outputs, corrupt weights through
+every door, pickle-free embeddings, mixed and compressed file types, and prediction files that are never half."""
+
+import bz2
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig, BertModel, pipeline
+
+import seqreg_hf
+from seqreg_hf import SeqRegForSequenceRegression, SeqRegModel
+from seqreg_hf.cli import main as cli
+from seqreg_hf.data import load_raw_datasets, stream_split
+from seqreg_hf.embeddings import load_embeddings
+
+from .conftest import right_padded, tiny_config
+
+WORDS = ["calm", "angry", "happy", "sad", "bright", "dark", "loud", "quiet"]
+SMALL = ["--hidden_size", "8", "--ensemble_size", "1", "--num_train_epochs", "1", "--report_to", "none",
+         "--plots", "false", "--disable_tqdm", "true"]
+
+
+def texts_and_scores(n, shift=0.0, constant=None):
+    rows = [{"text": " ".join(WORDS[(k + i) % len(WORDS)] for i in range(2 + k % 3)),
+             "y": constant if constant is not None else (k % 5) + shift} for k in range(n)]
+    return pd.DataFrame(rows)
+
+
+def train_args(tmp_path, out, *extra):
+    return ["train", "--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"),
+            "--label_columns", "y", "--output_dir", str(tmp_path / out), *SMALL, *extra]
+
+
+@pytest.mark.parametrize("dev", [texts_and_scores(20, constant=2.0), texts_and_scores(1)], ids=["constant", "one_row"])
+def test_a_validation_split_without_a_defined_metric_is_refused_before_training(tmp_path, capsys, dev):
+    texts_and_scores(40).to_csv(tmp_path / "train.csv", index=False)
+    dev.to_csv(tmp_path / "dev.csv", index=False)
+    assert cli(train_args(tmp_path, "out")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("seqreg-hf train: error: validation split")
+    assert ("target 'y' is constant (2)" in err[0]) == (len(dev) > 1) and "--eval_strategy no" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_fine_tuning_keeps_the_checkpoints_label_statistics(tmp_path):
+    texts_and_scores(40).to_csv(tmp_path / "train.csv", index=False)
+    texts_and_scores(20, shift=0.5).to_csv(tmp_path / "dev.csv", index=False)
+    assert cli(train_args(tmp_path, "first")) == 0
+    first = json.loads((tmp_path / "first" / "config.json").read_text())
+    texts_and_scores(40, shift=10.0).to_csv(tmp_path / "train.csv", index=False)  # new data, other units
+    before = seqreg_hf.predict(tmp_path / "first", ["calm happy"])
+    assert cli(train_args(tmp_path, "second", "--model_name_or_path", str(tmp_path / "first"), "--learning_rate",
+                          "0")) == 0
+    second = json.loads((tmp_path / "second" / "config.json").read_text())
+    assert second["label_means"] == first["label_means"] and second["label_stds"] == first["label_stds"]
+    after = seqreg_hf.predict(tmp_path / "second", ["calm happy"])  # learning rate 0: the head did not move
+    assert after[0]["y"] == pytest.approx(before[0]["y"], abs=1e-6)
+
+
+def test_return_dict_false_gives_tuples_for_both_models():
+    config = tiny_config(return_dict=False, label_means=[0.0, 1.0], label_stds=[1.0, 2.0])
+    ids, mask = right_padded([[5, 6, 7], [8]])
+    regressor = SeqRegForSequenceRegression(config).eval()
+    with torch.no_grad():
+        loss, logits = regressor(ids, attention_mask=mask, labels=torch.zeros(2, 2))
+        (only_logits,) = regressor(ids, attention_mask=mask)
+        outputs = SeqRegModel(config).eval()(ids, attention_mask=mask)
+    assert loss.dim() == 0 and logits.shape == only_logits.shape == (2, 2)
+    assert isinstance(outputs, tuple) and outputs[1].shape == (2, config.pooled_size)
+
+
+@pytest.fixture
+def truncated_model(tmp_path):
+    model = SeqRegForSequenceRegression(tiny_config())
+    model.save_pretrained(tmp_path / "model")
+    load_embeddings(None).tokenizer.save_pretrained(tmp_path / "model")
+    weights = tmp_path / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    return tmp_path / "model"
+
+
+def test_truncated_weights_are_named_through_every_door(truncated_model):
+    for door in (SeqRegForSequenceRegression.from_pretrained, AutoModelForSequenceClassification.from_pretrained,
+                 AutoModel.from_pretrained):
+        with pytest.raises(ValueError, match=r"model\.safetensors cannot be read .* truncated or corrupt"):
+            door(truncated_model)
+    with pytest.raises(ValueError, match=r"model\.safetensors"):
+        pipeline("text-regression", model=str(truncated_model))
+
+
+def tiny_bert(folder, safe):
+    config = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32)  # MiniLM's WordPiece vocabulary, tiny everything else
+    torch.manual_seed(0)
+    model = BertModel(config)
+    model.save_pretrained(folder, safe_serialization=safe)
+    load_embeddings(None).tokenizer.save_pretrained(folder)
+    return model
+
+
+def test_embeddings_of_a_transformers_directory_are_read_from_safetensors_alone(tmp_path, monkeypatch):
+    bert = tiny_bert(tmp_path / "safe", safe=True)
+    tiny_bert(tmp_path / "pickled", safe=False)
+
+    def no_whole_model(*args, **kwargs):
+        raise AssertionError("the whole model was loaded for one matrix")
+
+    monkeypatch.setattr(AutoModel, "from_pretrained", no_whole_model)
+    source = load_embeddings(str(tmp_path / "safe"))
+    np.testing.assert_array_equal(source.matrix, bert.get_input_embeddings().weight.detach().numpy())
+    with pytest.raises(OSError, match=r"no model\.safetensors \(only \['pytorch_model\.bin'\]\).*never from pickles"):
+        load_embeddings(str(tmp_path / "pickled"))
+
+
+def test_the_packaged_minilm_matrix_equals_the_models_own():
+    from transformers import AutoModel as RealAutoModel
+
+    from seqreg_hf.embeddings import default_embeddings_path
+
+    source = load_embeddings(None)
+    model = RealAutoModel.from_pretrained(default_embeddings_path())
+    np.testing.assert_array_equal(source.matrix, model.get_input_embeddings().weight.detach().numpy())
+
+
+def test_mixed_and_compressed_file_types(tmp_path):
+    frame = texts_and_scores(12)
+    frame.to_csv(tmp_path / "train.tsv", sep="\t", index=False)
+    frame.head(5).to_csv(tmp_path / "dev.csv", index=False)
+    frame.tail(4).to_json(tmp_path / "test.jsonl", orient="records", lines=True)
+    raw = load_raw_datasets(tmp_path / "train.tsv", tmp_path / "dev.csv", tmp_path / "test.jsonl")
+    assert {s: len(d) for s, d in raw.items()} == {"train": 12, "validation": 5, "test": 4}
+    assert raw["train"]["text"] == frame["text"].tolist()
+    with bz2.open(tmp_path / "train.tsv.bz2", "wt") as handle:
+        frame.to_csv(handle, sep="\t", index=False)
+    assert load_raw_datasets(tmp_path / "train.tsv.bz2")["train"]["y"] == frame["y"].tolist()
+    streamed = list(stream_split(tmp_path / "train.tsv", "train"))
+    assert [r["text"] for r in streamed] == frame["text"].tolist() and set(streamed[0]) == {"text", "y"}
+
+
+def test_an_interrupted_prediction_leaves_no_half_file(tmp_path, monkeypatch):
+    from seqreg_hf.prediction import write_frame
+
+    frame = pd.DataFrame({"text": ["a", "b"], "pred_y": [1.0, 2.0]})
+
+    def dies_half_way(self, path, **kwargs):
+        with open(path, "w") as handle:
+            handle.write("text,pred_y\na,")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        write_frame(frame, str(tmp_path / "scored.csv"))
+    assert os.listdir(tmp_path) == []
