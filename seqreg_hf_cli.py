@@ -59,7 +59,10 @@ def _help_key():
                 digest.update(name.encode())
                 with open(os.path.join(folder, name), "rb") as handle:
                     digest.update(handle.read())
-    digest.update(f"{installed('transformers')} {shutil.get_terminal_size().columns}".encode())
+    # ... and what the environment-dependent defaults read (report_to follows tensorboard being installed).
+    environment = (installed("transformers"), sys.version, shutil.get_terminal_size().columns,
+                   importlib.util.find_spec("tensorboard") is not None)
+    digest.update(repr(environment).encode())
     return digest.hexdigest()[:20]
 
 
@@ -100,7 +103,14 @@ def main(argv=None):
         print(f"\nseqreg-hf: unknown command {command!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
     if "-h" in argv[1:] or "--help" in argv[1:]:
-        print(help_text(command), end="")
+        if argv[1:] and not argv[1].startswith("-"):  # a config file first: its values are the defaults shown
+            from seqreg_hf.arguments import command_parser, read_config_file
+
+            parser = command_parser(command)
+            parser.layer(read_config_file(argv[1]), argv[1])
+            print(parser.format_help(), end="")
+        else:
+            print(help_text(command), end="")
         return 0
     from seqreg_hf.cli import run_command
 

@@ -323,7 +323,6 @@ def main():
 
     from seqreg_hf.arguments import ArchitectureArguments
     from seqreg_hf.embeddings import load_embeddings
-
     from seqreg_hf.logs import configure
 
     configure("error", disable_tqdm=True)

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sys
+import types
 import typing
 from dataclasses import dataclass, field
 
@@ -268,7 +269,6 @@ _TRAINING_CONVENTIONS = {
     "train_sampling_strategy": "group_by_length",
     "per_device_eval_batch_size": 256,
     "report_to": "tensorboard" if _tensorboard_installed() else "none",  # logs under output_dir/runs
-    "dataloader_pin_memory": _cuda_available(),
     "restore_callback_states_from_checkpoint": True,  # early stopping's patience survives a resume
 }
 
@@ -276,8 +276,10 @@ _TRAINING_CONVENTIONS = {
 def _training_post_init(self):
     # Under torchrun / accelerate on a machine without CUDA, ranks must talk over gloo; otherwise accelerate runs
     # every rank alone on all the data.
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda_available() and self.ddp_backend is None:
-        self.use_cpu, self.ddp_backend = True, "gloo"
+    if not _cuda_available():
+        self.dataloader_pin_memory = False  # pinning needs an accelerator; without one torch only warns
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend is None:
+            self.use_cpu, self.ddp_backend = True, "gloo"
     TrainingArguments.__post_init__(self)
 
 
@@ -301,6 +303,9 @@ SeqRegTrainingArguments.__module__ = __name__  # picklable as training_args.bin
 TRAIN_GROUPS = (ModelArguments, DataArguments, EmbeddingArguments, ArchitectureArguments, SeqRegTrainingArguments)
 # Recipe keys that describe the recipe's data and destination, not defaults for other runs.
 _RUN_SPECIFIC = {f.name for f in dataclasses.fields(DataArguments)} | {"output_dir"}
+
+
+EMBEDDING_OPTIONS = tuple(f.name for f in dataclasses.fields(EmbeddingArguments))
 
 
 class RunArguments(typing.NamedTuple):
@@ -347,17 +352,66 @@ class Parser(HfArgumentParser):
         if defaults:  # the recipe: only the options this command has
             self.set_defaults(**{k: v for k, v in defaults.items() if k in self.fields})
 
+    def _get_option_tuples(self, option_string):
+        # `--learning_rate` and `--learning-rate` are one option: a prefix of both is not ambiguous.
+        unique, seen = [], set()
+        for candidate in super()._get_option_tuples(option_string):
+            if id(candidate[0]) not in seen:
+                seen.add(id(candidate[0]))
+                unique.append(candidate)
+        return unique
+
     def layer(self, values, where):
         """Make `values` the defaults (what --help shows and what runs unless a flag says otherwise)."""
         unknown = sorted(set(values) - set(self.fields))
         if unknown:
             raise ValueError(f"{where}: unknown option(s) {unknown}. See --help for the options of this command.")
-        values = {k: [v] if isinstance(v, str) and self._is_list(k) else v for k, v in values.items()}
-        self.set_defaults(**values)
+        self.set_defaults(**{k: self._coerce(k, v, where) for k, v in values.items()})
 
-    def _is_list(self, name):
-        origin = typing.get_origin(self.fields[name][1].type)
-        return isinstance(origin, type) and issubclass(origin, list)
+    def _coerce(self, name, value, where):
+        """A value from a file or a keyword argument, typed like the flag would type it (argparse converts only
+        strings given on the command line)."""
+        if value is None:
+            return None
+        field_type = self.fields[name][1].type
+        options = [t for t in typing.get_args(field_type) if t is not type(None)] if typing.get_origin(
+            field_type) in (typing.Union, types.UnionType) else [field_type]
+        kind = options[0]
+        if isinstance(typing.get_origin(kind), type) and issubclass(typing.get_origin(kind), list):
+            element = (typing.get_args(kind) or (str,))[0]
+            items = value if isinstance(value, list | tuple) else [value]
+            return [self._scalar(name, item, element, where) for item in items]
+        return self._scalar(name, value, kind, where)
+
+    @staticmethod
+    def _scalar(name, value, kind, where):
+        bad = ValueError(f"{where}: {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}.")
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise bad
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise bad
+            try:
+                number = float(value)
+            except ValueError:
+                raise bad from None
+            if not number.is_integer():
+                raise bad
+            return int(number)
+        if kind is float:
+            if isinstance(value, bool):
+                raise bad
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                raise bad from None
+        if kind is str:
+            return value if isinstance(value, str) else str(value)
+        return value  # Literal (checked in parse), enums and dicts of TrainingArguments (checked by its __post_init__)
 
     def explicit(self, argv):
         """Names of the options that `argv` sets, however they are spelled."""
@@ -394,13 +448,10 @@ def split_config_file(argv):
     return None, argv
 
 
-def training_parser(values=None, prog="seqreg-hf train"):
-    parser = Parser(TRAIN_GROUPS, prog=prog, description="Train and evaluate a recurrent sentence regressor. "
-                    "Usage: seqreg-hf train [CONFIG.json|CONFIG.yaml] [--flags]; flags override the file.",
-                    defaults=recipe_defaults())
-    if values:
-        parser.layer(values, "config")
-    return parser
+def training_parser():
+    return Parser(TRAIN_GROUPS, prog="seqreg-hf train", description="Train and evaluate a recurrent sentence "
+                  "regressor. Usage: seqreg-hf train [CONFIG.json|CONFIG.yaml] [--flags]; flags override the file.",
+                  defaults=recipe_defaults())
 
 
 def parse_arguments(argv=None, values=None):
@@ -455,7 +506,8 @@ def architecture_from(run):
         overrides = parse_config_overrides(run.model.config_overrides, list(chosen))
         both = sorted(set(overrides) & run.explicit)
         if both:
-            raise ValueError(f"{both} given both as flag(s) and in --config_overrides; give each option once.")
+            raise ValueError(f"{both} given both as option(s) (a flag, the config file or a keyword) and in "
+                             "--config_overrides; give each option once.")
         chosen.update(overrides)
         explicit = run.explicit | set(overrides)
     else:

@@ -81,7 +81,7 @@ def run_command(name, argv):
     """Run one command; bad input ends in one line on stderr and exit status 1, never a traceback."""
     try:
         COMMANDS[name](argv)
-    except (ValueError, OSError, ImportError) as error:
+    except (ValueError, TypeError, OSError, ImportError) as error:
         print(f"seqreg-hf {name}: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -129,7 +129,12 @@ def label_values(dataset, column):
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         import pandas as pd
 
-        return pd.to_numeric(array.to_pandas(), errors="coerce").to_numpy(dtype=np.float64)
+        strings = array.to_pandas()
+        values = pd.to_numeric(strings, errors="coerce")
+        retry = values.isna() & strings.notna()  # forms float() reads and pandas does not ("1_0", other digits)
+        if retry.any():
+            values[retry] = [np.nan if (v := _as_float(s)) is None else v for s in strings[retry]]
+        return values.to_numpy(dtype=np.float64)
     return np.full(len(array), np.nan)  # booleans, lists, structs: not a score
 
 
@@ -339,9 +344,9 @@ def fetch_train_file(data_args, progress=True):
                       "a local copy there or point --train_file at one.") from None
     # The cache names files by a hash of the URL; the reader picks its format from the name, so give it one.
     named = f"{local}-{os.path.basename(path)}"
-    if not os.path.exists(named):
-        shutil.copyfile(local, f"{named}.part")
-        os.replace(f"{named}.part", named)
+    if not os.path.exists(named):  # every rank of a torchrun job may get here: each copies under its own name
+        shutil.copyfile(local, f"{named}.{os.getpid()}.part")
+        os.replace(f"{named}.{os.getpid()}.part", named)
     data_args.train_file = named
 
 

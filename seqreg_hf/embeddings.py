@@ -138,10 +138,10 @@ def _input_embedding_matrix(spec):
     index = find("model.safetensors.index.json")
     if index:
         with open(index, encoding="utf-8") as handle:
-            files = {key: find(shard) for key, shard in json.load(handle)["weight_map"].items()}
+            files = json.load(handle)["weight_map"]  # key -> shard name; only the shard needed is fetched below
     elif single := find("model.safetensors"):
         with safe_open(single, framework="pt") as handle:
-            files = dict.fromkeys(handle.keys(), single)
+            files = dict.fromkeys(handle.keys(), "model.safetensors")
     else:
         pickled = [n for n in ("pytorch_model.bin", "model.pt", "tf_model.h5") if find(n)]
         raise OSError(f"{spec} has no model.safetensors{f' (only {pickled})' if pickled else ''}: seqreg_hf reads "
@@ -151,7 +151,7 @@ def _input_embedding_matrix(spec):
     if key is None:
         raise OSError(f"{spec}: no tensor named {name!r} (the input embeddings of {type(skeleton).__name__}) in its "
                       "safetensors file(s).")
-    with safe_open(files[key], framework="pt") as handle:
+    with safe_open(find(files[key]), framework="pt") as handle:
         return handle.get_tensor(key).float().numpy()
 
 

@@ -454,6 +454,10 @@ class SeqRegPreTrainedModel(PreTrainedModel):
 class SeqRegModel(SeqRegPreTrainedModel):
     """The encoder: embeddings -> recurrent network -> pooled sentence vector."""
 
+    # The members' heads live in the ensemble, but the bare model never runs them: a checkpoint of a bare model
+    # from before they moved there (seqreg_hf 0.1) has none, and that is not worth a warning.
+    _keys_to_ignore_on_load_missing = [r"ensemble\.members\.\d+\.head\."]
+
     def __init__(self, config):
         super().__init__(config)
         self.embeddings = SeqRegEmbeddings(config)

@@ -11,7 +11,7 @@ import time
 from datasets import IterableDataset
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
-from .arguments import TRAINING_TIME_OPTIONS, architecture_from, parse_arguments
+from .arguments import EMBEDDING_OPTIONS, TRAINING_TIME_OPTIONS, architecture_from, parse_arguments
 from .builder import build_model
 from .checkpoints import resolve_resume
 from .data import DataError, check_selection_split, load_clean_data, tokenize_splits
@@ -27,8 +27,12 @@ logger = logging.getLogger(__name__)
 
 def check_run(run):
     """Refuse, before any work, what cannot run."""
-    if not run.training.output_dir:
+    if "output_dir" not in run.explicit:  # TrainingArguments would quietly fall back to ./trainer_output
         raise ValueError("--output_dir is required: where the model, metrics and card go.")
+    embedding_options = sorted(run.explicit & set(EMBEDDING_OPTIONS) - {"max_length"})
+    if run.model.model_name_or_path and embedding_options:
+        raise ValueError(f"{embedding_options} choose the embeddings of a new model, but --model_name_or_path starts "
+                         "from a model that has its own; drop one or the other.")
     if not (run.data.train_file or run.data.dataset_name):
         raise DataError("no data: give --train_file (and --validation_file / --test_file) or --dataset_name.")
     if run.architecture.num_token_features:
@@ -75,7 +79,8 @@ def main(argv=None, values=None):
             "no validation split: each epoch is evaluated on it and the best one kept. Give --validation_file, or a "
             "split column with dev/validation rows; or train without selection: --eval_strategy no "
             "--save_strategy no --load_best_model_at_end false.")
-    if "validation" in raw and training_args.eval_strategy != "no":
+    selects_by_correlation = any(m in (training_args.metric_for_best_model or "") for m in ("pearson", "spearman"))
+    if "validation" in raw and training_args.eval_strategy != "no" and selects_by_correlation:
         check_selection_split(raw["validation"], "validation", data_args.label_columns)
     streaming = isinstance(raw["train"], IterableDataset)
     wants_corpus = run.embeddings.top_n is not None and not streaming  # trimming keeps the train split's words
@@ -86,11 +91,12 @@ def main(argv=None, values=None):
                     model_args.model_name_or_path, model.config.label_means, model.config.label_stds, *label_stats)
     else:
         model.config.set_label_stats(*label_stats)
-    tokenizer.model_max_length = run.embeddings.max_length  # saved with the tokenizer: predict truncates alike
+    if not model_args.model_name_or_path or "max_length" in run.explicit:  # a checkpoint keeps its own otherwise
+        tokenizer.model_max_length = run.embeddings.max_length  # saved with the tokenizer: predict truncates alike
 
     start = time.perf_counter()
     tokenized = tokenize_splits(raw, tokenizer, data_args.text_column, data_args.label_columns,
-                                run.embeddings.max_length, data_args.preprocessing_num_workers)
+                                tokenizer.model_max_length, data_args.preprocessing_num_workers)
     tokenize_seconds = round(time.perf_counter() - start, 3)
     sizes = {s: len(d) if not isinstance(d, IterableDataset) else bad_rows[s]["rows"] - bad_rows[s]["dropped"]
              for s, d in raw.items()}
@@ -137,10 +143,6 @@ def train(config_file=None, **arguments):
     `config_file` (JSON or YAML) is read first; the keyword arguments override it, as flags would.
     """
     return main([config_file] if config_file else [], values=arguments)
-
-
-def run_train(argv):
-    main(argv)
 
 
 __all__ = ["main", "train", "load_or_build_model"]

@@ -57,7 +57,7 @@ def run_cli(*args, env=None, **kwargs):
 
 def test_every_spelling_argparse_accepts_means_the_same():
     base = ["--train_file", "x.csv", "--label_columns", "y", "--output_dir", "o"]
-    for spelling in (["--learning-rate", "1e-4"], ["--learning_rate", "1e-4"], ["--learning_r", "1e-4"]):
+    for spelling in (["--learning-rate", "1e-4"], ["--learning_rate", "1e-4"], ["--learn", "1e-4"], ["--learning-r", "1e-4"]):
         assert parse_arguments(base + spelling).training.learning_rate == 1e-4
     assert parse_arguments(base + ["--num_train_epoch", "2"]).training.num_train_epochs == 2
     assert parse_arguments(base + ["--hidden-size", "64"]).architecture.hidden_size == 64
@@ -99,6 +99,12 @@ def test_config_overrides_and_conflicts():
         architecture_from(parse_arguments(base + ["--config_overrides", "learning_rate=1"]))
 
 
+def test_output_dir_is_required_not_defaulted(tmp_path):
+    with pytest.raises(ValueError, match="--output_dir is required"):
+        seqreg_hf.train(train_file=str(tmp_path / "x.csv"), label_columns=["y"])
+    assert not (REPO / "trainer_output").exists()
+
+
 def test_bad_choice_is_refused_before_any_work(tmp_path):
     result = run_cli("train", "--train_file", str(tmp_path / "none.csv"), "--label_columns", "y", "--output_dir",
                      str(tmp_path / "o"), "--rnn_type", "transformer")
@@ -127,6 +133,17 @@ def test_config_file_with_flag_overrides(tmp_path, kind):
     (tmp_path / "choice.json").write_text(json.dumps({**values, "pooling": "median"}))
     with pytest.raises(ValueError, match="pooling='median' is not supported"):
         parse_arguments([str(tmp_path / "choice.json")])
+    # File values are typed as the flags would be: a scalar for a list option, a whole float for an int.
+    (tmp_path / "typed.json").write_text(json.dumps({**values, "head_hidden_sizes": 64, "ensemble_size": 2.0,
+                                                     "label_columns": "V", "bidirectional": "false"}))
+    typed = parse_arguments([str(tmp_path / "typed.json")])
+    assert typed.architecture.head_hidden_sizes == [64] and typed.architecture.ensemble_size == 2
+    assert typed.data.label_columns == ["V"] and typed.architecture.bidirectional is False
+    (tmp_path / "fraction.json").write_text(json.dumps({**values, "ensemble_size": 2.5}))
+    with pytest.raises(ValueError, match="ensemble_size=2.5 is not a valid int"):
+        parse_arguments([str(tmp_path / "fraction.json")])
+    help_text = run_cli("train", str(path), "--help", env={"COLUMNS": "200"}).stdout
+    assert "(default: 64)" in help_text.split("--hidden_size HIDDEN_SIZE", 2)[2].split("\n  --", 1)[0]
 
 
 def test_the_recipe_is_one_file():
@@ -330,9 +347,14 @@ def test_architecture_of_a_trained_model_is_not_silently_replaced(decoy_runs, tm
             "--num_train_epochs", "1"]
     result = run_cli(*args, "--hidden_size", "64")
     assert result.returncode == 1 and "hidden_size=64 (the model has 8)" in result.stderr
+    result = run_cli(*args, "--top_n", "100")
+    assert result.returncode == 1 and "['top_n'] choose the embeddings of a new model" in result.stderr
     result = run_cli(*args, "--head_dropout", "0.25")
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "out" / "config.json").read_text())["head_dropout"] == 0.25
+    # The checkpoint's max_length is kept unless asked otherwise (the recipe's 128 would replace it).
+    before = json.loads((output_dir / "tokenizer_config.json").read_text())["model_max_length"]
+    assert json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())["model_max_length"] == before
 
 
 # 8. Dependencies; 9. logging -------------------------------------------------------------------------------------

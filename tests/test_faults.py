@@ -46,6 +46,12 @@ def test_a_validation_split_without_a_defined_metric_is_refused_before_training(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_constant_validation_target_is_fine_when_no_correlation_selects(tmp_path, capsys):
+    texts_and_scores(40).to_csv(tmp_path / "train.csv", index=False)
+    texts_and_scores(20, constant=2.0).to_csv(tmp_path / "dev.csv", index=False)
+    assert cli(train_args(tmp_path, "out", "--metric_for_best_model", "mse_mean", "--greater_is_better", "false")) == 0
+
+
 def test_fine_tuning_keeps_the_checkpoints_label_statistics(tmp_path):
     texts_and_scores(40).to_csv(tmp_path / "train.csv", index=False)
     texts_and_scores(20, shift=0.5).to_csv(tmp_path / "dev.csv", index=False)
@@ -114,6 +120,10 @@ def test_embeddings_of_a_transformers_directory_are_read_from_safetensors_alone(
     np.testing.assert_array_equal(source.matrix, bert.get_input_embeddings().weight.detach().numpy())
     with pytest.raises(OSError, match=r"no model\.safetensors \(only \['pytorch_model\.bin'\]\).*never from pickles"):
         load_embeddings(str(tmp_path / "pickled"))
+    bert.save_pretrained(tmp_path / "sharded", max_shard_size="1MB")  # the matrix alone is 1.9 MB
+    load_embeddings(None).tokenizer.save_pretrained(tmp_path / "sharded")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
+    np.testing.assert_array_equal(load_embeddings(str(tmp_path / "sharded")).matrix, source.matrix)
 
 
 def test_the_packaged_minilm_matrix_equals_the_models_own():
