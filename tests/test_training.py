@@ -43,6 +43,13 @@ def run_dir(tmp_path_factory):
     return output_dir
 
 
+def test_the_dash_spelled_learning_rate_is_the_one_that_ran(run_dir):
+    """`--learning-rate 1e-4` (the spelling --help lists) used to be overridden by the recipe's 2e-3."""
+    history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+    rates = [entry["learning_rate"] for entry in history if "learning_rate" in entry]
+    assert rates and all(rate == pytest.approx(1e-4, rel=1e-9) for rate in rates)
+
+
 def test_tensorboard_logs_by_default(run_dir):
     assert list((run_dir / "runs").rglob("events.out.tfevents.*"))
 
