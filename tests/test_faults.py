@@ -103,7 +103,12 @@ def tiny_bert(folder, safe):
                         intermediate_size=32)  # MiniLM's WordPiece vocabulary, tiny everything else
     torch.manual_seed(0)
     model = BertModel(config)
-    model.save_pretrained(folder, safe_serialization=safe)
+    if safe:
+        model.save_pretrained(folder)
+    else:  # an old-style folder: the weights only as a pickle (transformers 5 itself writes safetensors)
+        folder.mkdir(parents=True)
+        config.save_pretrained(folder)
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
     load_embeddings(None).tokenizer.save_pretrained(folder)
     return model
 
