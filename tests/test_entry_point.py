@@ -392,3 +392,25 @@ def test_log_level_and_disable_tqdm_reach_the_package(tmp_path):
     assert "%|" in loud.stderr and "predicting" in loud.stderr
     assert "WARNING seqreg_hf" not in quiet.stderr and "INFO seqreg_hf" not in quiet.stderr
     assert "%|" not in quiet.stderr and "it/s]" not in quiet.stderr
+
+
+def test_preprocessing_num_workers_reaches_tokenization(tmp_path, monkeypatch):
+    import seqreg_hf.training
+
+    synthetic(20, 0).to_csv(tmp_path / "train.csv", index=False)
+    synthetic(8, 5).to_csv(tmp_path / "dev.csv", index=False)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def tokenize(raw, tokenizer, text_column, label_columns, max_length, num_proc=None):
+        seen.update(num_proc=num_proc, max_length=max_length)
+        raise Stop
+
+    monkeypatch.setattr(seqreg_hf.training, "tokenize_splits", tokenize)
+    with pytest.raises(Stop):
+        seqreg_hf.train(train_file=str(tmp_path / "train.csv"), validation_file=str(tmp_path / "dev.csv"),
+                        label_columns=["y"], output_dir=str(tmp_path / "out"), preprocessing_num_workers=2,
+                        max_length=64, **TINY)
+    assert seen == {"num_proc": 2, "max_length": 64}
