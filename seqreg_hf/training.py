@@ -6,6 +6,7 @@ leaves in `seqreg_hf.outputs`.
 """
 
 import logging
+import os
 import time
 
 from datasets import IterableDataset
@@ -142,7 +143,7 @@ def train(config_file=None, **arguments):
 
     `config_file` (JSON or YAML) is read first; the keyword arguments override it, as flags would.
     """
-    return main([config_file] if config_file else [], values=arguments)
+    return main([os.fspath(config_file)] if config_file else [], values=arguments)
 
 
 __all__ = ["main", "train", "load_or_build_model"]
