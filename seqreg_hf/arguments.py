@@ -88,6 +88,23 @@ ArchitectureArguments.__module__ = __name__
 # The other option groups
 
 
+def _model_field(help_text):
+    return field(default=None, metadata={"aliases": ["--model"], "help": help_text})
+
+
+def _text_column_field(help_text="Column holding the texts."):
+    return field(default="text", metadata={"help": help_text})
+
+
+def _batch_size_field():
+    return field(default=256, metadata={"help": "Texts per forward pass."})
+
+
+def _bad_rows_field():
+    return field(default="drop", metadata={
+        "help": "Empty texts and NaN / infinite / non-numeric labels: drop (counted and reported) or error."})
+
+
 @dataclass
 class ModelArguments:
     model_name_or_path: str | None = field(default=None, metadata={
@@ -119,11 +136,10 @@ class DataArguments:
                 "refused in offline mode (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)."})
     split_column: str | None = field(default=None, metadata={
         "help": "Column whose values (train / dev / test) split one file, as EmoBank's `split`."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the texts."})
+    text_column: str = _text_column_field()
     label_columns: list[str] = field(default_factory=list, metadata={
         "help": "Columns holding the scores, one target each (EmoBank: V A D)."})
-    on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = field(default="drop", metadata={
-        "help": "Empty texts and NaN / infinite / non-numeric labels: drop (counted and reported) or error."})
+    on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
     streaming: bool = field(default=False, metadata={
         "help": "Stream the train file instead of loading it (datasets larger than RAM; needs --max_steps). One "
                 "pass counts bad rows and computes label statistics in constant memory."})
@@ -177,10 +193,6 @@ class RunOptions:
     disable_tqdm: bool = field(default=False, metadata={"help": "Turn every progress bar off."})
 
 
-def _model_field(help_text):
-    return field(default=None, metadata={"aliases": ["--model"], "help": help_text})
-
-
 @dataclass
 class InitArguments:
     output_dir: str | None = field(default=None, metadata={"help": "Where to write the model directory (required)."})
@@ -189,7 +201,7 @@ class InitArguments:
     train_file: str | None = field(default=None, metadata={
         "aliases": ["--corpus_file"],
         "help": "Texts whose words a trimmed vocabulary keeps (CSV / TSV / JSON / JSONL / Parquet / .txt)."})
-    text_column: str = field(default="text", metadata={"help": "Text column of --train_file."})
+    text_column: str = _text_column_field("Text column of --train_file.")
 
 
 @dataclass
@@ -200,8 +212,8 @@ class PredictArguments:
     output_file: str = field(default="-", metadata={
         "aliases": ["--output"],
         "help": "CSV or JSONL file (by extension), or - for JSONL on stdout. Scores go to pred_<label> columns."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the texts."})
-    batch_size: int = field(default=256, metadata={"help": "Texts per forward pass."})
+    text_column: str = _text_column_field()
+    batch_size: int = _batch_size_field()
     max_length: int | None = field(default=None, metadata={"help": "Truncate longer texts (default: the tokenizer's)."})
 
 
@@ -217,14 +229,13 @@ class EvaluateArguments:
                 "split (or of --split)."})
     split: typing.Literal["train", "dev", "validation", "test"] | None = field(default=None, metadata={
         "help": "With --split_column and one file: evaluate the rows of this split (reported under its name)."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the texts."})
+    text_column: str = _text_column_field()
     label_columns: list[str] = field(default_factory=list, metadata={
         "help": "Columns holding the true scores (default: the model's label names)."})
-    on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = field(default="drop", metadata={
-        "help": "Empty texts and NaN / infinite / non-numeric labels: drop (counted and reported) or error."})
+    on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
     output_dir: str | None = field(default=None, metadata={
         "help": "Write <prefix>_results.json, <split>_predictions.csv and scatter plots here."})
-    batch_size: int = field(default=256, metadata={"help": "Texts per forward pass."})
+    batch_size: int = _batch_size_field()
 
 
 @dataclass
@@ -234,7 +245,7 @@ class OovArguments:
         "help": "Or: a vector file / transformers directory / Hub id (default: MiniLM)."})
     train_file: str | None = field(default=None, metadata={
         "aliases": ["--data"], "help": "CSV / TSV / JSON / JSONL / Parquet / .txt file of texts (required)."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the texts."})
+    text_column: str = _text_column_field()
     top: int = field(default=20, metadata={"help": "How many OOV words to list."})
     json: bool = field(default=False, metadata={"help": "Print JSON instead of text."})
 
