@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import signal
 import struct
 import zipfile
 
@@ -17,6 +18,15 @@ logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _TORCH_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on a signal after saving a complete checkpoint."""
+
+    def __init__(self, signum, step, checkpoint):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; the checkpoint {checkpoint} is "
+                         "complete. Run the same command with --resume_from_checkpoint last to go on from it.")
 
 
 def safetensors_problem(path):

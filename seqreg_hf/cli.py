@@ -79,8 +79,13 @@ COMMANDS = {"init": run_init, "train": run_train, "evaluate": run_evaluate, "pre
 
 def run_command(name, argv):
     """Run one command; bad input ends in one line on stderr and exit status 1, never a traceback."""
+    from seqreg_hf.checkpoints import TrainingInterrupted
+
     try:
         COMMANDS[name](argv)
+    except TrainingInterrupted as stop:  # a complete checkpoint was saved; 128 + signal, as the shell reports it
+        print(f"seqreg-hf {name}: {stop}", file=sys.stderr)
+        return 128 + stop.signum
     except (ValueError, TypeError, OSError, ImportError) as error:
         print(f"seqreg-hf {name}: error: {error}", file=sys.stderr)
         return 1

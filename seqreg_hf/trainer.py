@@ -4,17 +4,94 @@ Exact-length batches (`--length_buckets`): every training batch holds sentences 
 padded. Each epoch shuffles within every length bucket, cuts it into batches, then shuffles the batches, all from
 (seed, epoch), so a resumed run sees the same batches. Under several processes every rank takes every
 world_size-th batch, after trimming the batch list to a multiple of world_size so all ranks step alike.
+
+Resume restores what Trainer's own checkpoint leaves out: the training loss accumulated since the last log (so the
+next logged loss and the final train_loss equal an uninterrupted run's; `loss_state.json` in each checkpoint).
+SIGTERM or Ctrl-C during training finish the current step, save a complete checkpoint and raise
+`TrainingInterrupted`; a checkpoint that cannot be written (a full disk) raises `CheckpointWriteError`, naming the
+folder and what to do, after removing the half-written folder.
 """
 
+import contextlib
+import json
+import logging
 import os
 import random
+import shutil
+import signal
+import threading
 
 import torch
+from safetensors import SafetensorError
 from torch.utils.data import Sampler
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .checkpoints import TrainingInterrupted, latest_valid_checkpoint
 
 from .data import exact_length_batches
 from .model_card import card_context, metrics_from_history, write_model_card
+
+logger = logging.getLogger(__name__)
+
+LOSS_STATE = "loss_state.json"
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint or the final model could not be written (typically: the disk is full)."""
+
+
+def _write_failure(folder, error, output_dir):
+    resume = latest_valid_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    then = (f"resumes from {resume}, the newest complete checkpoint" if resume else
+            "starts over, as no complete checkpoint exists yet")
+    return CheckpointWriteError(
+        f"could not write {folder}: {error}. Free space there (or give --output_dir on another disk), then run the "
+        f"same command with --resume_from_checkpoint last: it {then}.")
+
+
+class _SignalStop(TrainerCallback):
+    """Set by SIGTERM / SIGINT; at the end of the current step the trainer saves a checkpoint and stops."""
+
+    def __init__(self):
+        self.signum = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        signum = self.signum or 0
+        if args.world_size > 1 and torch.distributed.is_initialized():  # every rank stops at the same step
+            flag = torch.tensor([signum], device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            signum = int(flag.item())
+        if signum:
+            self.signum = signum
+            control.should_save = control.should_training_stop = True
+        return control
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def handler(signum, frame):
+            if self.signum is not None:  # a second signal: stop at once
+                signal.signal(signum, previous[signum])
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                os.kill(os.getpid(), signum)
+                return
+            self.signum = signum
+            logger.warning("%s received: training stops after this step with a checkpoint (send it again to stop "
+                           "at once).", signal.Signals(signum).name)
+
+        try:
+            for s in previous:
+                signal.signal(s, handler)
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
 class LengthBucketBatchSampler(Sampler):
@@ -43,6 +120,70 @@ class SeqRegTrainer(Trainer):
     def __init__(self, *args, length_buckets=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.length_buckets = length_buckets
+        self._signal_stop = _SignalStop()
+        self.add_callback(self._signal_stop)
+        self._loss_to_restore, self._loss_before = None, None
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """Trainer.train, plus: the loss accumulators come back on resume, and a signal stops with a checkpoint."""
+        self._loss_to_restore, self._loss_before = None, None
+        if isinstance(resume_from_checkpoint, (str, os.PathLike)):
+            path = os.path.join(resume_from_checkpoint, self._loss_state_name())
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as handle:
+                    self._loss_to_restore = json.load(handle)
+        self._signal_stop.signum = None
+        with self._signal_stop.installed():
+            output = super().train(resume_from_checkpoint, *args, **kwargs)
+        if self._signal_stop.signum is not None:
+            folder = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            raise TrainingInterrupted(self._signal_stop.signum, self.state.global_step, folder)
+        return output
+
+    def _loss_state_name(self):
+        return LOSS_STATE if self.args.world_size == 1 else f"loss_state_{self.args.process_index}.json"
+
+    def _run_epoch(self, *args, **kwargs):
+        if self._loss_to_restore is not None:  # first epoch of a resumed run: before its first step
+            saved, self._loss_to_restore = self._loss_to_restore, None
+            self._tr_loss += saved["loss_since_last_log"]
+            self._globalstep_last_logged = saved["last_logged_step"]
+            self._loss_before = saved["total_loss"]
+        return super()._run_epoch(*args, **kwargs)
+
+    def _finalize_training(self, trial, num_train_samples, start_time):
+        if self._loss_before is not None:
+            # train_loss is the whole run's mean loss, as without the interruption; throughput stays this call's.
+            self._total_loss_scalar += self._tr_loss.item()
+            self._tr_loss -= self._tr_loss
+            steps_now = self.state.global_step - self._initial_global_step
+            whole = (self._total_loss_scalar + self._loss_before) / max(self.state.global_step, 1)
+            self._total_loss_scalar = whole * steps_now
+        return super()._finalize_training(trial, num_train_samples, start_time)
+
+    def _save_checkpoint(self, model, trial):
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            # Written before trainer_state.json, the file that marks a checkpoint complete.
+            with open(os.path.join(folder, self._loss_state_name()), "w", encoding="utf-8") as handle:
+                json.dump({"loss_since_last_log": self._tr_loss.item(),
+                           "last_logged_step": self._globalstep_last_logged,
+                           "total_loss": (self._loss_before or 0.0) + self._total_loss_scalar}, handle)
+            super()._save_checkpoint(model, trial)
+        except (OSError, RuntimeError, SafetensorError) as error:
+            shutil.rmtree(folder, ignore_errors=True)  # half a checkpoint is of no use, and it holds disk space
+            raise _write_failure(folder, error, run_dir) from error
+
+    def save_model(self, output_dir=None, _internal_call=False):
+        if _internal_call:  # inside _save_checkpoint, which reports the failure for the whole folder
+            return super().save_model(output_dir, _internal_call=_internal_call)
+        try:
+            return super().save_model(output_dir, _internal_call=_internal_call)
+        except (OSError, RuntimeError, SafetensorError) as error:
+            folder = output_dir or self.args.output_dir
+            raise _write_failure(folder, error, self.args.output_dir) from error
 
     def get_train_dataloader(self):
         dataset = self.train_dataset
