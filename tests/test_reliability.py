@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -123,10 +124,10 @@ def test_a_resume_skips_a_half_written_checkpoint(resumed):
     assert f"Continuing training from checkpoint" in out or step_of(complete) > 0
 
 
-def test_killed_run_resumes_to_the_same_weights_log_and_metrics(uninterrupted, resumed):
-    output_dir = resumed[0]
+def assert_same_run(output_dir, uninterrupted):
+    """Final weights (the last checkpoint's), the best model, the whole log and the metrics of an uninterrupted run."""
     steps = sorted(step_of(c) for c in output_dir.glob("checkpoint-*"))
-    assert steps == sorted(step_of(c) for c in uninterrupted.glob("checkpoint-*"))
+    assert set(steps) >= {step_of(c) for c in uninterrupted.glob("checkpoint-*")}
     # The last checkpoint holds the final weights of training; model.safetensors the best, reloaded at the end.
     for folder in (f"checkpoint-{steps[-1]}", "."):
         weights = load_file(output_dir / folder / "model.safetensors")
@@ -149,6 +150,76 @@ def test_killed_run_resumes_to_the_same_weights_log_and_metrics(uninterrupted, r
         for key, value in expected_metrics[split].items():
             if not key.endswith(("runtime", "per_second")):
                 assert metrics[split][key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_killed_run_resumes_to_the_same_weights_log_and_metrics(uninterrupted, resumed):
+    output_dir = resumed[0]
+    assert sorted(map(step_of, output_dir.glob("checkpoint-*"))) == sorted(map(step_of, uninterrupted.glob("checkpoint-*")))
+    assert_same_run(output_dir, uninterrupted)
+
+
+def cap_file_size():
+    """A stand-in for a full disk: no file may grow past 40,000 KiB (`ulimit -f 40000`); the 47 MB model cannot."""
+    limit = 40000 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def one_error_line(out, command="train"):
+    assert "Traceback" not in out, out[-3000:]
+    lines = [line for line in out.splitlines() if line.startswith(f"seqreg-hf {command}:")]
+    assert len(lines) == 1, out[-3000:]
+    return lines[0]
+
+
+def test_sigterm_then_a_full_disk_then_a_resume_ends_as_the_straight_run(uninterrupted, tmp_path):
+    output_dir = tmp_path / "run"
+    process = run_cli(cli_args(output_dir))
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None:
+        if (output_dir / "checkpoint-5").is_dir() and not checkpoint_problems(output_dir / "checkpoint-5"):
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.01)
+    out, _ = process.communicate(timeout=600)
+    # SIGTERM: the step ends, a complete checkpoint is saved, one line says where, status 128 + 15.
+    assert process.returncode == 128 + signal.SIGTERM, out[-3000:]
+    line = one_error_line(out)
+    stopped = latest_valid_checkpoint(output_dir)
+    assert f"stopped by SIGTERM at step {step_of(stopped)}; the checkpoint {stopped} is complete" in line
+    assert "--resume_from_checkpoint last" in line and not (output_dir / "metrics.json").exists()
+
+    # The resumed run meets a full disk at its next save: one line naming the checkpoint, which is not left behind.
+    full = run_cli(cli_args(output_dir, "--resume_from_checkpoint", "last"), preexec_fn=cap_file_size)
+    out, _ = full.communicate(timeout=600)
+    assert full.returncode == 1, out[-3000:]
+    line = one_error_line(out)
+    failed = re.search(r"could not write (\S+checkpoint-\d+): ", line)
+    assert failed and "File too large" in line, line
+    assert f"--resume_from_checkpoint last: it resumes from {stopped}, the newest complete checkpoint" in line
+    assert step_of(failed.group(1)) > step_of(stopped) and not Path(failed.group(1)).exists()
+
+    # With space again, the same command goes on from the SIGTERM checkpoint and ends where the straight run did.
+    final = run_cli(cli_args(output_dir, "--resume_from_checkpoint", "last"))
+    out, _ = final.communicate(timeout=600)
+    assert final.returncode == 0, out[-3000:]
+    assert_same_run(output_dir, uninterrupted)
+
+
+def test_a_full_disk_at_the_first_checkpoint_leaves_nothing_to_resume_and_says_so(tmp_path):
+    output_dir = tmp_path / "run"
+    args = cli_args(output_dir, "--max_train_samples", "64", "--num_train_epochs", "1")
+    process = run_cli(args, preexec_fn=cap_file_size)
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 1, out[-3000:]
+    line = one_error_line(out)
+    assert f"could not write {output_dir / 'checkpoint-2'}: " in line and "File too large" in line  # 2 steps, then
+    assert "starts over, as no complete checkpoint exists yet" in line
+    assert list(output_dir.glob("checkpoint-*")) == []
+    again = run_cli(cli_args(output_dir, "--max_train_samples", "64", "--num_train_epochs", "1",
+                             "--resume_from_checkpoint", "last"))
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out[-3000:]
+    assert "no complete checkpoint in" in out and "training starts from the beginning" in out
 
 
 def test_frozen_embeddings_survive_resume_and_stay_out_of_the_optimizer(resumed):
