@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
+from datasets.exceptions import DatasetGenerationError
 
 logger = logging.getLogger(__name__)
 
@@ -29,16 +30,120 @@ class DataError(ValueError):
 _COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
 
 
-def _reader(path):
-    """(datasets builder, its options) for one file, by its name: .tsv (compressed or not) reads tab-separated."""
+def _plain_name(path):
+    """The file name in lower case without a compression suffix: data.tsv.gz -> data.tsv."""
     name = os.fspath(path).lower()
     for suffix in _COMPRESSIONS:
         name = name.removesuffix(suffix)
-    ext = os.path.splitext(name)[1]
+    return name
+
+
+def _reader(path):
+    """(datasets builder, its options) for one file, by its name: .tsv (compressed or not) reads tab-separated."""
+    ext = os.path.splitext(_plain_name(path))[1]
     if ext not in _BUILDERS:
         raise DataError(f"{path}: unsupported file type {ext!r}; use one of {', '.join(sorted(_BUILDERS))} "
                         f"(optionally compressed: {', '.join(_COMPRESSIONS)}).")
     return _BUILDERS[ext], ({"delimiter": "\t"} if ext == ".tsv" else {})
+
+
+def _open_binary(path):
+    """A binary handle on a data file, decompressed by its suffix (.zst needs the zstandard package)."""
+    import bz2
+    import gzip
+    import lzma
+
+    name = os.fspath(path).lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".bz2"):
+        return bz2.open(path, "rb")
+    if name.endswith(".xz"):
+        return lzma.open(path, "rb")
+    if name.endswith(".zst"):
+        import zstandard
+
+        return zstandard.open(path, "rb")
+    return open(path, "rb")
+
+
+def _has_bad_bytes(value):
+    return isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def undecodable(path):
+    """None if `path` is UTF-8 throughout, else 'row R (0-based, header excluded), column C' where it is not.
+
+    The file is decoded with surrogateescape, so every byte that is not UTF-8 survives as a marker character and
+    the row and field holding the first one can be named, quoted newlines included."""
+    import csv
+    import io
+    import json
+
+    builder, options = _reader(path)
+    if builder == "parquet":
+        return None
+    with _open_binary(path) as binary:
+        text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
+        if builder == "csv":
+            rows = csv.reader(text, delimiter=options.get("delimiter", ","))
+            header = next(rows, [])
+            if any(_has_bad_bytes(name) for name in header):
+                return "the header row"
+            for index, row in enumerate(rows):
+                for position, value in enumerate(row):
+                    if _has_bad_bytes(value):
+                        column = header[position] if position < len(header) else f"#{position + 1}"
+                        return f"row {index} (0-based, header excluded), column {column!r}"
+            return None
+        content = text.read()
+    lines = content.splitlines() if _plain_name(path).endswith(".jsonl") else [content]
+    for index, line in enumerate(lines):
+        if not _has_bad_bytes(line):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return f"line {index + 1}"
+        if isinstance(record, dict):
+            for key, value in record.items():
+                if _has_bad_bytes(value):
+                    return f"row {index} (0-based), column {key!r}"
+        if isinstance(record, list):  # a .json array of records
+            for row, item in enumerate(record):
+                for key, value in (item.items() if isinstance(item, dict) else ()):
+                    if _has_bad_bytes(value):
+                        return f"row {row} (0-based), column {key!r}"
+        return f"line {index + 1}"
+    return None
+
+
+def read_error(paths, error):
+    """A DataError for a file that could not be read: where its bytes are not UTF-8, or the reader's own reason."""
+    paths = [os.fspath(p) for p in paths]
+    for path in paths:
+        try:
+            where = undecodable(path)
+        except Exception:  # a file too broken to scan: fall back to the reader's reason below
+            where = None
+        if where:
+            return DataError(f"{path}: {where} holds bytes that are not UTF-8. Re-encode the file as UTF-8 (for "
+                             f"example `iconv -f cp1252 -t utf-8 {os.path.basename(path)} > utf8.csv`), or fix that "
+                             "row.")
+    cause = error
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__
+    what = " or ".join(paths)
+    return DataError(f"{what}: cannot be read ({type(cause).__name__}: {cause}). Check that the file is whole and "
+                     "in the format its name says (CSV with a header row, TSV, JSON Lines, JSON or Parquet).")
+
+
+def _load_files(builder, files, **options):
+    """load_dataset over local files; a file it cannot read becomes one DataError naming it and the fix."""
+    try:
+        return load_dataset(builder, data_files=files, **options)
+    except (DatasetGenerationError, UnicodeDecodeError) as error:
+        raise read_error(files.values(), error) from None
 
 
 def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dataset_name=None,
@@ -55,10 +160,10 @@ def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dat
                 raise FileNotFoundError(f"data file {path!r} does not exist.")
         if len({(builder, tuple(options.items())) for builder, options in readers.values()}) == 1:
             builder, options = next(iter(readers.values()))
-            raw = load_dataset(builder, data_files=files, cache_dir=cache_dir, **options)
+            raw = _load_files(builder, files, cache_dir=cache_dir, **options)
         else:  # e.g. a TSV train file beside CSV or JSONL validation and test files: each read its own way
-            raw = DatasetDict({split: load_dataset(readers[split][0], data_files={"train": path}, cache_dir=cache_dir,
-                                                   **readers[split][1])["train"] for split, path in files.items()})
+            raw = DatasetDict({split: _load_files(readers[split][0], {"train": path}, cache_dir=cache_dir,
+                                                  **readers[split][1])["train"] for split, path in files.items()})
     else:
         raise DataError("no data: give --train_file (and --validation_file / --test_file) or --dataset_name.")
     if split_column:
@@ -363,7 +468,10 @@ def load_clean_data(data_args, seed=42, progress=True):
         train = stream_split(data_args.train_file, "train", data_args.split_column)
         if limits["train"]:
             train = train.take(limits["train"])
-        train, reports["train"], means, stds = clean_stream(train, "train", text, labels, data_args.on_bad_rows)
+        try:
+            train, reports["train"], means, stds = clean_stream(train, "train", text, labels, data_args.on_bad_rows)
+        except (DatasetGenerationError, UnicodeDecodeError) as error:
+            raise read_error([data_args.train_file], error) from None
         raw["train"] = train.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer)
     else:
         raw = load_raw_datasets(data_args.train_file, data_args.validation_file, data_args.test_file,
@@ -388,7 +496,10 @@ def _load_eval_splits_for_streaming(data_args):
         if path:
             dataset = load_raw_datasets(train_file=path)["train"]
         elif data_args.split_column:
-            rows = list(stream_split(data_args.train_file, split, data_args.split_column))
+            try:
+                rows = list(stream_split(data_args.train_file, split, data_args.split_column))
+            except (DatasetGenerationError, UnicodeDecodeError) as error:
+                raise read_error([data_args.train_file], error) from None
             if not rows:
                 continue
             dataset = Dataset.from_list(rows)

@@ -108,24 +108,31 @@ def prediction_columns(label_names):
 
 
 def _read_input(path, text_column):
-    """Rows (as dicts) from a CSV / JSONL / JSON file, or stdin lines when path is '-' or None."""
+    """Rows (as dicts) from a CSV / TSV / JSONL / JSON file (optionally compressed), or stdin lines when path is
+    '-' or None; a file that cannot be read stops with one line naming it (and the row, for bytes not UTF-8)."""
     import pandas as pd
+
+    from .data import _COMPRESSIONS, _plain_name, read_error
 
     if path in (None, "-"):
         return pd.DataFrame({text_column: [line.rstrip("\n") for line in sys.stdin]})
     if not os.path.isfile(path):
         raise FileNotFoundError(f"input file {path!r} does not exist.")
-    lower = path.lower()
-    if lower.endswith((".jsonl", ".json")):
-        frame = pd.read_json(path, lines=lower.endswith(".jsonl"), dtype=False)
-    elif lower.endswith((".csv", ".tsv")):
-        frame = pd.read_csv(path, sep="\t" if lower.endswith(".tsv") else ",", dtype=str, keep_default_na=False,
-                            na_values=[])
-    elif lower.endswith(".txt"):
-        with open(path, encoding="utf-8") as handle:
-            frame = pd.DataFrame({text_column: [line.rstrip("\n") for line in handle]})
-    else:
-        raise ValueError(f"{path}: unsupported input type; use .csv, .tsv, .jsonl, .json or .txt.")
+    name = _plain_name(path)
+    try:
+        if name.endswith((".jsonl", ".json")):
+            frame = pd.read_json(path, lines=name.endswith(".jsonl"), dtype=False)
+        elif name.endswith((".csv", ".tsv")):
+            frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", dtype=str, keep_default_na=False,
+                                na_values=[])
+        elif name.endswith(".txt") and name == path.lower():
+            with open(path, encoding="utf-8") as handle:
+                frame = pd.DataFrame({text_column: [line.rstrip("\n") for line in handle]})
+        else:
+            raise ValueError(f"{path}: unsupported input type; use .csv, .tsv, .jsonl, .json (each may be compressed: "
+                             f"{', '.join(_COMPRESSIONS)}) or .txt.")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise read_error([path], error) from None
     if text_column not in frame.columns:
         raise ValueError(f"{path}: no column {text_column!r}; columns are {list(frame.columns)}. Set --text_column.")
     return frame
