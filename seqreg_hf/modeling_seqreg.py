@@ -395,6 +395,9 @@ class SeqRegPreTrainedModel(PreTrainedModel):
             model = super().from_pretrained(*args, **kwargs)
         except Exception as error:
             where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            if isinstance(error, OSError) and "not a valid JSON file" in str(error):  # a corrupt config.json
+                raise OSError(f"{error} Restore it from a checkpoint (checkpoint-*/config.json) or from the "
+                              "directory the model was saved in, or download it again.") from None
             if type(error).__name__ == "SafetensorError":  # truncated or corrupt weights: name the file
                 raise ValueError(f"{where}: model.safetensors cannot be read ({error}); the file is truncated or "
                                  "corrupt. Restore it from a checkpoint (checkpoint-*/model.safetensors), download "

@@ -1,10 +1,27 @@
 """The "text-regression" pipeline: `pipeline("text-regression", model=DIR)` returns {label: score} per text."""
 
-from transformers import AutoModelForSequenceClassification, Pipeline
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 
 class TextRegressionPipeline(Pipeline):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        source = getattr(self.model, "name_or_path", "") or "the model directory"
+        if self.tokenizer is None:  # pipeline() could not load it: say why, with the file
+            reason = "no tokenizer files"
+            try:
+                AutoTokenizer.from_pretrained(source)
+            except Exception as error:  # tokenizers and json raise their own types for a corrupt file
+                reason = f"{type(error).__name__}: {error}"
+            raise ValueError(f"{source}: the tokenizer cannot be loaded ({reason}). Restore tokenizer.json and "
+                             "tokenizer_config.json from the directory the model was saved in, or pass tokenizer=.")
+        vocab_size = getattr(self.model.config, "vocab_size", None)
+        if vocab_size is not None and len(self.tokenizer) > vocab_size:
+            raise ValueError(f"{source}: the tokenizer has {len(self.tokenizer)} tokens but the model's vocabulary "
+                             f"has {vocab_size} rows: they were not saved together. Use the tokenizer saved with "
+                             "the model.")
+
     def _sanitize_parameters(self, truncation=True, max_length=None, **kwargs):
         preprocess = {"truncation": truncation}
         if max_length is not None:

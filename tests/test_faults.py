@@ -98,6 +98,70 @@ def test_truncated_weights_are_named_through_every_door(truncated_model):
         pipeline("text-regression", model=str(truncated_model))
 
 
+@pytest.fixture
+def saved_model(tmp_path):
+    folder = tmp_path / "model"
+    seqreg_hf.init_model_dir(folder, None, id2label={0: "y"}, hidden_size=8)
+    return folder
+
+
+def predict_cli(folder, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a calm day\n")
+    code = cli(["predict", "--model_name_or_path", str(folder), "--test_file", str(texts), "--output_file",
+                str(tmp_path / "out.csv")])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("seqreg-hf predict: error:")]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err
+    return lines[0]
+
+
+def test_a_corrupt_config_is_named_with_the_fix_through_every_seqreg_door(saved_model, tmp_path, capsys):
+    (saved_model / "config.json").write_text("{")
+    fix = r"config\.json' is not a valid JSON file\. Restore it from a checkpoint"
+    for door in (SeqRegForSequenceRegression.from_pretrained, SeqRegModel.from_pretrained):
+        with pytest.raises(OSError, match=fix):
+            door(saved_model)
+    # transformers' own doors parse config.json before any seqreg_hf code runs: they name the file themselves.
+    for door in (AutoModelForSequenceClassification.from_pretrained, lambda d: pipeline("text-regression", model=d)):
+        with pytest.raises(OSError, match=r"config\.json' is not a valid JSON file"):
+            door(str(saved_model))
+    line = predict_cli(saved_model, tmp_path, capsys)
+    assert f"{saved_model / 'config.json'} is not valid JSON" in line and "restore it from a checkpoint" in line
+
+
+def test_a_corrupt_tokenizer_is_named_by_the_pipeline_and_the_cli(saved_model, tmp_path, capsys):
+    (saved_model / "tokenizer.json").write_text("{")
+    with pytest.raises(ValueError, match=r"the tokenizer cannot be loaded \(JSONDecodeError: .*Restore tokenizer\.json"):
+        pipeline("text-regression", model=str(saved_model))
+    with pytest.raises(ValueError, match="the tokenizer files cannot be read"):
+        seqreg_hf.Predictor.from_dir(saved_model)
+    line = predict_cli(saved_model, tmp_path, capsys)
+    assert f"{saved_model}: the tokenizer files cannot be read" in line and "Restore tokenizer.json" in line
+
+
+def test_a_tokenizer_that_does_not_fit_is_refused_at_every_door(saved_model, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    tokenizer = json.loads((saved_model / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    first_extra = len(vocab)
+    vocab.update({f"zzextra{i}": first_extra + i for i in range(100)})
+    (saved_model / "tokenizer.json").write_text(json.dumps(tokenizer))
+    batch = AutoTokenizer.from_pretrained(saved_model)(["zzextra5 calm"], return_tensors="pt")
+    assert batch["input_ids"].max() >= first_extra
+    for door in (SeqRegForSequenceRegression.from_pretrained, AutoModelForSequenceClassification.from_pretrained):
+        model = door(saved_model)  # the weights load; the first batch with an id past the matrix is refused
+        with pytest.raises(ValueError, match=rf"input_ids contains id {first_extra + 5}, outside the vocabulary "
+                                             rf"0\.\.{first_extra - 1}\. The tokenizer does not match"):
+            model(**batch)
+    with pytest.raises(ValueError, match=rf"tokenizer has {first_extra + 100} tokens but the model's vocabulary has "
+                                         rf"{first_extra} rows"):
+        pipeline("text-regression", model=str(saved_model))
+    line = predict_cli(saved_model, tmp_path, capsys)
+    assert f"the tokenizer has {first_extra + 100} tokens but the embedding matrix has {first_extra} rows" in line
+
+
 def tiny_bert(folder, safe):
     config = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=32)  # MiniLM's WordPiece vocabulary, tiny everything else
