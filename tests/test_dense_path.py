@@ -280,3 +280,30 @@ def test_unpadded_batches_take_the_modules_own_call_and_agree_with_the_padded_pa
     torch.testing.assert_close(gx_a, gx_b, atol=1e-5, rtol=1e-5)
     for a, b in zip(gp_a, gp_b):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mean"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_unpadded_batches_equal_bare_torch(cell, bidirectional, merge_mode, num_layers, monkeypatch):
+    """The no-padding fast path against bare torch directly: the whole batch in one plain call, and each sentence
+    run alone. A spy proves that the fast path is the one taken."""
+    encoder = make_encoder(*cell, bidirectional=bidirectional, num_layers=num_layers, merge=merge_mode)
+    config = encoder.config
+    calls = []
+    monkeypatch.setattr(SeqRegEncoder, "_dense", lambda *a, **k: calls.append("dense") or pytest.fail("dense path"))
+    inputs, lengths = padded_batch([5, 5, 5], seed=6)
+    with torch.no_grad():
+        output, h_n, c_n = encoder(inputs, lengths)
+        whole, state = bare_twin(encoder)(inputs)
+    assert calls == []
+    h_bare, c_bare = state if config.rnn_type == "lstm" else (state, None)
+    torch.testing.assert_close(output, merge(whole, config), atol=1e-6, rtol=0)
+    # torch's (num_layers * D, B, H) -> (num_layers, B, D * H), [forward | backward], then merged.
+    as_layers = lambda s: merge(torch.cat(s.view(num_layers, config.num_directions, 3, H).unbind(1), dim=-1), config)
+    torch.testing.assert_close(h_n, as_layers(h_bare), atol=1e-6, rtol=0)
+    if c_n is not None:
+        torch.testing.assert_close(c_n, as_layers(c_bare), atol=1e-6, rtol=0)
+    with torch.no_grad():
+        assert_matches_sentences_alone(encoder, inputs, lengths)

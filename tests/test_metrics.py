@@ -44,8 +44,26 @@ def test_constant_predictions_give_nan_correlation_not_a_crash(metric):
     assert result["mse_0"] == pytest.approx(np.mean((np.arange(5.0) - 2.0) ** 2))
 
 
-def test_metric_is_a_local_module_not_a_hub_name():
-    assert METRIC_PATH.endswith("regression_metrics.py")
+def test_metric_is_a_local_module_not_a_hub_name(monkeypatch):
+    """evaluate.load gets the shipped file's path and runs a copy of that very file, with every socket refused;
+    the same load by name (what a Hub metric would need) fails under the same conditions."""
+    import inspect
+    import socket
+
+    import evaluate
+
+    def no_network(*args, **kwargs):
+        raise OSError(f"network refused in this test: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    metric = load_metric()
+    loaded_from = inspect.getfile(type(metric))
+    assert open(loaded_from, encoding="utf-8").read() == open(METRIC_PATH, encoding="utf-8").read()
+    result = compute_regression_metrics(np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 3.0]), metric=metric)
+    assert result["mse_0"] == pytest.approx(2 / 3)
+    with pytest.raises(Exception):
+        evaluate.load("seqreg-hf/regression_metrics")
     with pytest.raises(ValueError, match="must both be"):
         compute_regression_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
 
