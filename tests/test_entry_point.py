@@ -414,3 +414,21 @@ def test_preprocessing_num_workers_reaches_tokenization(tmp_path, monkeypatch):
                         label_columns=["y"], output_dir=str(tmp_path / "out"), preprocessing_num_workers=2,
                         max_length=64, **TINY)
     assert seen == {"num_proc": 2, "max_length": 64}
+
+
+def test_the_readme_reliability_table_names_tests_that_exist():
+    import re
+
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## Reliability", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) >= 20
+    checked = 0
+    for row in rows:
+        current = None
+        for file_name, name in re.findall(r"`(?:(test_\w+\.py)(?:::)?)?(?:…|::)?(\w*)`", row.split("|")[3]):
+            current = file_name or current
+            source = (REPO / "tests" / current).read_text(encoding="utf-8")
+            if name:
+                assert re.search(rf"^def (\w*{name})\(", source, re.M), f"{current}: no test ending in {name}"
+                checked += 1
+    assert checked >= len(rows)

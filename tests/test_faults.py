@@ -234,3 +234,22 @@ def test_an_interrupted_prediction_leaves_no_half_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_frame(frame, str(tmp_path / "scored.csv"))
     assert os.listdir(tmp_path) == []
+
+
+def test_the_first_signal_asks_for_a_checkpoint_and_the_second_stops_at_once():
+    import signal
+
+    from transformers import TrainerControl, TrainingArguments
+
+    from seqreg_hf.trainer import _SignalStop
+
+    stop = _SignalStop()
+    before = signal.getsignal(signal.SIGINT)
+    with stop.installed():
+        os.kill(os.getpid(), signal.SIGINT)  # delivered to this (main) thread before the next bytecode
+        assert stop.signum == signal.SIGINT
+        control = stop.on_step_end(TrainingArguments(output_dir="unused", report_to="none"), None, TrainerControl())
+        assert control.should_save and control.should_training_stop
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
