@@ -212,7 +212,7 @@ def test_a_full_disk_at_the_first_checkpoint_leaves_nothing_to_resume_and_says_s
     out, _ = process.communicate(timeout=600)
     assert process.returncode == 1, out[-3000:]
     line = one_error_line(out)
-    assert f"could not write {output_dir / 'checkpoint-2'}: " in line and "File too large" in line  # 2 steps, then
+    assert f"could not write {output_dir / 'checkpoint-2'}: " in line and "File too large" in line  # after its 2 steps
     assert "starts over, as no complete checkpoint exists yet" in line
     assert list(output_dir.glob("checkpoint-*")) == []
     again = run_cli(cli_args(output_dir, "--max_train_samples", "64", "--num_train_epochs", "1",
