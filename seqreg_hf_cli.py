@@ -7,6 +7,7 @@ commands:
   train     train (and evaluate) on files of texts and scores
   evaluate  evaluate a model on labelled files (same metric keys and files as train)
   predict   score texts from a CSV / TSV / JSONL / TXT file or stdin
+  export    write an ONNX graph of a trained model (checked against torch; int8 on request)
   oov       out-of-vocabulary rates of a text file under a model's tokenizer
   explain   RNN output / h_n / c_n shapes and which slice is the sentence vector
 
@@ -28,7 +29,7 @@ import os
 import shutil
 import sys
 
-COMMANDS = ("init", "train", "evaluate", "predict", "oov", "explain")
+COMMANDS = ("init", "train", "evaluate", "predict", "export", "oov", "explain")
 
 
 def version():

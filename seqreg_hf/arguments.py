@@ -215,6 +215,30 @@ class PredictArguments:
     text_column: str = _text_column_field()
     batch_size: int = _batch_size_field()
     max_length: int | None = field(default=None, metadata={"help": "Truncate longer texts (default: the tokenizer's)."})
+    backend: typing.Literal["torch", "onnx"] = field(default="torch", metadata={
+        "help": "torch, or onnx: onnxruntime runs the model.onnx that `seqreg-hf export` wrote into the model "
+                "directory (see --onnx_file)."})
+    onnx_file: str | None = field(default=None, metadata={
+        "help": "With --backend onnx: the graph file in the model directory (default model.onnx; model.int8.onnx "
+                "for the int8 variant)."})
+    device: str | None = field(default=None, metadata={
+        "help": "torch device to run on (cpu, cuda, cuda:1, mps; default: where the model loads, the CPU)."})
+    std: bool | None = field(default=None, metadata={
+        "help": "Write pred_<label>_std, the spread of an ensemble's members, next to each score (default: yes for "
+                "ensembles; a single network has none)."})
+
+
+@dataclass
+class ExportArguments:
+    model_name_or_path: str | None = _model_field("The trained model: a directory or a Hub id (required).")
+    format: typing.Literal["onnx"] = field(default="onnx", metadata={"help": "Export format."})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "Where to write model.onnx with the tokenizer, config and card (required; may be the model's own "
+                "directory)."})
+    quantize: typing.Literal["int8"] | None = field(default=None, metadata={
+        "help": "Also write model.int8.onnx: onnxruntime dynamic quantization (int8 weights, the embedding matrix "
+                "included)."})
+    opset: int = field(default=17, metadata={"help": "ONNX opset."})
 
 
 @dataclass
@@ -530,6 +554,7 @@ COMMAND_GROUPS = {
     "init": (InitArguments, EmbeddingArguments, ArchitectureArguments, RunOptions),
     "evaluate": (EvaluateArguments, RunOptions),
     "predict": (PredictArguments, RunOptions),
+    "export": (ExportArguments, RunOptions),
     "oov": (OovArguments, RunOptions),
     "explain": (ExplainArguments,),
 }
@@ -537,6 +562,7 @@ DESCRIPTIONS = {
     "init": "Build an untrained model directory (config, frozen embeddings, tokenizer, code, card).",
     "evaluate": "Metrics, predictions and scatter plots of a model on labelled files.",
     "predict": "Score texts with a trained model.",
+    "export": "Export a trained model to ONNX (checked against torch), optionally with an int8 variant.",
     "oov": "Out-of-vocabulary rates of a text file under a model's (or embeddings') tokenizer.",
     "explain": "Which RNN output is the sentence vector? Shapes and identities from a real forward pass.",
 }
@@ -561,5 +587,5 @@ def parse_command(command, argv):
 
 __all__ = ["ArchitectureArguments", "DataArguments", "EmbeddingArguments", "ModelArguments", "SeqRegTrainingArguments",
            "RunArguments", "parse_arguments", "training_parser", "recipe_defaults", "read_config_file", "Parser",
-           "RunOptions", "InitArguments", "PredictArguments", "EvaluateArguments", "OovArguments", "ExplainArguments",
+           "RunOptions", "InitArguments", "PredictArguments", "ExportArguments", "EvaluateArguments", "OovArguments", "ExplainArguments",
            "command_parser", "parse_command"]

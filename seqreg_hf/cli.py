@@ -73,7 +73,20 @@ def run_predict(argv):
     main(argv)
 
 
-COMMANDS = {"init": run_init, "train": run_train, "evaluate": run_evaluate, "predict": run_predict, "oov": run_oov,
+def run_export(argv):
+    from .arguments import parse_command
+    from .export import export_onnx
+    from .logs import configure
+
+    args, run = parse_command("export", argv)
+    configure(run.log_level, run.disable_tqdm)
+    if not args.model_name_or_path or not args.output_dir:
+        raise ValueError("--model_name_or_path and --output_dir are required: the model to export and where to.")
+    print(json.dumps(export_onnx(args.model_name_or_path, args.output_dir, quantize=args.quantize, opset=args.opset),
+                     indent=2))
+
+
+COMMANDS = {"init": run_init, "export": run_export, "train": run_train, "evaluate": run_evaluate, "predict": run_predict, "oov": run_oov,
             "explain": run_explain}
 
 

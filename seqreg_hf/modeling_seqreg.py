@@ -549,6 +549,14 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
             return (logits,) if loss is None else (loss, logits)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
+    def member_predictions(self, input_ids=None, attention_mask=None, token_features=None):
+        """(ensemble_size, batch, num_labels): each member's scores in the labels' own units. Their mean is
+        `logits`; their spread (`std(dim=0)`) is the ensemble's disagreement, a per-text uncertainty."""
+        encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features, return_dict=True)
+        members = self.seqreg.ensemble.predict(encoded.pooler_output)
+        mean, std = self._label_stats(members)
+        return members * std + mean
+
     def _label_stats(self, like):
         config = self.config
         if config.label_means is None:

@@ -31,23 +31,64 @@ def as_text(value):
     return value if isinstance(value, str) else str(value)
 
 
+BACKENDS = ("torch", "onnx")
+
+
+def no_std_error(config):
+    return ValueError(f"a single network (ensemble_size={config.ensemble_size}) has no spread between members, so no "
+                      "std: train an ensemble (--ensemble_size 3 or more) for a per-text uncertainty.")
+
+
 class Predictor:
-    def __init__(self, model, tokenizer, max_length=None, device=None):
-        self.model = model.eval()
+    """Texts in, scores out. `model` is a SeqRegForSequenceRegression (backend "torch") or an `OnnxSession`
+    (backend "onnx", from `seqreg-hf export`); both run the same exact-length batches."""
+
+    def __init__(self, model, tokenizer, max_length=None, device=None, backend="torch"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}: the choices are {', '.join(BACKENDS)}.")
+        self.backend = backend
+        self.model = model.eval() if backend == "torch" else model
+        self.config = model.config
         self.tokenizer = pad_right(tokenizer)
         self.max_length = max_length or min(getattr(tokenizer, "model_max_length", 512), 100_000)
-        self.device = device or next(model.parameters()).device
+        self.device = (device or next(model.parameters()).device) if backend == "torch" else "cpu"
+        if backend == "torch" and device is not None:
+            self.model.to(device)
         self.report = {}
 
     @classmethod
-    def from_dir(cls, model_name_or_path, **kwargs):
-        """A Predictor for a model directory or Hub id."""
+    def from_dir(cls, model_name_or_path, backend="torch", onnx_file=None, device=None, **kwargs):
+        """A Predictor for a model directory or Hub id; backend "onnx" runs its exported `model.onnx` (or
+        `onnx_file`, e.g. "model.int8.onnx") with onnxruntime, without building the torch model."""
+        if backend == "onnx":
+            from .export import ONNX_FILE, OnnxSession
+            from .loading import ModelDirError, load_config, load_tokenizer, resolve_model_dir
+
+            folder = resolve_model_dir(model_name_or_path)
+            config = load_config(folder)
+            path = os.path.join(folder, onnx_file or ONNX_FILE)
+            if not os.path.isfile(path):
+                raise ModelDirError(f"{folder} has no {onnx_file or ONNX_FILE}: export it first with `seqreg-hf export "
+                                    f"--model_name_or_path MODEL --format onnx --output_dir {folder}`.")
+            try:
+                session = OnnxSession(path, config)
+            except ImportError:
+                raise ImportError("backend='onnx' needs onnxruntime: pip install 'seqreg-hf[onnx]'.") from None
+            except Exception as error:  # onnxruntime raises its own types for a corrupt graph
+                raise ModelDirError(f"{path} cannot be loaded by onnxruntime ({error}); export it again.") from None
+            return cls(session, load_tokenizer(folder, config), backend="onnx", **kwargs)
+        if backend != "torch":
+            raise ValueError(f"backend={backend!r}: the choices are {', '.join(BACKENDS)}.")
         model, tokenizer = load_model_dir(model_name_or_path)
-        return cls(model, tokenizer, **kwargs)
+        return cls(model, tokenizer, device=device, **kwargs)
 
     @property
     def label_names(self):
-        return self.model.config.label_names
+        return self.config.label_names
+
+    @property
+    def has_std(self):
+        return self.config.ensemble_size > 1
 
     def encode(self, texts):
         """Token ids per text, and how many texts lost tokens to truncation."""
@@ -55,34 +96,56 @@ class Predictor:
         truncated = sum(1 for e in (encoded.encodings or []) if e.overflowing)
         return encoded["input_ids"], truncated
 
+    def _run(self, input_ids, want_members):
+        """(scores, member scores or None) of one unpadded batch, as numpy arrays."""
+        if self.backend == "onnx":
+            scores, members = self.model.run(input_ids, np.ones_like(input_ids))
+            return scores, members
+        ids = torch.from_numpy(input_ids).to(self.device)
+        mask = torch.ones_like(ids)
+        if want_members:
+            members = self.model.member_predictions(ids, attention_mask=mask).float()
+            return members.mean(dim=0).cpu().numpy(), members.cpu().numpy()
+        return self.model(ids, attention_mask=mask).logits.float().cpu().numpy(), None
+
     @torch.inference_mode()
-    def predict(self, texts, batch_size=256):
-        """(len(texts), num_labels) float32 scores."""
+    def predict(self, texts, batch_size=256, return_std=False):
+        """(len(texts), num_labels) float32 scores; with return_std=True also the members' spread (population std,
+        same shape), for ensembles only."""
+        if return_std and not self.has_std:
+            raise no_std_error(self.config)
         texts = [as_text(t) for t in texts]
         ids, truncated = self.encode(texts) if texts else ([], 0)
         self.report = {"rows": len(texts), "empty": sum(1 for t in texts if not t.strip()), "truncated": truncated}
         if self.report["truncated"]:
             logger.warning("%d text(s) were longer than %d tokens and were truncated.", self.report["truncated"],
                            self.max_length)
-        output = np.empty((len(ids), self.model.config.num_labels), dtype=np.float32)
+        output = np.empty((len(ids), self.config.num_labels), dtype=np.float32)
+        spread = np.empty_like(output) if return_std else None
         batches = exact_length_batches([len(i) for i in ids], batch_size)
         quiet = not progress_enabled() or len(batches) < 2  # no bar (nor its set-up cost) for a single batch
         for rows in tqdm(batches, desc="predicting", unit=" batches", disable=quiet):
             # Every batch holds texts of one length: no padding, so the model runs its dense kernel.
-            input_ids = torch.tensor([ids[r] for r in rows], dtype=torch.long).reshape(len(rows), -1)
-            mask = torch.ones_like(input_ids)
-            logits = self.model(input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            output[rows] = logits.float().cpu().numpy()
-        return output
+            input_ids = np.array([ids[r] for r in rows], dtype=np.int64).reshape(len(rows), -1)
+            scores, members = self._run(input_ids, return_std)
+            output[rows] = scores
+            if return_std:
+                spread[rows] = members.std(axis=0)
+        return (output, spread) if return_std else output
 
-    def predict_dicts(self, texts, batch_size=256):
-        """One {label: score} dict per text, in input order."""
+    def predict_dicts(self, texts, batch_size=256, return_std=False):
+        """One {label: score} dict per text, in input order (with return_std, also {label}_std)."""
         names = self.label_names
-        return [dict(zip(names, map(float, row))) for row in self.predict(texts, batch_size)]
+        if not return_std:
+            return [dict(zip(names, map(float, row))) for row in self.predict(texts, batch_size)]
+        scores, spread = self.predict(texts, batch_size, return_std=True)
+        return [{**dict(zip(names, map(float, row))), **{f"{n}_std": float(v) for n, v in zip(names, sd)}}
+                for row, sd in zip(scores, spread)]
 
 
-def predict(model_or_path, texts, batch_size=256, tokenizer=None):
-    """Scores of `texts`: one {label: score} dict per text, keyed by label name, in input order.
+def predict(model_or_path, texts, batch_size=256, tokenizer=None, return_std=False):
+    """Scores of `texts`: one {label: score} dict per text, keyed by label name, in input order; with
+    return_std=True (ensembles) also {label}_std, the spread of the members' scores.
 
     `model_or_path`: a model directory or Hub id, a `Predictor`, or a loaded `SeqRegForSequenceRegression` (its
     tokenizer is `tokenizer`, or loaded from where the model was loaded from).
@@ -99,7 +162,7 @@ def predict(model_or_path, texts, batch_size=256, tokenizer=None):
 
             tokenizer = load_tokenizer(model_or_path.name_or_path, model_or_path.config)
         predictor = Predictor(model_or_path, tokenizer)
-    return predictor.predict_dicts(list(texts), batch_size=batch_size)
+    return predictor.predict_dicts(list(texts), batch_size=batch_size, return_std=return_std)
 
 
 def prediction_columns(label_names):
@@ -164,14 +227,26 @@ def main(argv=None):
     configure(run.log_level, run.disable_tqdm)
     if not args.model_name_or_path:
         raise ValueError("--model_name_or_path is required: the model directory or Hub id to predict with.")
-    predictor = Predictor.from_dir(args.model_name_or_path, max_length=args.max_length)
+    predictor = Predictor.from_dir(args.model_name_or_path, backend=args.backend, onnx_file=args.onnx_file,
+                                   device=args.device, max_length=args.max_length)
+    with_std = predictor.has_std if args.std is None else args.std
+    if with_std and not predictor.has_std:
+        raise no_std_error(predictor.config)
     frame = _read_input(args.test_file, args.text_column)
-    scores = predictor.predict(frame[args.text_column].tolist(), batch_size=args.batch_size)
+    result = predictor.predict(frame[args.text_column].tolist(), batch_size=args.batch_size, return_std=with_std)
+    scores, spread = result if with_std else (result, None)
     columns = prediction_columns(predictor.label_names)
-    if taken := [c for c in columns if c in frame.columns]:
+    std_columns = [f"{c}_std" for c in columns] if with_std else []
+    if taken := [c for c in columns + std_columns if c in frame.columns]:
         raise ValueError(f"{args.test_file} already has column(s) {taken}, where the predictions go; rename them "
                          "(or drop them, if they are an earlier run's predictions).")
     for i, column in enumerate(columns):
         frame[column] = scores[:, i]
+        if with_std:
+            frame[std_columns[i]] = spread[:, i]
     write_frame(frame, args.output_file)
-    print(json.dumps({"predicted": predictor.report}), file=sys.stderr)
+    report = {**predictor.report, "backend": predictor.backend,
+              "std": "the spread of the ensemble members' scores (population std)" if with_std else
+              f"none: a single network (ensemble_size={predictor.config.ensemble_size}) has no spread between members"
+              if not predictor.has_std else "not asked for (--std false)"}
+    print(json.dumps({"predicted": report}), file=sys.stderr)

@@ -1,0 +1,153 @@
+"""ONNX export, the onnxruntime backend, int8, and ensemble uncertainty: each against torch or an independent
+computation."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from seqreg_hf import Predictor, SeqRegForSequenceRegression, init_model_dir
+from seqreg_hf.cli import main as cli
+from seqreg_hf.configuration_seqreg import CHOICES
+from seqreg_hf.export import OnnxSession, check_batches, export_graph
+
+from .conftest import member, tiny_config
+
+
+CELLS = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")]
+POOLINGS = CHOICES["pooling"]
+MERGES = CHOICES["direction_merge"]
+
+
+def torch_scores(model, ids, mask):
+    with torch.no_grad():
+        return model(ids, attention_mask=mask).logits.numpy(), model.member_predictions(ids, attention_mask=mask).numpy()
+
+
+def assert_graph_matches_torch(model, tmp_path, atol=1e-5):
+    path = tmp_path / "model.onnx"
+    export_graph(model, path)
+    session = OnnxSession(path, model.config)
+    for ids, mask in check_batches(model.config.vocab_size, model.config.pad_token_id, seed=3):
+        scores, members = session.run(ids.numpy(), mask.numpy())
+        want_scores, want_members = torch_scores(model, ids, mask)
+        np.testing.assert_allclose(scores, want_scores, rtol=0, atol=atol)
+        np.testing.assert_allclose(members, want_members, rtol=0, atol=atol)
+    assert not model.training
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("cell", CELLS, ids=["lstm", "gru", "rnn_tanh", "rnn_relu"])
+def test_graph_equals_torch_for_every_cell_direction_and_depth(cell, bidirectional, num_layers, tmp_path):
+    """Padded batches of mixed lengths with empty rows, one unpadded batch and a single text (check_batches);
+    poolings, merges and ensemble sizes rotate through the grid so that each appears with several cells."""
+    index = CELLS.index(cell) * 6 + bidirectional * 3 + num_layers - 1
+    torch.manual_seed(index)
+    config = tiny_config(rnn_type=cell[0], rnn_nonlinearity=cell[1], bidirectional=bidirectional,
+                         num_layers=num_layers, pooling=POOLINGS[index % len(POOLINGS)],
+                         direction_merge=MERGES[index % len(MERGES)], ensemble_size=1 + 2 * (index % 2),
+                         label_means=[3.0, -1.0], label_stds=[0.5, 2.0])
+    assert_graph_matches_torch(SeqRegForSequenceRegression(config).eval(), tmp_path)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_graph_equals_torch_for_every_pooling_of_an_ensemble(pooling, tmp_path):
+    torch.manual_seed(1)
+    config = tiny_config(rnn_type="gru", bidirectional=True, num_layers=2, pooling=pooling, ensemble_size=3,
+                         head_hidden_sizes=[5])
+    assert_graph_matches_torch(SeqRegForSequenceRegression(config).eval(), tmp_path)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A MiniLM model directory (a 3-member ensemble), exported by the CLI with its int8 variant."""
+    folder = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    init_model_dir(folder / "model", None, id2label={0: "V", 1: "A"}, hidden_size=8, ensemble_size=3,
+                   label_means=[3.0, 2.5], label_stds=[0.4, 0.3])
+    assert cli(["export", "--model_name_or_path", str(folder / "model"), "--output_dir", str(folder / "onnx"),
+                "--quantize", "int8"]) == 0
+    return folder
+
+
+TEXTS = ["a calm and quiet evening", "", "What a terrible, terrible day!!", "ok", "  ",
+         "the meeting was moved to thursday afternoon because the room was taken"]
+
+
+def test_export_writes_the_graph_beside_tokenizer_config_and_card(exported):
+    out = exported / "onnx"
+    for name in ("model.onnx", "model.int8.onnx", "tokenizer.json", "config.json", "README.md", "onnx_export.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "onnx_export.json").read_text())
+    assert report["exporter"].startswith("torch.onnx.export, TorchScript") and report["opset"] == 17
+    assert report["max_abs_difference_vs_torch"] <= 1e-5
+    assert report["files"]["model.int8.onnx"] < 0.5 * report["files"]["model.onnx"]  # int8 weights and matrix
+
+
+def test_onnx_predictor_equals_torch_with_empty_texts_and_std(exported):
+    torch_predictor = Predictor.from_dir(exported / "model")
+    onnx_predictor = Predictor.from_dir(exported / "onnx", backend="onnx")
+    want, want_std = torch_predictor.predict(TEXTS, return_std=True)
+    got, got_std = onnx_predictor.predict(TEXTS, return_std=True)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got_std, want_std, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(onnx_predictor.predict(TEXTS), torch_predictor.predict(TEXTS), rtol=0, atol=1e-5)
+    int8 = Predictor.from_dir(exported / "onnx", backend="onnx", onnx_file="model.int8.onnx").predict(TEXTS)
+    assert np.isfinite(int8).all() and np.abs(int8 - want).max() < 0.1  # close, not equal: int8 weights
+
+
+def test_predict_cli_backends_agree_and_write_std_columns(exported, tmp_path):
+    texts = tmp_path / "texts.csv"
+    pd.DataFrame({"text": TEXTS}).to_csv(texts, index=False)
+    frames = {}
+    for backend, model in (("torch", "model"), ("onnx", "onnx")):
+        out = tmp_path / f"{backend}.csv"
+        assert cli(["predict", "--model_name_or_path", str(exported / model), "--test_file", str(texts),
+                    "--output_file", str(out), "--backend", backend]) == 0
+        frames[backend] = pd.read_csv(out, keep_default_na=False)
+    assert list(frames["onnx"].columns) == ["text", "pred_V", "pred_V_std", "pred_A", "pred_A_std"]
+    np.testing.assert_allclose(frames["onnx"].iloc[:, 1:].to_numpy(float), frames["torch"].iloc[:, 1:].to_numpy(float),
+                               rtol=0, atol=1e-5)
+
+
+def test_std_is_the_spread_of_the_members_run_alone(exported):
+    predictor = Predictor.from_dir(exported / "model")
+    scores, spread = predictor.predict(TEXTS, return_std=True)
+    model, tokenizer = predictor.model, predictor.tokenizer
+    alone = []
+    for k in range(3):
+        single = SeqRegForSequenceRegression(type(model.config).from_dict({**model.config.to_dict(),
+                                                                            "ensemble_size": 1})).eval()
+        single.base_model.embeddings.load_state_dict(model.base_model.embeddings.state_dict())
+        member(single, 0).load_state_dict(member(model, k).state_dict())
+        alone.append([single(**tokenizer([t], return_tensors="pt", return_token_type_ids=False)).logits[0].tolist()
+                      for t in TEXTS])
+    alone = np.array(alone)  # (3, texts, labels), each member as a model of its own, one text at a time
+    np.testing.assert_allclose(scores, alone.mean(axis=0), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(spread, alone.std(axis=0), rtol=0, atol=1e-5)
+    assert (spread > 0).all()
+
+
+def test_a_single_network_says_it_has_no_std(tmp_path, capsys):
+    init_model_dir(tmp_path / "single", None, id2label={0: "V"}, hidden_size=8, ensemble_size=1)
+    predictor = Predictor.from_dir(tmp_path / "single")
+    with pytest.raises(ValueError, match=r"a single network \(ensemble_size=1\) has no spread"):
+        predictor.predict(TEXTS, return_std=True)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a calm day\n")
+    out = tmp_path / "out.csv"
+    assert cli(["predict", "--model_name_or_path", str(tmp_path / "single"), "--test_file", str(texts),
+                "--output_file", str(out)]) == 0
+    assert list(pd.read_csv(out).columns) == ["text", "pred_V"]
+    assert "none: a single network (ensemble_size=1) has no spread" in capsys.readouterr().err
+    assert cli(["predict", "--model_name_or_path", str(tmp_path / "single"), "--test_file", str(texts),
+                "--output_file", str(out), "--std", "true"]) == 1
+    assert "has no spread between members" in capsys.readouterr().err
+
+
+def test_the_onnx_backend_names_a_missing_graph(exported, capsys):
+    with pytest.raises(ValueError, match=r"has no model\.onnx: export it first with `seqreg-hf export"):
+        Predictor.from_dir(exported / "model", backend="onnx")
