@@ -1,4 +1,5 @@
-"""The "text-regression" pipeline: `pipeline("text-regression", model=DIR)` returns {label: score} per text."""
+"""The "text-regression" pipeline: `pipeline("text-regression", model=DIR)` returns {label: score} per text; with
+`return_std=True` (ensembles) also {label}_std, the spread of the members' scores."""
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -22,23 +23,36 @@ class TextRegressionPipeline(Pipeline):
                              f"has {vocab_size} rows: they were not saved together. Use the tokenizer saved with "
                              "the model.")
 
-    def _sanitize_parameters(self, truncation=True, max_length=None, **kwargs):
+    def _sanitize_parameters(self, truncation=True, max_length=None, return_std=None, **kwargs):
         preprocess = {"truncation": truncation}
         if max_length is not None:
             preprocess["max_length"] = max_length
-        return preprocess, {}, {}
+        forward = {}
+        if return_std is not None:
+            if return_std and getattr(self.model.config, "ensemble_size", 1) < 2:
+                raise ValueError(f"a single network (ensemble_size={getattr(self.model.config, 'ensemble_size', 1)}) "
+                                 "has no spread between members, so no std: train an ensemble (--ensemble_size 3 or "
+                                 "more) for a per-text uncertainty.")
+            forward["return_std"] = bool(return_std)
+        return preprocess, forward, {}
 
     def preprocess(self, text, truncation=True, max_length=None):
         text = "" if text is None else str(text)
         return self.tokenizer(text, truncation=truncation, max_length=max_length, return_tensors="pt",
                               return_token_type_ids=False)
 
-    def _forward(self, model_inputs):
-        return self.model(**model_inputs)
+    def _forward(self, model_inputs, return_std=False):
+        if not return_std:
+            return self.model(**model_inputs)
+        members = self.model.member_predictions(**model_inputs)  # (K, 1, num_labels), the labels' units
+        return {"logits": members.mean(dim=0), "std": members.std(dim=0, unbiased=False)}
 
     def postprocess(self, model_outputs):
-        scores = model_outputs["logits"][0].float().tolist()
-        return {self.model.config.id2label[i]: score for i, score in enumerate(scores)}
+        names = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        result = dict(zip(names, model_outputs["logits"][0].float().tolist()))
+        if "std" in model_outputs:
+            result.update({f"{n}_std": v for n, v in zip(names, model_outputs["std"][0].float().tolist())})
+        return result
 
 
 def register():

@@ -151,3 +151,20 @@ def test_a_single_network_says_it_has_no_std(tmp_path, capsys):
 def test_the_onnx_backend_names_a_missing_graph(exported, capsys):
     with pytest.raises(ValueError, match=r"has no model\.onnx: export it first with `seqreg-hf export"):
         Predictor.from_dir(exported / "model", backend="onnx")
+
+
+def test_the_pipeline_returns_std_on_request(exported, tmp_path):
+    from transformers import pipeline
+
+    regress = pipeline("text-regression", model=str(exported / "model"))
+    plain = regress(TEXTS[:3])
+    with_std = regress(TEXTS[:3], return_std=True)
+    scores, spread = Predictor.from_dir(exported / "model").predict(TEXTS[:3], return_std=True)
+    for row, result, want, sd in zip(plain, with_std, scores, spread):
+        assert set(row) == {"V", "A"} and set(result) == {"V", "A", "V_std", "A_std"}
+        np.testing.assert_allclose([result["V"], result["A"]], want, atol=1e-5)
+        np.testing.assert_allclose([row["V"], row["A"]], want, atol=1e-5)
+        np.testing.assert_allclose([result["V_std"], result["A_std"]], sd, atol=1e-5)
+    init_model_dir(tmp_path / "single", None, id2label={0: "V"}, hidden_size=8, ensemble_size=1)
+    with pytest.raises(ValueError, match="a single network .* has no spread"):
+        pipeline("text-regression", model=str(tmp_path / "single"))("fine", return_std=True)
