@@ -16,6 +16,10 @@ KNOWN_DATASETS = {
         "name": "EmoBank",
         "id": "JULIELab/EmoBank",
         "license": "cc-by-sa-4.0",
+        "language": "en",
+        "examples": ["I was thrilled to finally meet her after all these years.",
+                     "The committee will reconvene on Tuesday to review the budget.",
+                     "He slammed the door and refused to speak to anyone."],
         "attribution": (
             "Trained on EmoBank (CC-BY-SA 4.0), by Sven Buechel and Udo Hahn:\n\n"
             "- Sven Buechel and Udo Hahn. 2017. EmoBank: Studying the Impact of Annotation Perspective and "
@@ -26,6 +30,7 @@ KNOWN_DATASETS = {
         ),
     },
 }
+GENERIC_EXAMPLES = ["What a wonderful day!", "I am not sure this is going to work."]
 _METRICS = ("pearson", "spearman", "mse", "mae", "r2")
 _HUB_METRIC_TYPES = {"pearson": "pearsonr", "spearman": "spearmanr", "mse": "mse", "mae": "mae", "r2": "r_squared"}
 
@@ -40,6 +45,8 @@ def dataset_info(data_args):
         "id": known.get("id") or getattr(data_args, "dataset_name", None),
         "license": getattr(data_args, "dataset_license", None) or known.get("license"),
         "attribution": getattr(data_args, "dataset_attribution", None) or known.get("attribution"),
+        "language": known.get("language"),
+        "examples": known.get("examples"),
     }
 
 
@@ -89,6 +96,8 @@ def card_context(model, data_args=None, embedding_args=None, results=None, log_h
         model_name=_model_name(training_args),
         eval_results=eval_results or None,
         pipeline_tag="text-classification",
+        language=data.get("language"),
+        widget=[{"text": text} for text in (data.get("examples") or GENERIC_EXAMPLES)],
     )
     hyperparameters = []
     if training_args is not None:
@@ -112,6 +121,7 @@ def card_context(model, data_args=None, embedding_args=None, results=None, log_h
         "embedding_dim": config.embedding_dim,
         "embeddings_source": source,
         "num_labels": config.num_labels,
+        "ensemble_size": config.ensemble_size,
         "label_names": config.label_names,
         "label_means": [round(m, 4) for m in config.label_means or []],
         "label_stds": [round(s, 4) for s in config.label_stds or []],

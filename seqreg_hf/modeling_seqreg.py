@@ -9,6 +9,8 @@ Padding contract: right padding. ``attention_mask`` is 1 for the real tokens and
 with a 1 after a 0 (left padding, holes) is refused rather than silently mis-read.
 """
 
+import os
+import shutil
 import warnings
 from dataclasses import dataclass
 
@@ -517,6 +519,12 @@ class SeqRegModel(SeqRegPreTrainedModel):
         return lengths, attention_mask.bool()
 
 
+# The pipeline a checkpoint carries (config.json's custom_pipelines; transformers resolves "impl" in the checkpoint's
+# own pipelines.py, and "pt" among its Auto classes).
+PIPELINE_TASKS = {"text-regression": {"impl": "pipelines.TextRegressionPipeline",
+                                      "pt": ["AutoModelForSequenceClassification"], "tf": [], "type": "text"}}
+
+
 class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
     """The encoder plus a regression head; `logits` are in the labels' own units."""
 
@@ -530,6 +538,20 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.seqreg.set_input_embeddings(value)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """save_pretrained, plus the "text-regression" pipeline: its code (pipelines.py) and `custom_pipelines` in
+        config.json, so that `pipeline("text-regression", model=DIR, trust_remote_code=True)` works where seqreg_hf
+        is not installed."""
+        pipeline_code = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipelines.py")
+        if os.path.isfile(pipeline_code):
+            self.config.custom_pipelines = PIPELINE_TASKS
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if os.path.isfile(pipeline_code) and kwargs.get("is_main_process", True):
+            target = os.path.join(save_directory, "pipelines.py")
+            if not (os.path.exists(target) and os.path.samefile(pipeline_code, target)):
+                shutil.copyfile(pipeline_code, target)
+        return result
 
     def forward(self, input_ids=None, attention_mask=None, token_features=None, labels=None, token_type_ids=None,
                 return_dict=None):

@@ -176,6 +176,17 @@ class SeqRegTrainer(Trainer):
             shutil.rmtree(folder, ignore_errors=True)  # half a checkpoint is of no use, and it holds disk space
             raise _write_failure(folder, error, run_dir) from error
 
+    def create_model_card(self, *args, **kwargs):
+        """Trainer.push_to_hub calls this before uploading; transformers' generic card would replace seqreg_hf's
+        (its metrics table, model-index, widget and the data's attribution), so a seqreg_hf card is kept."""
+        card = os.path.join(self.args.output_dir, "README.md")
+        if os.path.isfile(card):
+            with open(card, encoding="utf-8") as handle:
+                if "made with seqreg_hf" in handle.read():
+                    logger.info("keeping seqreg_hf's model card %s", card)
+                    return
+        return super().create_model_card(*args, **kwargs)
+
     def save_model(self, output_dir=None, _internal_call=False):
         if _internal_call:  # inside _save_checkpoint, which reports the failure for the whole folder
             return super().save_model(output_dir, _internal_call=_internal_call)

@@ -2,11 +2,13 @@
 computation."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from seqreg_hf import Predictor, SeqRegForSequenceRegression, init_model_dir
 from seqreg_hf.cli import main as cli
@@ -156,7 +158,7 @@ def test_the_onnx_backend_names_a_missing_graph(exported, capsys):
 def test_the_pipeline_returns_std_on_request(exported, tmp_path):
     from transformers import pipeline
 
-    regress = pipeline("text-regression", model=str(exported / "model"))
+    regress = pipeline("text-regression", model=str(exported / "model"), trust_remote_code=True)
     plain = regress(TEXTS[:3])
     with_std = regress(TEXTS[:3], return_std=True)
     scores, spread = Predictor.from_dir(exported / "model").predict(TEXTS[:3], return_std=True)
@@ -167,4 +169,35 @@ def test_the_pipeline_returns_std_on_request(exported, tmp_path):
         np.testing.assert_allclose([result["V_std"], result["A_std"]], sd, atol=1e-5)
     init_model_dir(tmp_path / "single", None, id2label={0: "V"}, hidden_size=8, ensemble_size=1)
     with pytest.raises(ValueError, match="a single network .* has no spread"):
-        pipeline("text-regression", model=str(tmp_path / "single"))("fine", return_std=True)
+        pipeline("text-regression", model=str(tmp_path / "single"), trust_remote_code=True)("fine", return_std=True)
+
+
+def test_push_to_hub_uploads_seqreg_cards_not_the_generic_one(tmp_path, monkeypatch):
+    """Trainer.push_to_hub, run for real up to the upload; the upload itself is captured instead of sent."""
+    import transformers.trainer
+
+    from seqreg_hf.trainer import SeqRegTrainer
+    from transformers import TrainingArguments
+
+    folder = tmp_path / "out"
+    init_model_dir(folder, None, id2label={0: "V"}, hidden_size=8, ensemble_size=2)
+    card = (folder / "README.md").read_text()
+    uploads = []
+
+    class FakeApi:
+        def upload_folder(self, folder_path, **kwargs):
+            uploads.append({"readme": (Path(folder_path) / "README.md").read_text(), **kwargs})
+            return "https://huggingface.co/user/model"
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: FakeApi())
+    model = SeqRegForSequenceRegression.from_pretrained(folder)
+    args = TrainingArguments(output_dir=str(folder), hub_model_id="user/model", report_to="none", push_to_hub=False)
+    trainer = SeqRegTrainer(model=model, args=args)
+    trainer.hub_model_id = "user/model"
+    trainer.push_to_hub()
+    assert len(uploads) == 1 and uploads[0]["repo_id"] == "user/model"
+    assert uploads[0]["readme"] == card
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert metadata["pipeline_tag"] == "text-classification" and metadata["library_name"] == "transformers"
+    assert metadata["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and metadata["widget"]
+    assert "trust_remote_code=True" in card and "return_std=True" in card

@@ -95,7 +95,7 @@ def test_truncated_weights_are_named_through_every_door(truncated_model):
         with pytest.raises(ValueError, match=r"model\.safetensors cannot be read .* truncated or corrupt"):
             door(truncated_model)
     with pytest.raises(ValueError, match=r"model\.safetensors"):
-        pipeline("text-regression", model=str(truncated_model))
+        pipeline("text-regression", model=str(truncated_model), trust_remote_code=True)
 
 
 @pytest.fixture
@@ -123,7 +123,9 @@ def test_a_corrupt_config_is_named_with_the_fix_through_every_seqreg_door(saved_
         with pytest.raises(OSError, match=fix):
             door(saved_model)
     # transformers' own doors parse config.json before any seqreg_hf code runs: they name the file themselves.
-    for door in (AutoModelForSequenceClassification.from_pretrained, lambda d: pipeline("text-regression", model=d)):
+    doors = (AutoModelForSequenceClassification.from_pretrained,
+             lambda d: pipeline("text-regression", model=d, trust_remote_code=True))
+    for door in doors:
         with pytest.raises(OSError, match=r"config\.json' is not a valid JSON file"):
             door(str(saved_model))
     line = predict_cli(saved_model, tmp_path, capsys)
@@ -133,7 +135,7 @@ def test_a_corrupt_config_is_named_with_the_fix_through_every_seqreg_door(saved_
 def test_a_corrupt_tokenizer_is_named_by_the_pipeline_and_the_cli(saved_model, tmp_path, capsys):
     (saved_model / "tokenizer.json").write_text("{")
     with pytest.raises(ValueError, match=r"the tokenizer cannot be loaded \(JSONDecodeError: .*Restore tokenizer\.json"):
-        pipeline("text-regression", model=str(saved_model))
+        pipeline("text-regression", model=str(saved_model), trust_remote_code=True)
     with pytest.raises(ValueError, match="the tokenizer files cannot be read"):
         seqreg_hf.Predictor.from_dir(saved_model)
     line = predict_cli(saved_model, tmp_path, capsys)
@@ -157,7 +159,7 @@ def test_a_tokenizer_that_does_not_fit_is_refused_at_every_door(saved_model, tmp
             model(**batch)
     with pytest.raises(ValueError, match=rf"tokenizer has {first_extra + 100} tokens but the model's vocabulary has "
                                          rf"{first_extra} rows"):
-        pipeline("text-regression", model=str(saved_model))
+        pipeline("text-regression", model=str(saved_model), trust_remote_code=True)
     line = predict_cli(saved_model, tmp_path, capsys)
     assert f"the tokenizer has {first_extra + 100} tokens but the embedding matrix has {first_extra} rows" in line
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,3 +69,46 @@ def test_checkpoint_loads_with_plain_transformers_and_trust_remote_code(tmp_path
     assert report["model_class"] == "SeqRegForSequenceRegression" and report["encoder_class"] == "SeqRegModel"
     assert report["embeddings_frozen"]
     torch.testing.assert_close(torch.tensor(report["logits"]), expected, atol=1e-6, rtol=0)
+
+
+PIPELINE = textwrap.dedent("""
+    import json, sys
+    sys.modules["seqreg_hf"] = None  # any import of the package now fails
+    from transformers import pipeline
+
+    regress = pipeline("text-regression", model=sys.argv[1], trust_remote_code=True)
+    guessed = pipeline(model=sys.argv[1], trust_remote_code=True)  # the task comes from config.json
+    texts = json.loads(sys.argv[2])
+    print("RESULT", json.dumps({"module": type(regress).__module__, "scores": regress(texts),
+                                "with_std": regress(texts, return_std=True), "guessed": guessed(texts)}))
+""")
+
+
+def test_the_checkpoint_carries_its_pipeline(tmp_path):
+    from transformers import pipeline
+
+    import seqreg_hf
+
+    folder = tmp_path / "model"
+    torch.manual_seed(0)
+    seqreg_hf.init_model_dir(folder, None, id2label={0: "V", 1: "A"}, hidden_size=8, ensemble_size=2)
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["custom_pipelines"]["text-regression"]["impl"] == "pipelines.TextRegressionPipeline"
+    assert (folder / "pipelines.py").read_text() == (Path(seqreg_hf.__file__).parent / "pipelines.py").read_text()
+    texts = ["a calm evening", "", "What a day!"]
+    expected, spread = seqreg_hf.Predictor.from_dir(folder).predict(texts, return_std=True)
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-c", PIPELINE, str(folder), json.dumps(texts)], capture_output=True,
+                            text=True, env=env, stdin=subprocess.DEVNULL, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.split("RESULT", 1)[1])
+    assert report["module"].startswith("transformers_modules.") and report["module"].endswith(".pipelines")
+    for key in ("scores", "guessed"):
+        torch.testing.assert_close(torch.tensor([[r["V"], r["A"]] for r in report[key]]), torch.tensor(expected),
+                                   atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor([[r["V_std"], r["A_std"]] for r in report["with_std"]]),
+                               torch.tensor(spread), atol=1e-5, rtol=0)
+    # With seqreg_hf installed, the same call needs trust_remote_code too: transformers asks it of every checkpoint
+    # that names a pipeline of its own.
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        pipeline("text-regression", model=str(folder))

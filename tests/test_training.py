@@ -117,7 +117,7 @@ def test_checkpoints_carry_a_card(run_dir):
 
 def test_pipelines_agree(run_dir):
     texts = ["What a wonderful surprise!", "The meeting is at noon."]
-    regression = pipeline("text-regression", model=str(run_dir))
+    regression = pipeline("text-regression", model=str(run_dir), trust_remote_code=True)
     classification = pipeline("text-classification", model=str(run_dir), function_to_apply="none", top_k=None)
     expected = Predictor.from_dir(run_dir).predict(texts)
     for row, by_label, ranked in zip(expected, regression(texts), classification(texts)):

@@ -1,0 +1,129 @@
+"""Deploy figures of a trained model, all measured in one run: ONNX and int8 against torch.
+
+    python scripts/deploy_report.py --model_dir outputs/emobank [--json outputs/deploy_report.json]
+
+1. Export (`seqreg_hf.export.export_onnx`, with the int8 variant) into a temporary directory.
+2. Quality on the EmoBank test split: Pearson r per target for torch, ONNX float32 and ONNX int8, all through
+   `Predictor` (the path `seqreg-hf predict` takes).
+3. Size on disk: model.safetensors, model.onnx, model.int8.onnx.
+4. Speed through `Predictor`: batch-256 throughput over the test texts (sentences that went through / seconds,
+   median of --repeats) and single-sentence latency (p50 / p90 over --singles texts), each backend in turn, with the
+   machine's fp32 GEMM peak measured in the same run.
+5. Ensemble uncertainty on test: Spearman correlation of the members' std with the absolute error, and the share
+   of true scores inside mean +/- 2 std.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark import gemm_peak  # noqa: E402
+
+from seqreg_hf import Predictor  # noqa: E402
+from seqreg_hf.export import INT8_FILE, ONNX_FILE, export_onnx  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_split(data, label_names):
+    frame = pd.read_csv(data, keep_default_na=False)
+    frame = frame[frame["split"] == "test"]
+    return frame["text"].tolist(), frame[label_names].to_numpy(dtype=float)
+
+
+def pearson(pred, true, names):
+    values = {n: float(stats.pearsonr(pred[:, i], true[:, i])[0]) for i, n in enumerate(names)}
+    values["mean"] = float(np.mean(list(values.values())))
+    return values
+
+
+def throughput(predictor, texts, repeats):
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        scores = predictor.predict(texts, batch_size=256)
+        seconds = time.perf_counter() - start
+        rates.append(len(scores) / seconds)  # rows that came back, each one scored
+    return statistics.median(rates)
+
+
+def latency(predictor, texts):
+    times = []
+    for text in texts:
+        start = time.perf_counter()
+        predictor.predict([text])
+        times.append(1000 * (time.perf_counter() - start))
+    return float(np.percentile(times, 50)), float(np.percentile(times, 90))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", default=os.path.join(ROOT, "outputs", "emobank"))
+    parser.add_argument("--data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "emobank.csv"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--singles", type=int, default=200)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+
+    peak = gemm_peak()
+    backends = {"torch": Predictor.from_dir(args.model_dir)}
+    names = backends["torch"].label_names
+    texts, true = test_split(args.data, names)
+    with tempfile.TemporaryDirectory() as folder:
+        export = export_onnx(args.model_dir, folder, quantize="int8")
+        backends["onnx fp32"] = Predictor.from_dir(folder, backend="onnx")
+        backends["onnx int8"] = Predictor.from_dir(folder, backend="onnx", onnx_file=INT8_FILE)
+        sizes = {"model.safetensors": os.path.getsize(os.path.join(args.model_dir, "model.safetensors")),
+                 ONNX_FILE: os.path.getsize(os.path.join(folder, ONNX_FILE)),
+                 INT8_FILE: os.path.getsize(os.path.join(folder, INT8_FILE))}
+        rows = {}
+        for name, predictor in backends.items():
+            predicted = predictor.predict(texts, batch_size=256)
+            assert len(predicted) == len(texts)
+            rows[name] = {"test_pearson": pearson(predicted, true, names),
+                          "sentences_per_second_batch256": throughput(predictor, texts, args.repeats),
+                          "single_ms_p50_p90": latency(predictor, texts[: args.singles])}
+        scores, spread = backends["torch"].predict(texts, return_std=True)
+    error = np.abs(scores - true)
+    uncertainty = {n: {"spearman_std_vs_abs_error": float(stats.spearmanr(spread[:, i], error[:, i])[0]),
+                       "coverage_mean_pm_2std": float(np.mean(error[:, i] <= 2 * spread[:, i])),
+                       "median_std": float(np.median(spread[:, i])), "median_abs_error": float(np.median(error[:, i]))}
+                   for i, n in enumerate(names)}
+    report = {"machine": {"gemm_peak_gflops": peak, "torch_threads": torch.get_num_threads(),
+                          "cpus": os.cpu_count()},
+              "test_sentences": len(texts), "export": export, "sizes_bytes": sizes, "backends": rows,
+              "uncertainty": uncertainty}
+
+    print(f"fp32 GEMM peak {peak} GFLOP/s, {torch.get_num_threads()} torch threads; EmoBank test, {len(texts)} sentences")
+    print(f"{'backend':<10} {'r V':>6} {'r A':>6} {'r D':>6} {'r mean':>7} {'sent/s b256':>12} {'single p50 ms':>14}")
+    for name, row in rows.items():
+        r = row["test_pearson"]
+        print(f"{name:<10} {r[names[0]]:6.4f} {r[names[1]]:6.4f} {r[names[2]]:6.4f} {r['mean']:7.4f} "
+              f"{row['sentences_per_second_batch256']:12.0f} {row['single_ms_p50_p90'][0]:14.2f}")
+    base = rows["torch"]
+    for name in ("onnx fp32", "onnx int8"):
+        print(f"{name} / torch: throughput x{rows[name]['sentences_per_second_batch256'] / base['sentences_per_second_batch256']:.2f}"
+              f", single latency x{base['single_ms_p50_p90'][0] / rows[name]['single_ms_p50_p90'][0]:.2f} (speedup)")
+    print("sizes (MB): " + ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sizes.items()))
+    for n, u in uncertainty.items():
+        print(f"{n}: Spearman(std, |error|) {u['spearman_std_vs_abs_error']:.3f}, coverage of mean +/- 2 std "
+              f"{u['coverage_mean_pm_2std']:.3f} (median std {u['median_std']:.3f}, median |error| "
+              f"{u['median_abs_error']:.3f})")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()
