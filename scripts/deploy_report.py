@@ -31,6 +31,7 @@ from benchmark import gemm_peak  # noqa: E402
 
 from seqreg_hf import Predictor  # noqa: E402
 from seqreg_hf.export import INT8_FILE, ONNX_FILE, export_onnx  # noqa: E402
+from seqreg_hf.logs import configure  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,7 +76,8 @@ def main(argv=None):
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
-    peak = gemm_peak()
+    configure("warning", disable_tqdm=True)
+    peak, _ = gemm_peak()
     backends = {"torch": Predictor.from_dir(args.model_dir)}
     names = backends["torch"].label_names
     texts, true = test_split(args.data, names)
@@ -112,8 +114,9 @@ def main(argv=None):
               f"{row['sentences_per_second_batch256']:12.0f} {row['single_ms_p50_p90'][0]:14.2f}")
     base = rows["torch"]
     for name in ("onnx fp32", "onnx int8"):
-        print(f"{name} / torch: throughput x{rows[name]['sentences_per_second_batch256'] / base['sentences_per_second_batch256']:.2f}"
-              f", single latency x{base['single_ms_p50_p90'][0] / rows[name]['single_ms_p50_p90'][0]:.2f} (speedup)")
+        speedup = rows[name]["sentences_per_second_batch256"] / base["sentences_per_second_batch256"]
+        faster = base["single_ms_p50_p90"][0] / rows[name]["single_ms_p50_p90"][0]
+        print(f"{name} / torch: throughput x{speedup:.2f}, single-sentence latency x{faster:.2f} (speedups)")
     print("sizes (MB): " + ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sizes.items()))
     for n, u in uncertainty.items():
         print(f"{n}: Spearman(std, |error|) {u['spearman_std_vs_abs_error']:.3f}, coverage of mean +/- 2 std "

@@ -223,6 +223,10 @@ class PredictArguments:
                 "for the int8 variant)."})
     device: str | None = field(default=None, metadata={
         "help": "torch device to run on (cpu, cuda, cuda:1, mps; default: where the model loads, the CPU)."})
+    chunk_rows: int = field(default=100_000, metadata={
+        "help": "Rows read, scored and written at a time: memory stays constant however large the file. Under "
+                "torchrun / accelerate launch, chunk i goes to rank i %% world_size and one file comes out, in "
+                "input order."})
     std: bool | None = field(default=None, metadata={
         "help": "Write pred_<label>_std, the spread of an ensemble's members, next to each score (default: yes for "
                 "ensembles; a single network has none)."})
@@ -587,5 +591,6 @@ def parse_command(command, argv):
 
 __all__ = ["ArchitectureArguments", "DataArguments", "EmbeddingArguments", "ModelArguments", "SeqRegTrainingArguments",
            "RunArguments", "parse_arguments", "training_parser", "recipe_defaults", "read_config_file", "Parser",
-           "RunOptions", "InitArguments", "PredictArguments", "ExportArguments", "EvaluateArguments", "OovArguments", "ExplainArguments",
+           "RunOptions", "InitArguments", "PredictArguments", "ExportArguments", "EvaluateArguments", "OovArguments",
+           "ExplainArguments",
            "command_parser", "parse_command"]

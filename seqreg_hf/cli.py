@@ -86,8 +86,8 @@ def run_export(argv):
                      indent=2))
 
 
-COMMANDS = {"init": run_init, "export": run_export, "train": run_train, "evaluate": run_evaluate, "predict": run_predict, "oov": run_oov,
-            "explain": run_explain}
+COMMANDS = {"init": run_init, "export": run_export, "train": run_train, "evaluate": run_evaluate, "predict": run_predict,
+            "oov": run_oov, "explain": run_explain}
 
 
 def run_command(name, argv):

@@ -193,4 +193,5 @@ class OnnxSession:
         return scores, members
 
 
-__all__ = ["export_onnx", "export_graph", "OnnxGraph", "OnnxSession", "ONNX_FILE", "INT8_FILE", "dense_path_only", "check_batches"]
+__all__ = ["export_onnx", "export_graph", "OnnxGraph", "OnnxSession", "ONNX_FILE", "INT8_FILE", "dense_path_only",
+           "check_batches"]

@@ -109,9 +109,9 @@ class Predictor:
         return self.model(ids, attention_mask=mask).logits.float().cpu().numpy(), None
 
     @torch.inference_mode()
-    def predict(self, texts, batch_size=256, return_std=False):
+    def predict(self, texts, batch_size=256, return_std=False, progress=None):
         """(len(texts), num_labels) float32 scores; with return_std=True also the members' spread (population std,
-        same shape), for ensembles only."""
+        same shape), for ensembles only. progress=False hides the batch bar (None: shown for several batches)."""
         if return_std and not self.has_std:
             raise no_std_error(self.config)
         texts = [as_text(t) for t in texts]
@@ -123,7 +123,7 @@ class Predictor:
         output = np.empty((len(ids), self.config.num_labels), dtype=np.float32)
         spread = np.empty_like(output) if return_std else None
         batches = exact_length_batches([len(i) for i in ids], batch_size)
-        quiet = not progress_enabled() or len(batches) < 2  # no bar (nor its set-up cost) for a single batch
+        quiet = progress is False or not progress_enabled() or len(batches) < 2  # no bar for a single batch
         for rows in tqdm(batches, desc="predicting", unit=" batches", disable=quiet):
             # Every batch holds texts of one length: no padding, so the model runs its dense kernel.
             input_ids = np.array([ids[r] for r in rows], dtype=np.int64).reshape(len(rows), -1)
@@ -170,50 +170,154 @@ def prediction_columns(label_names):
     return [f"pred_{name}" for name in label_names]
 
 
-def _read_input(path, text_column):
-    """Rows (as dicts) from a CSV / TSV / JSONL / JSON file (optionally compressed), or stdin lines when path is
-    '-' or None; a file that cannot be read stops with one line naming it (and the row, for bytes not UTF-8)."""
+def iter_input(path, text_column, chunk_rows):
+    """DataFrames of at most `chunk_rows` rows from a CSV / TSV / JSONL file (optionally compressed), a .txt file
+    or stdin ('-'), read lazily so that memory stays constant; a .json array is read whole. A file that cannot be
+    read stops with one line naming it (and the row, for bytes that are not UTF-8)."""
     import pandas as pd
 
     from .data import _COMPRESSIONS, _plain_name, read_error
 
+    def lines(handle):
+        chunk = []
+        for line in handle:
+            chunk.append(line.rstrip("\n"))
+            if len(chunk) == chunk_rows:
+                yield pd.DataFrame({text_column: chunk})
+                chunk = []
+        if chunk:
+            yield pd.DataFrame({text_column: chunk})
+
     if path in (None, "-"):
-        return pd.DataFrame({text_column: [line.rstrip("\n") for line in sys.stdin]})
+        yield from lines(sys.stdin)
+        return
     if not os.path.isfile(path):
         raise FileNotFoundError(f"input file {path!r} does not exist.")
     name = _plain_name(path)
     try:
-        if name.endswith((".jsonl", ".json")):
-            frame = pd.read_json(path, lines=name.endswith(".jsonl"), dtype=False)
-        elif name.endswith((".csv", ".tsv")):
-            frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", dtype=str, keep_default_na=False,
-                                na_values=[])
+        if name.endswith((".csv", ".tsv")):
+            chunks = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", dtype=str, keep_default_na=False,
+                                 na_values=[], chunksize=chunk_rows)
+        elif name.endswith(".jsonl"):
+            chunks = pd.read_json(path, lines=True, dtype=False, chunksize=chunk_rows)
+        elif name.endswith(".json"):
+            chunks = [pd.read_json(path, dtype=False)]
         elif name.endswith(".txt") and name == path.lower():
             with open(path, encoding="utf-8") as handle:
-                frame = pd.DataFrame({text_column: [line.rstrip("\n") for line in handle]})
+                yield from lines(handle)
+            return
         else:
             raise ValueError(f"{path}: unsupported input type; use .csv, .tsv, .jsonl, .json (each may be compressed: "
                              f"{', '.join(_COMPRESSIONS)}) or .txt.")
+        yield from chunks
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise read_error([path], error) from None
-    if text_column not in frame.columns:
-        raise ValueError(f"{path}: no column {text_column!r}; columns are {list(frame.columns)}. Set --text_column.")
-    return frame
 
 
-def write_frame(frame, path):
-    """A CSV or JSONL file (by extension), or JSONL on stdout for '-'. A file is written under a temporary name
-    and renamed when complete, so an interrupted run never leaves a half file under `path`."""
-    if path == "-":
-        frame.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
-        return
-    partial = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.part")
+def process_group():
+    """(rank, world size, local rank) under torchrun / accelerate launch (from their environment), else (0, 1, 0)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")  # a barrier and nothing else: the ranks share no tensors
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _chunk_text(frame, output_file, header):
+    if output_file.lower().endswith(".jsonl") or output_file == "-":
+        text = frame.to_json(orient="records", lines=True, force_ascii=False)
+        return text if text.endswith("\n") or not text else text + "\n"
+    return frame.to_csv(index=False, header=header)
+
+
+def predict_file(predictor, test_file, output_file, text_column="text", batch_size=256, with_std=False,
+                 chunk_rows=100_000, rank=0, world=1):
+    """Score a file chunk by chunk in constant memory and write the rows with their scores, in input order.
+
+    Under several processes chunk i is scored by rank i % world into a part file of its own; rank 0 then joins the
+    parts in chunk order. The output appears under its name only when complete. Returns the counts (all ranks)."""
+    if output_file == "-" and world > 1:
+        raise ValueError("several processes cannot share stdout: give --output_file.")
+    columns = prediction_columns(predictor.label_names)
+    std_columns = [f"{c}_std" for c in columns] if with_std else []
+    target = os.path.abspath(output_file) if output_file != "-" else None
+    stem = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}") if target else None
+    part = lambda i: f"{stem}.chunk{i:07d}.part"  # noqa: E731
+    counts = {"rows": 0, "empty": 0, "truncated": 0, "chunks": 0}
+    bar = None
     try:
-        if path.lower().endswith(".jsonl"):
-            frame.to_json(partial, orient="records", lines=True, force_ascii=False)
-        else:
-            frame.to_csv(partial, index=False)
-        os.replace(partial, path)
+        for index, frame in enumerate(iter_input(test_file, text_column, chunk_rows)):
+            if bar is None:  # made once the file reads: an error in its first rows prints on a line of its own
+                bar = tqdm(desc=f"predicting (rank {rank})" if world > 1 else "predicting", unit=" rows",
+                           disable=not progress_enabled())
+            if index == 0:
+                if text_column not in frame.columns:
+                    raise ValueError(f"{test_file}: no column {text_column!r}; columns are {list(frame.columns)}. Set "
+                                     "--text_column.")
+                if taken := [c for c in columns + std_columns if c in frame.columns]:
+                    raise ValueError(f"{test_file} already has column(s) {taken}, where the predictions go; rename "
+                                     "them (or drop them, if they are an earlier run's predictions).")
+            if index % world != rank:
+                continue
+            result = predictor.predict(frame[text_column].tolist(), batch_size=batch_size, return_std=with_std,
+                                       progress=False)
+            scores, spread = result if with_std else (result, None)
+            for i, column in enumerate(columns):
+                frame[column] = scores[:, i]
+                if with_std:
+                    frame[std_columns[i]] = spread[:, i]
+            for key in ("rows", "empty", "truncated"):
+                counts[key] += predictor.report[key]
+            counts["chunks"] += 1
+            text = _chunk_text(frame, output_file, header=index == 0)
+            if target is None:
+                sys.stdout.write(text)
+            else:
+                with open(part(index), "w", encoding="utf-8", newline="") as handle:
+                    handle.write(text)
+            bar.update(len(frame))
+        if bar is not None:
+            bar.close()
+        if world > 1:
+            import torch.distributed as dist
+
+            totals = torch.tensor([counts[k] for k in ("rows", "empty", "truncated", "chunks")], dtype=torch.long)
+            dist.all_reduce(totals)  # also the barrier: every part is written once this returns
+            counts = dict(zip(("rows", "empty", "truncated", "chunks"), totals.tolist()))
+        if target is not None and rank == 0:
+            _join_parts(part, counts["chunks"], target, output_file, predictor, columns + std_columns, text_column)
+    finally:
+        if bar is not None:
+            bar.close()
+        if target is not None and rank == 0:  # an interrupted run leaves no parts behind
+            for leftover in _parts_of(stem):
+                os.remove(leftover)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return counts
+
+
+def _parts_of(stem):
+    folder, prefix = os.path.dirname(stem), os.path.basename(stem) + ".chunk"
+    return [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(".part")]
+
+
+def _join_parts(part, chunks, target, output_file, predictor, new_columns, text_column):
+    partial = f"{os.path.join(os.path.dirname(target), '.' + os.path.basename(target))}.{os.getpid()}.part"
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as out:
+            if chunks == 0 and not output_file.lower().endswith(".jsonl"):  # no rows: the header alone
+                out.write(",".join([text_column, *new_columns]) + "\n")
+            for i in range(chunks):
+                with open(part(i), encoding="utf-8", newline="") as handle:
+                    while block := handle.read(1 << 20):
+                        out.write(block)
+        os.replace(partial, target)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
@@ -227,26 +331,23 @@ def main(argv=None):
     configure(run.log_level, run.disable_tqdm)
     if not args.model_name_or_path:
         raise ValueError("--model_name_or_path is required: the model directory or Hub id to predict with.")
+    rank, world, local_rank = process_group()
+    device = args.device
+    if device is None and world > 1 and args.backend == "torch" and torch.cuda.is_available():
+        device = f"cuda:{local_rank}"
     predictor = Predictor.from_dir(args.model_name_or_path, backend=args.backend, onnx_file=args.onnx_file,
-                                   device=args.device, max_length=args.max_length)
+                                   device=device, max_length=args.max_length)
     with_std = predictor.has_std if args.std is None else args.std
     if with_std and not predictor.has_std:
         raise no_std_error(predictor.config)
-    frame = _read_input(args.test_file, args.text_column)
-    result = predictor.predict(frame[args.text_column].tolist(), batch_size=args.batch_size, return_std=with_std)
-    scores, spread = result if with_std else (result, None)
-    columns = prediction_columns(predictor.label_names)
-    std_columns = [f"{c}_std" for c in columns] if with_std else []
-    if taken := [c for c in columns + std_columns if c in frame.columns]:
-        raise ValueError(f"{args.test_file} already has column(s) {taken}, where the predictions go; rename them "
-                         "(or drop them, if they are an earlier run's predictions).")
-    for i, column in enumerate(columns):
-        frame[column] = scores[:, i]
-        if with_std:
-            frame[std_columns[i]] = spread[:, i]
-    write_frame(frame, args.output_file)
-    report = {**predictor.report, "backend": predictor.backend,
+    counts = predict_file(predictor, args.test_file, args.output_file, args.text_column, args.batch_size, with_std,
+                          args.chunk_rows, rank, world)
+    if counts["truncated"]:
+        logger.warning("%d text(s) were longer than %d tokens and were truncated.", counts["truncated"],
+                       predictor.max_length)
+    report = {**counts, "backend": predictor.backend, "processes": world,
               "std": "the spread of the ensemble members' scores (population std)" if with_std else
               f"none: a single network (ensemble_size={predictor.config.ensemble_size}) has no spread between members"
               if not predictor.has_std else "not asked for (--std false)"}
-    print(json.dumps({"predicted": report}), file=sys.stderr)
+    if rank == 0:
+        print(json.dumps({"predicted": report}), file=sys.stderr)

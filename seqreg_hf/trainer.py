@@ -28,7 +28,6 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .checkpoints import TrainingInterrupted, latest_valid_checkpoint
-
 from .data import exact_length_batches
 from .model_card import card_context, metrics_from_history, write_model_card
 

@@ -301,7 +301,9 @@ def test_unpadded_batches_equal_bare_torch(cell, bidirectional, merge_mode, num_
     h_bare, c_bare = state if config.rnn_type == "lstm" else (state, None)
     torch.testing.assert_close(output, merge(whole, config), atol=1e-6, rtol=0)
     # torch's (num_layers * D, B, H) -> (num_layers, B, D * H), [forward | backward], then merged.
-    as_layers = lambda s: merge(torch.cat(s.view(num_layers, config.num_directions, 3, H).unbind(1), dim=-1), config)
+    def as_layers(state):
+        return merge(torch.cat(state.view(num_layers, config.num_directions, 3, H).unbind(1), dim=-1), config)
+
     torch.testing.assert_close(h_n, as_layers(h_bare), atol=1e-6, rtol=0)
     if c_n is not None:
         torch.testing.assert_close(c_n, as_layers(c_bare), atol=1e-6, rtol=0)

@@ -17,7 +17,6 @@ from seqreg_hf.export import OnnxSession, check_batches, export_graph
 
 from .conftest import member, tiny_config
 
-
 CELLS = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")]
 POOLINGS = CHOICES["pooling"]
 MERGES = CHOICES["direction_merge"]
@@ -175,9 +174,9 @@ def test_the_pipeline_returns_std_on_request(exported, tmp_path):
 def test_push_to_hub_uploads_seqreg_cards_not_the_generic_one(tmp_path, monkeypatch):
     """Trainer.push_to_hub, run for real up to the upload; the upload itself is captured instead of sent."""
     import transformers.trainer
+    from transformers import TrainingArguments
 
     from seqreg_hf.trainer import SeqRegTrainer
-    from transformers import TrainingArguments
 
     folder = tmp_path / "out"
     init_model_dir(folder, None, id2label={0: "V"}, hidden_size=8, ensemble_size=2)
@@ -201,3 +200,38 @@ def test_push_to_hub_uploads_seqreg_cards_not_the_generic_one(tmp_path, monkeypa
     assert metadata["pipeline_tag"] == "text-classification" and metadata["library_name"] == "transformers"
     assert metadata["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and metadata["widget"]
     assert "trust_remote_code=True" in card and "return_std=True" in card
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_two_processes_under_torchrun_write_one_file_in_input_order(exported, tmp_path, suffix):
+    """Chunks of 7 rows dealt to 2 ranks, scored, and joined: the same bytes as one process writes."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    texts = tmp_path / f"texts{suffix}"
+    frame = pd.DataFrame({"id": range(50), "text": [f"sentence {i} {'very ' * (i % 9)}good" for i in range(50)]})
+    if suffix == ".csv":
+        frame.to_csv(texts, index=False)
+    else:
+        frame.to_json(texts, orient="records", lines=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    common = ["predict", "--model_name_or_path", str(exported / "model"), "--test_file", str(texts), "--chunk_rows",
+              "7", "--disable_tqdm", "true"]
+    one, two = tmp_path / f"one{suffix}", tmp_path / f"two{suffix}"
+    single = subprocess.run([sys.executable, "-m", "seqreg_hf.cli", *common, "--output_file", str(one)], env=env,
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "seqreg_hf.cli", *common, "--output_file", str(two)], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert two.read_bytes() == one.read_bytes()
+    report = json.loads([line for line in double.stderr.splitlines() if line.startswith('{"predicted"')][0])
+    assert report["predicted"]["rows"] == 50 and report["predicted"]["processes"] == 2
+    assert report["predicted"]["chunks"] == 8  # ceil(50 / 7), all of them, across both ranks
+    scored = pd.read_csv(two) if suffix == ".csv" else pd.read_json(two, lines=True)
+    assert scored["id"].tolist() == list(range(50)) and {"pred_V", "pred_V_std"} <= set(scored.columns)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([texts.name, one.name, two.name])

@@ -222,20 +222,26 @@ def test_mixed_and_compressed_file_types(tmp_path):
     assert [r["text"] for r in streamed] == frame["text"].tolist() and set(streamed[0]) == {"text", "y"}
 
 
-def test_an_interrupted_prediction_leaves_no_half_file(tmp_path, monkeypatch):
-    from seqreg_hf.prediction import write_frame
+def test_an_interrupted_prediction_leaves_no_half_file(tmp_path, monkeypatch, saved_model):
+    """predict writes chunk parts and joins them under the output name only when all are done: a run killed in
+    the third chunk leaves neither the output nor any part behind."""
+    from seqreg_hf.prediction import Predictor, predict_file
 
-    frame = pd.DataFrame({"text": ["a", "b"], "pred_y": [1.0, 2.0]})
+    texts = tmp_path / "texts.csv"
+    pd.DataFrame({"text": [f"text number {i}" for i in range(25)]}).to_csv(texts, index=False)
+    predictor = Predictor.from_dir(saved_model)
+    real, calls = Predictor.predict, []
 
-    def dies_half_way(self, path, **kwargs):
-        with open(path, "w") as handle:
-            handle.write("text,pred_y\na,")
-        raise KeyboardInterrupt
+    def dies_in_the_third_chunk(self, texts, **kwargs):
+        calls.append(len(texts))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, texts, **kwargs)
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", dies_half_way)
+    monkeypatch.setattr(Predictor, "predict", dies_in_the_third_chunk)
     with pytest.raises(KeyboardInterrupt):
-        write_frame(frame, str(tmp_path / "scored.csv"))
-    assert os.listdir(tmp_path) == []
+        predict_file(predictor, str(texts), str(tmp_path / "scored.csv"), chunk_rows=10)
+    assert calls == [10, 10, 5] and sorted(os.listdir(tmp_path)) == ["model", "texts.csv"]
 
 
 def test_the_first_signal_asks_for_a_checkpoint_and_the_second_stops_at_once():

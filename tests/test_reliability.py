@@ -121,7 +121,6 @@ def resumed(uninterrupted, kill_step, tmp_path_factory):
 def test_a_resume_skips_a_half_written_checkpoint(resumed):
     _, out, partial, complete = resumed
     assert f"ignoring incomplete checkpoint {partial}" in out and "model.safetensors" in out
-    assert f"Continuing training from checkpoint" in out or step_of(complete) > 0
 
 
 def assert_same_run(output_dir, uninterrupted):
