@@ -37,7 +37,7 @@ RECIPE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes"
 NOT_FLAGS = ("vocab_size", "embedding_dim", "pad_token_id", "label_means", "label_stds", "embeddings_source")
 # Options that only change how a trained model learns from here on; the rest fix the shape of its weights.
 TRAINING_TIME_OPTIONS = ("embedding_dropout", "word_dropout", "rnn_dropout", "head_dropout", "loss", "huber_delta",
-                         "freeze_embeddings")
+                         "freeze_embeddings", "embeddings_dtype")
 
 
 def _docstring_help(cls):

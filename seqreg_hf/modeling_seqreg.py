@@ -390,6 +390,22 @@ class SeqRegPreTrainedModel(PreTrainedModel):
     base_model_prefix = "seqreg"
     main_input_name = "input_ids"
 
+    def _embedding_key(self, state_dict):
+        weight = self.get_input_embeddings().weight
+        return next((k for k, v in state_dict.items() if v is weight or (v.data_ptr() == weight.data_ptr()
+                                                                         and v.shape == weight.shape)), None)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """With config.embeddings_dtype="float16" the frozen matrix is written in float16 (half the bytes);
+        everything else keeps its dtype."""
+        if getattr(self.config, "embeddings_dtype", "float32") == "float16":
+            state_dict = dict(kwargs.get("state_dict") or self.state_dict())
+            key = self._embedding_key(state_dict)
+            if key is not None:
+                state_dict[key] = state_dict[key].to(torch.float16)
+                kwargs["state_dict"] = state_dict
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         kwargs.setdefault("key_mapping", LEGACY_KEYS)
@@ -411,6 +427,10 @@ class SeqRegPreTrainedModel(PreTrainedModel):
                 "fit the requested config (a different num_labels, hidden_size or vocabulary?). Load it without "
                 "overriding its config, or pass ignore_mismatched_sizes=True to re-initialize the mismatched layers."
             ) from None
+        embeddings = model.get_input_embeddings()
+        others = {p.dtype for n, p in model.named_parameters() if p is not embeddings.weight}
+        if embeddings.weight.dtype == torch.float16 and others and torch.float16 not in others:
+            embeddings.weight.data = embeddings.weight.data.to(next(iter(others)))  # stored in float16, read as the rest
         # Legacy names are read, never written back: drop those renamings from what save_pretrained would revert.
         conversions = getattr(model, "_weight_conversions", None)
         if conversions:
@@ -546,7 +566,7 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
         pipeline_code = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipelines.py")
         if os.path.isfile(pipeline_code):
             self.config.custom_pipelines = PIPELINE_TASKS
-        result = super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)  # (the float16 matrix, if asked)
         if os.path.isfile(pipeline_code) and kwargs.get("is_main_process", True):
             target = os.path.join(save_directory, "pipelines.py")
             if not (os.path.exists(target) and os.path.samefile(pipeline_code, target)):

@@ -235,3 +235,33 @@ def test_two_processes_under_torchrun_write_one_file_in_input_order(exported, tm
     scored = pd.read_csv(two) if suffix == ".csv" else pd.read_json(two, lines=True)
     assert scored["id"].tolist() == list(range(50)) and {"pred_V", "pred_V_std"} <= set(scored.columns)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([texts.name, one.name, two.name])
+
+
+def test_a_float16_matrix_on_disk_is_read_back_as_float32(tmp_path):
+    from safetensors import safe_open
+    from transformers import AutoModelForSequenceClassification
+
+    full, half = tmp_path / "full", tmp_path / "half"
+    for folder, dtype in ((full, "float32"), (half, "float16")):
+        torch.manual_seed(0)
+        assert cli(["init", "--output_dir", str(folder), "--label_columns", "V", "--hidden_size", "8",
+                    "--ensemble_size", "1", "--embeddings_dtype", dtype]) == 0
+    key = "seqreg.embeddings.word_embeddings.weight"
+    with safe_open(half / "model.safetensors", "pt") as handle:
+        assert handle.get_slice(key).get_dtype() == "F16"
+        assert {handle.get_slice(k).get_dtype() for k in handle.keys() if k != key} == {"F32"}
+    matrix_bytes = 30522 * 384 * 2
+    saved = (full / "model.safetensors").stat().st_size - (half / "model.safetensors").stat().st_size
+    assert saved == pytest.approx(matrix_bytes, rel=0.001)
+    reference = SeqRegForSequenceRegression.from_pretrained(full).eval()
+    with torch.no_grad():  # the independent computation: the float32 model with its matrix rounded to float16
+        reference.get_input_embeddings().weight.copy_(reference.get_input_embeddings().weight.half().float())
+    ids = torch.randint(1, 30522, (4, 9))
+    for door in (SeqRegForSequenceRegression.from_pretrained, AutoModelForSequenceClassification.from_pretrained):
+        model = door(half).eval()
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+        assert torch.equal(model.get_input_embeddings().weight, reference.get_input_embeddings().weight)
+        with torch.no_grad():
+            assert torch.equal(model(ids).logits, reference(ids).logits)
+    asked = SeqRegForSequenceRegression.from_pretrained(half, dtype=torch.float16)
+    assert {p.dtype for p in asked.parameters()} == {torch.float16}
