@@ -3,9 +3,10 @@
     python scripts/deploy_report.py --model_dir outputs/emobank [--json outputs/deploy_report.json]
 
 1. Export (`seqreg_hf.export.export_onnx`, with the int8 variant) into a temporary directory.
-2. Quality on the EmoBank test split: Pearson r per target for torch, ONNX float32 and ONNX int8, all through
-   `Predictor` (the path `seqreg-hf predict` takes).
-3. Size on disk: model.safetensors, model.onnx, model.int8.onnx.
+2. Quality on the EmoBank test split: Pearson r per target for torch, torch with the frozen matrix stored in
+   float16 (embeddings_dtype), ONNX float32 and ONNX int8, all through `Predictor` (the path `seqreg-hf predict`
+   takes).
+3. Size on disk: model.safetensors (float32 and float16 matrix), model.onnx, model.int8.onnx.
 4. Speed through `Predictor`: batch-256 throughput over the test texts (sentences that went through / seconds,
    median of --repeats) and single-sentence latency (p50 / p90 over --singles texts), each backend in turn, with the
    machine's fp32 GEMM peak measured in the same run.
@@ -83,11 +84,19 @@ def main(argv=None):
     texts, true = test_split(args.data, names)
     with tempfile.TemporaryDirectory() as folder:
         export = export_onnx(args.model_dir, folder, quantize="int8")
+        half = os.path.join(folder, "float16_matrix")  # the same model, its frozen matrix stored in float16
+        model = backends["torch"].model
+        model.config.embeddings_dtype = "float16"
+        model.save_pretrained(half)
+        backends["torch"].tokenizer.save_pretrained(half)
+        model.config.embeddings_dtype = "float32"
+        backends["fp16 matrix"] = Predictor.from_dir(half)
         backends["onnx fp32"] = Predictor.from_dir(folder, backend="onnx")
         backends["onnx int8"] = Predictor.from_dir(folder, backend="onnx", onnx_file=INT8_FILE)
         sizes = {"model.safetensors": os.path.getsize(os.path.join(args.model_dir, "model.safetensors")),
                  ONNX_FILE: os.path.getsize(os.path.join(folder, ONNX_FILE)),
-                 INT8_FILE: os.path.getsize(os.path.join(folder, INT8_FILE))}
+                 INT8_FILE: os.path.getsize(os.path.join(folder, INT8_FILE)),
+                 "model.safetensors (float16 matrix)": os.path.getsize(os.path.join(half, "model.safetensors"))}
         rows = {}
         for name, predictor in backends.items():
             predicted = predictor.predict(texts, batch_size=256)
@@ -107,13 +116,13 @@ def main(argv=None):
               "uncertainty": uncertainty}
 
     print(f"fp32 GEMM peak {peak} GFLOP/s, {torch.get_num_threads()} torch threads; EmoBank test, {len(texts)} sentences")
-    print(f"{'backend':<10} {'r V':>6} {'r A':>6} {'r D':>6} {'r mean':>7} {'sent/s b256':>12} {'single p50 ms':>14}")
+    print(f"{'backend':<11} {'r V':>6} {'r A':>6} {'r D':>6} {'r mean':>7} {'sent/s b256':>12} {'single p50 ms':>14}")
     for name, row in rows.items():
         r = row["test_pearson"]
-        print(f"{name:<10} {r[names[0]]:6.4f} {r[names[1]]:6.4f} {r[names[2]]:6.4f} {r['mean']:7.4f} "
+        print(f"{name:<11} {r[names[0]]:6.4f} {r[names[1]]:6.4f} {r[names[2]]:6.4f} {r['mean']:7.4f} "
               f"{row['sentences_per_second_batch256']:12.0f} {row['single_ms_p50_p90'][0]:14.2f}")
     base = rows["torch"]
-    for name in ("onnx fp32", "onnx int8"):
+    for name in ("fp16 matrix", "onnx fp32", "onnx int8"):
         speedup = rows[name]["sentences_per_second_batch256"] / base["sentences_per_second_batch256"]
         faster = base["single_ms_p50_p90"][0] / rows[name]["single_ms_p50_p90"][0]
         print(f"{name} / torch: throughput x{speedup:.2f}, single-sentence latency x{faster:.2f} (speedups)")
