@@ -27,7 +27,7 @@ def build_model(embeddings: Embeddings, **config_kwargs):
     weight = torch.from_numpy(embeddings.matrix)
     model.set_input_embeddings(nn.Embedding.from_pretrained(weight, freeze=config.freeze_embeddings,
                                                             padding_idx=config.pad_token_id))
-    return model
+    return model.round_embeddings_to_storage()
 
 
 def save_model_dir(model, tokenizer, output_dir, report=None):

@@ -192,6 +192,10 @@ class SeqRegConfig(PretrainedConfig):
         self.freeze_embeddings = bool(freeze_embeddings)
         self.embedding_norm = _choice("embedding_norm", embedding_norm)
         self.embeddings_dtype = _choice("embeddings_dtype", embeddings_dtype)
+        if self.embeddings_dtype == "float16" and not self.freeze_embeddings:
+            raise ValueError("embeddings_dtype='float16' rounds the stored matrix, which suits frozen vectors only; "
+                             "with freeze_embeddings=False every save would round the trained vectors. Keep "
+                             "'float32', or freeze the embeddings.")
         self.num_token_features = _positive_int("num_token_features", num_token_features, minimum=0)
         self.rnn_type = _choice("rnn_type", rnn_type)
         self.rnn_nonlinearity = _choice("rnn_nonlinearity", rnn_nonlinearity)

@@ -138,12 +138,26 @@ def read_error(paths, error):
                      "in the format its name says (CSV with a header row, TSV, JSON Lines, JSON or Parquet).")
 
 
+class _ReadFailures(logging.Filter):
+    """Drops datasets' own "Failed to read file" record: the DataError raised after it says it better."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("Failed to read file")
+
+
 def _load_files(builder, files, **options):
     """load_dataset over local files; a file it cannot read becomes one DataError naming it and the fix."""
+    quiet = _ReadFailures()
+    readers = [logging.getLogger(f"datasets.packaged_modules.{name}.{name}") for name in ("csv", "json", "parquet")]
+    for reader in readers:
+        reader.addFilter(quiet)
     try:
         return load_dataset(builder, data_files=files, **options)
     except (DatasetGenerationError, UnicodeDecodeError) as error:
         raise read_error(files.values(), error) from None
+    finally:
+        for reader in readers:
+            reader.removeFilter(quiet)
 
 
 def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dataset_name=None,

@@ -33,6 +33,10 @@ INPUTS = ("input_ids", "attention_mask")
 OUTPUTS = ("scores", "member_scores")
 
 
+class ExportCheckError(ValueError):
+    """The exported graph does not reproduce torch within the tolerance; nothing was written under its name."""
+
+
 class OnnxGraph(nn.Module):
     """What the ONNX graph computes: the model's forward without its Python-side input checks (the onnxruntime
     predictor checks inputs before it runs the graph)."""
@@ -86,12 +90,14 @@ def _session(path):
 
 
 def max_difference(model, path, batches):
-    """Largest |onnxruntime - torch| over the scores and member scores of `batches`."""
+    """Largest |onnxruntime - torch| over the scores and member scores of `batches`; torch is the model's own
+    forward (and member_predictions), not the traced wrapper."""
     session = _session(path)
     worst = 0.0
     with torch.no_grad():
         for ids, mask in batches:
-            want = [t.numpy() for t in OnnxGraph(model).eval()(ids, mask)]
+            want = [model(ids, attention_mask=mask).logits.numpy(),
+                    model.member_predictions(ids, attention_mask=mask).numpy()]
             got = session.run(list(OUTPUTS), {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
             worst = max(worst, *(float(np.abs(g - w).max()) for g, w in zip(got, want)))
     return worst
@@ -123,16 +129,26 @@ def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol
     model, tokenizer = load_model_dir(model_name_or_path)
     model = model.float().cpu().eval()
     config = model.config
+    if config.num_token_features:
+        raise ValueError(f"{model_name_or_path} takes token_features (num_token_features={config.num_token_features}"
+                         "); the ONNX graph takes input_ids and attention_mask only, so it cannot be exported.")
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, ONNX_FILE)
+    partial = os.path.join(output_dir, f".{ONNX_FILE}.{os.getpid()}.part")  # kept under its name once checked
     start = time.perf_counter()
-    export_graph(model, path, opset)
-    seconds = time.perf_counter() - start
-    batches = check_batches(config.vocab_size, config.pad_token_id, seed=1)
-    difference = max_difference(model, path, batches)
-    if difference > atol:
-        raise RuntimeError(f"{path} differs from torch by {difference:.2e} (> {atol:g}) on the check batches; "
-                           "please report this with the model's config.json.")
+    try:
+        export_graph(model, partial, opset)
+        seconds = time.perf_counter() - start
+        batches = check_batches(config.vocab_size, config.pad_token_id, seed=1)
+        difference = max_difference(model, partial, batches)
+        if difference > atol:
+            raise ExportCheckError(f"the ONNX graph of {model_name_or_path} differs from torch by {difference:.2e} "
+                                   f"(> {atol:g}) on the check batches, so it was not written. Please report this "
+                                   "with the model's config.json.")
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
     tokenizer.save_pretrained(output_dir)
     config.save_pretrained(output_dir)
     card, target = os.path.join(os.fspath(model_name_or_path), "README.md"), os.path.join(output_dir, "README.md")
@@ -157,7 +173,12 @@ def quantize_int8(path, int8_path, model, batches):
     Gather), activations quantized on the fly. No calibration data is needed."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(path, int8_path, weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level, root.level = root.level, max(root.level, logging.ERROR)  # it warns "run pre-processing" on the root logger
+    try:
+        quantize_dynamic(path, int8_path, weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     return {"method": "onnxruntime.quantization.quantize_dynamic, QInt8 weights",
             "max_abs_difference_vs_torch": max_difference(model, int8_path, batches)}
 

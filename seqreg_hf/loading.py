@@ -99,4 +99,6 @@ def load_model_dir(model_dir, model_class=SeqRegForSequenceRegression, config_up
         raise ModelDirError(f"{weights}: {problem}. Restore it from a checkpoint (checkpoint-*/model.safetensors) "
                             "or retrain.")
     model = model_class.from_pretrained(model_dir, config=config, **kwargs)
+    if hasattr(model, "round_embeddings_to_storage"):  # e.g. embeddings_dtype changed to float16 for more training
+        model.round_embeddings_to_storage()
     return model, tokenizer

@@ -52,6 +52,14 @@ def configure(log_level="passive", disable_tqdm=False):
     if str(log_level).lower() != "passive":
         transformers.utils.logging.set_verbosity(level)
         datasets.utils.logging.set_verbosity(level)
+    # The libraries' own stderr handlers keep the stream they were made with; in a process that runs several
+    # commands (a notebook, a test session) that stream may since have been replaced and closed.
+    transformers.utils.logging.get_logger()
+    datasets.utils.logging.get_logger()
+    for name in ("transformers", "datasets"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler) is logging.StreamHandler and handler.stream is not sys.stdout:
+                handler.__class__ = _StderrHandler
     _state["progress"] = not disable_tqdm
     if disable_tqdm:
         datasets.disable_progress_bars()

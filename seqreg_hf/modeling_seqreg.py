@@ -395,6 +395,15 @@ class SeqRegPreTrainedModel(PreTrainedModel):
         return next((k for k, v in state_dict.items() if v is weight or (v.data_ptr() == weight.data_ptr()
                                                                          and v.shape == weight.shape)), None)
 
+    def round_embeddings_to_storage(self):
+        """With embeddings_dtype="float16", round the matrix in memory to the values a save keeps, so that a run
+        trains, selects and resumes on exactly the vectors its checkpoints hold."""
+        if getattr(self.config, "embeddings_dtype", "float32") == "float16":
+            weight = self.get_input_embeddings().weight
+            with torch.no_grad():
+                weight.copy_(weight.to(torch.float16).to(weight.dtype))
+        return self
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """With config.embeddings_dtype="float16" the frozen matrix is written in float16 (half the bytes);
         everything else keeps its dtype."""

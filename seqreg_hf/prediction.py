@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import sys
+import threading
 
 import numpy as np
 import torch
@@ -203,7 +204,7 @@ def iter_input(path, text_column, chunk_rows):
         elif name.endswith(".json"):
             chunks = [pd.read_json(path, dtype=False)]
         elif name.endswith(".txt") and name == path.lower():
-            with open(path, encoding="utf-8") as handle:
+            with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is not part of the first text
                 yield from lines(handle)
             return
         else:
@@ -211,6 +212,10 @@ def iter_input(path, text_column, chunk_rows):
                              f"{', '.join(_COMPRESSIONS)}) or .txt.")
         yield from chunks
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise read_error([path], error) from None
+    except ValueError as error:  # pandas' JSON reader: malformed JSON / JSON Lines
+        if "unsupported input type" in str(error):
+            raise
         raise read_error([path], error) from None
 
 
@@ -239,15 +244,15 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
 
     Under several processes chunk i is scored by rank i % world into a part file of its own; rank 0 then joins the
     parts in chunk order. The output appears under its name only when complete. Returns the counts (all ranks)."""
-    if output_file == "-" and world > 1:
-        raise ValueError("several processes cannot share stdout: give --output_file.")
+    if world > 1 and "-" in (output_file, test_file or "-"):
+        raise ValueError("several processes cannot share stdin or stdout: give --test_file and --output_file.")
     columns = prediction_columns(predictor.label_names)
     std_columns = [f"{c}_std" for c in columns] if with_std else []
     target = os.path.abspath(output_file) if output_file != "-" else None
     stem = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}") if target else None
     part = lambda i: f"{stem}.chunk{i:07d}.part"  # noqa: E731
     counts = {"rows": 0, "empty": 0, "truncated": 0, "chunks": 0}
-    bar = None
+    bar, finished = None, False
     try:
         for index, frame in enumerate(iter_input(test_file, text_column, chunk_rows)):
             if bar is None:  # made once the file reads: an error in its first rows prints on a line of its own
@@ -289,16 +294,22 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
             counts = dict(zip(("rows", "empty", "truncated", "chunks"), totals.tolist()))
         if target is not None and rank == 0:
             _join_parts(part, counts["chunks"], target, output_file, predictor, columns + std_columns, text_column)
+            counts["joined"] = True
+        finished = True
     finally:
         if bar is not None:
             bar.close()
-        if target is not None and rank == 0:  # an interrupted run leaves no parts behind
+        if target is not None:  # no parts are left behind: rank 0 removes them all once joined; after a failure,
+            joined = counts.get("joined", False)  # each rank removes its own (the others may still be writing)
             for leftover in _parts_of(stem):
-                os.remove(leftover)
+                mine = int(leftover.rsplit("chunk", 1)[1][:7]) % world == rank
+                if (rank == 0 and joined) or (mine and not finished):
+                    os.remove(leftover)
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()
+    counts.pop("joined", None)
     return counts
 
 
@@ -331,6 +342,21 @@ def main(argv=None):
     configure(run.log_level, run.disable_tqdm)
     if not args.model_name_or_path:
         raise ValueError("--model_name_or_path is required: the model directory or Hub id to predict with.")
+    import signal
+
+    def stop(signum, frame):  # SIGTERM (torchrun sends it to the other ranks when one fails): clean up, then exit
+        raise SystemExit(128 + signum)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if in_main else None
+    try:
+        _predict_command(args)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _predict_command(args):
     rank, world, local_rank = process_group()
     device = args.device
     if device is None and world > 1 and args.backend == "torch" and torch.cuda.is_available():

@@ -40,6 +40,18 @@ class CheckpointWriteError(OSError):
     """A checkpoint or the final model could not be written (typically: the disk is full)."""
 
 
+def _out_of_space(error):
+    """Whether a write failed for want of space: ENOSPC / EFBIG / EDQUOT, raised directly or reported by the
+    safetensors and torch writers in their own words."""
+    import errno
+
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return True
+    text = str(error).lower()
+    return any(words in text for words in ("no space left", "file too large", "disk quota", "os error 27",
+                                            "os error 28", "file write failed"))
+
+
 def _write_failure(folder, error, output_dir):
     resume = latest_valid_checkpoint(output_dir) if os.path.isdir(output_dir) else None
     then = (f"resumes from {resume}, the newest complete checkpoint" if resume else
@@ -53,7 +65,7 @@ class _SignalStop(TrainerCallback):
     """Set by SIGTERM / SIGINT; at the end of the current step the trainer saves a checkpoint and stops."""
 
     def __init__(self):
-        self.signum = None
+        self.signum = self.saved = None  # the signal, and the checkpoint written after it
 
     def on_step_end(self, args, state, control, **kwargs):
         signum = self.signum or 0
@@ -126,17 +138,28 @@ class SeqRegTrainer(Trainer):
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
         """Trainer.train, plus: the loss accumulators come back on resume, and a signal stops with a checkpoint."""
         self._loss_to_restore, self._loss_before = None, None
-        if isinstance(resume_from_checkpoint, (str, os.PathLike)):
-            path = os.path.join(resume_from_checkpoint, self._loss_state_name())
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:  # Trainer's own spelling of "the last one"
+            from transformers.trainer_utils import get_last_checkpoint
+
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        if isinstance(checkpoint, (str, os.PathLike)):
+            path = os.path.join(checkpoint, self._loss_state_name())
             if os.path.isfile(path):
                 with open(path, encoding="utf-8") as handle:
                     self._loss_to_restore = json.load(handle)
-        self._signal_stop.signum = None
+            else:
+                logger.warning("%s has no %s (saved by another version, or with another number of processes): the "
+                               "loss logged next, and train_loss, cover the resumed steps only.", checkpoint,
+                               self._loss_state_name())
+        self._signal_stop.signum, self._signal_stop.saved = None, None
         with self._signal_stop.installed():
             output = super().train(resume_from_checkpoint, *args, **kwargs)
-        if self._signal_stop.signum is not None:
-            folder = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            raise TrainingInterrupted(self._signal_stop.signum, self.state.global_step, folder)
+        if self._signal_stop.saved is not None:
+            raise TrainingInterrupted(self._signal_stop.signum, self.state.global_step, self._signal_stop.saved)
+        if self._signal_stop.signum is not None:  # it came after the last step: the run is complete, so it finishes
+            logger.warning("%s arrived after the last training step; finishing the run.",
+                           signal.Signals(self._signal_stop.signum).name)
         return output
 
     def _loss_state_name(self):
@@ -172,8 +195,14 @@ class SeqRegTrainer(Trainer):
                            "total_loss": (self._loss_before or 0.0) + self._total_loss_scalar}, handle)
             super()._save_checkpoint(model, trial)
         except (OSError, RuntimeError, SafetensorError) as error:
+            if os.path.isfile(os.path.join(folder, "trainer_state.json")):
+                raise  # the checkpoint is whole (a later step failed: the Hub push, the rotation): keep it
             shutil.rmtree(folder, ignore_errors=True)  # half a checkpoint is of no use, and it holds disk space
+            if not _out_of_space(error):
+                raise
             raise _write_failure(folder, error, run_dir) from error
+        if self._signal_stop.signum is not None:
+            self._signal_stop.saved = folder
 
     def create_model_card(self, *args, **kwargs):
         """Trainer.push_to_hub calls this before uploading; transformers' generic card would replace seqreg_hf's
@@ -192,6 +221,8 @@ class SeqRegTrainer(Trainer):
         try:
             return super().save_model(output_dir, _internal_call=_internal_call)
         except (OSError, RuntimeError, SafetensorError) as error:
+            if not _out_of_space(error):
+                raise
             folder = output_dir or self.args.output_dir
             raise _write_failure(folder, error, self.args.output_dir) from error
 

@@ -265,3 +265,62 @@ def test_a_float16_matrix_on_disk_is_read_back_as_float32(tmp_path):
             assert torch.equal(model(ids).logits, reference(ids).logits)
     asked = SeqRegForSequenceRegression.from_pretrained(half, dtype=torch.float16)
     assert {p.dtype for p in asked.parameters()} == {torch.float16}
+
+
+def test_an_export_that_fails_its_check_leaves_nothing_under_the_name(exported, tmp_path, monkeypatch, capsys):
+    import seqreg_hf.export
+
+    monkeypatch.setattr(seqreg_hf.export, "max_difference", lambda *args: 0.5)
+    out = tmp_path / "onnx"
+    assert cli(["export", "--model_name_or_path", str(exported / "model"), "--output_dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "differs from torch by 5.00e-01 (> 1e-05) on the check batches, so it was not written" in err
+    assert "Traceback" not in err and list(out.iterdir()) == []
+
+
+def test_a_batch_of_only_empty_texts_reads_nothing_in_onnx_too(exported):
+    """A zero-width batch (what a tokenizer without special tokens gives for empty texts) runs as one padding
+    position, the model's own empty-input prediction."""
+    predictor = Predictor.from_dir(exported / "onnx", backend="onnx")
+    scores, members = predictor.model.run(np.zeros((3, 0), dtype=np.int64), np.zeros((3, 0), dtype=np.int64))
+    model = Predictor.from_dir(exported / "model").model
+    ids = torch.zeros((3, 1), dtype=torch.long)
+    want, want_members = torch_scores(model, ids, torch.zeros_like(ids))
+    np.testing.assert_allclose(scores, want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(members, want_members, rtol=0, atol=1e-5)
+
+
+def test_float16_storage_rounds_the_matrix_in_memory_and_needs_frozen_vectors():
+    from seqreg_hf.builder import build_model
+    from seqreg_hf.embeddings import load_embeddings
+
+    source = load_embeddings(None)
+    model = build_model(source, id2label={0: "V"}, hidden_size=8, embeddings_dtype="float16")
+    weight = model.get_input_embeddings().weight
+    assert weight.dtype == torch.float32 and torch.equal(weight, torch.from_numpy(source.matrix).half().float())
+    with pytest.raises(ValueError, match="suits frozen vectors only"):
+        tiny_config(embeddings_dtype="float16", freeze_embeddings=False)
+
+
+def test_several_processes_refuse_stdin_and_stdout(exported):
+    from seqreg_hf.prediction import predict_file
+
+    predictor = Predictor.from_dir(exported / "model")
+    for test_file, output_file in (("-", "out.csv"), ("in.csv", "-")):
+        with pytest.raises(ValueError, match="several processes cannot share stdin or stdout"):
+            predict_file(predictor, test_file, output_file, rank=0, world=2)
+
+
+def test_txt_byte_order_mark_and_malformed_jsonl(exported, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes(b"\xef\xbb\xbfhello there\nsecond\n")
+    out = tmp_path / "out.csv"
+    assert cli(["predict", "--model_name_or_path", str(exported / "model"), "--test_file", str(texts),
+                "--output_file", str(out)]) == 0
+    assert pd.read_csv(out)["text"].tolist() == ["hello there", "second"]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "fine"}\n{"text": \n')
+    assert cli(["predict", "--model_name_or_path", str(exported / "model"), "--test_file", str(broken),
+                "--output_file", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{broken}: cannot be read" in err and "Traceback" not in err

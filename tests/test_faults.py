@@ -261,3 +261,26 @@ def test_the_first_signal_asks_for_a_checkpoint_and_the_second_stops_at_once():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
+
+
+def test_a_failure_after_a_checkpoint_is_complete_keeps_it_and_is_not_called_a_full_disk(tmp_path, monkeypatch):
+    """A Hub push or the rotation failing after the checkpoint is whole: the checkpoint stays, the error is the
+    original one."""
+    import transformers.trainer
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from seqreg_hf.trainer import SeqRegTrainer
+
+    def unreachable(*args, **kwargs):
+        raise OSError("connection reset by peer")
+
+    monkeypatch.setattr(transformers.trainer, "rotate_checkpoints", unreachable)
+    data = Dataset.from_dict({"input_ids": [[1, 2, 3]] * 4, "attention_mask": [[1, 1, 1]] * 4,
+                              "labels": [[0.5, 1.0]] * 4})
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=1, save_strategy="steps", save_steps=1,
+                             report_to="none", per_device_train_batch_size=2, use_cpu=True)
+    trainer = SeqRegTrainer(model=SeqRegForSequenceRegression(tiny_config()), args=args, train_dataset=data)
+    with pytest.raises(OSError, match="^connection reset by peer$"):
+        trainer.train()
+    assert (tmp_path / "checkpoint-1" / "trainer_state.json").is_file()

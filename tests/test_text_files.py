@@ -96,7 +96,7 @@ def test_train_reads_every_row(files, name):
     assert json.loads((out / "train_results.json").read_text())["train_samples"] == ROWS
 
 
-@pytest.mark.parametrize("command", ["predict", "evaluate", "train"])
+@pytest.mark.parametrize("command", ["predict", "evaluate", "train", "train_streamed"])
 def test_bytes_that_are_not_utf8_are_named_by_row_and_column(files, command, capsys, tmp_path):
     folder, _ = files
     bad = str(folder / "not_utf8.csv")
@@ -105,8 +105,10 @@ def test_bytes_that_are_not_utf8_are_named_by_row_and_column(files, command, cap
             "evaluate": ["evaluate", "--model_name_or_path", str(folder / "model"), "--validation_file", bad,
                          "--output_dir", str(tmp_path / "e")],
             "train": ["train", "--train_file", bad, "--validation_file", str(folder / "plain.csv"), "--label_columns",
-                      "V", "--output_dir", str(tmp_path / "t"), "--hidden_size", "8", "--report_to", "none"]}[command]
-    assert cli(argv) == 1
+                      "V", "--output_dir", str(tmp_path / "t"), "--hidden_size", "8", "--report_to", "none"]}
+    argv["train_streamed"] = [*argv["train"], "--streaming", "true", "--max_steps", "2"]
+    assert cli(argv[command]) == 1
+    command = command.split("_")[0]
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith(f"seqreg-hf {command}: error:")]
     assert len(lines) == 1 and "Traceback" not in err

@@ -134,10 +134,13 @@ def test_predict_command_on_hostile_csv_and_jsonl(run_dir, tmp_path):
                              str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     frame = pd.read_csv(out, keep_default_na=False)
-    assert list(frame.columns) == ["id", "text", "pred_V", "pred_A", "pred_D"] and len(frame) == 4
-    assert np.isfinite(frame[["pred_V", "pred_A", "pred_D"]].to_numpy()).all()
+    scores = ["pred_V", "pred_A", "pred_D"]
+    spreads = [f"{c}_std" for c in scores]  # the run is an ensemble: each score has its members' spread beside it
+    assert list(frame.columns) == ["id", "text", *[c for pair in zip(scores, spreads) for c in pair]]
+    assert len(frame) == 4 and np.isfinite(frame[scores + spreads].to_numpy()).all()
     report = json.loads(result.stderr.strip().splitlines()[-1])["predicted"]
-    assert report == {"rows": 4, "empty": 1, "truncated": 1}
+    assert {k: report[k] for k in ("rows", "empty", "truncated", "processes")} == {
+        "rows": 4, "empty": 1, "truncated": 1, "processes": 1}
     jsonl = tmp_path / "in.jsonl"
     jsonl.write_text('{"text": "fine"}\n{"text": null}\n{"text": 7}\n')
     assert cli(["predict", "--model", str(run_dir), "--input", str(jsonl), "--output", str(tmp_path / "o.jsonl")]) == 0
