@@ -34,7 +34,8 @@ RECIPE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes"
 
 
 # Config arguments that are not architecture choices: read from the embeddings, the train split or the run.
-NOT_FLAGS = ("vocab_size", "embedding_dim", "pad_token_id", "label_means", "label_stds", "embeddings_source")
+NOT_FLAGS = ("vocab_size", "embedding_dim", "pad_token_id", "label_means", "label_stds", "embeddings_source",
+             "contextual_config")
 # Options that only change how a trained model learns from here on; the rest fix the shape of its weights.
 TRAINING_TIME_OPTIONS = ("embedding_dropout", "word_dropout", "rnn_dropout", "head_dropout", "loss", "huber_delta",
                          "freeze_embeddings", "embeddings_dtype")
@@ -64,7 +65,7 @@ def _architecture_fields():
         default = parameter.default
         if name in CHOICES:
             annotation = typing.Literal[CHOICES[name]]
-        elif name == "head_hidden_sizes":
+        elif name in ("head_hidden_sizes", "embedding_layers"):
             annotation, default = list[int], field(default_factory=list, metadata={"help": helps.get(name, "")})
         else:
             annotation = type(default)

@@ -44,10 +44,46 @@ def save_model_dir(model, tokenizer, output_dir, report=None):
     return output_dir
 
 
+def build_contextual_model(embeddings: Embeddings, location=None, **config_kwargs):
+    """A regressor reading the hidden states of the frozen transformer `embeddings` came from (a transformers
+    directory or Hub id, at `location` if its source names it otherwise): its config is nested in the model's,
+    its weights copied from its safetensors."""
+    from transformers import AutoConfig, AutoModel
+
+    if embeddings.kind != "transformers":
+        raise ValueError(f"embedding_type='contextual' needs a transformers model directory or Hub id; "
+                         f"{embeddings.source} is a {embeddings.kind} source. Give --embeddings DIR_OR_ID.")
+    location = location or embeddings.source
+    inner = AutoConfig.from_pretrained(location)
+    encoder = AutoModel.from_pretrained(location, use_safetensors=True)  # safetensors only, never pickles
+    for key in ("vocab_size", "embedding_dim"):
+        config_kwargs.pop(key, None)
+    config = SeqRegConfig(vocab_size=inner.vocab_size, embedding_dim=inner.hidden_size,
+                          pad_token_id=embeddings.tokenizer.pad_token_id, embeddings_source=embeddings.source,
+                          contextual_config=inner.to_dict(), **config_kwargs)
+    model = SeqRegForSequenceRegression(config)
+    weights = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
+    result = model.base_model.embeddings.contextual.load_state_dict(weights, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys, result
+    model.base_model.embeddings.freeze()
+    return model
+
+
+def build_from(source, spec, **config_kwargs):
+    """build_model, or build_contextual_model with embedding_type="contextual" (`spec`: what --embeddings named)."""
+    if config_kwargs.get("embedding_type") != "contextual":
+        return build_model(source, **config_kwargs)
+    from .embeddings import default_embeddings_path
+
+    return build_contextual_model(source, default_embeddings_path() if spec in (None, "minilm") else spec,
+                                  **config_kwargs)
+
+
 def init_model_dir(output_dir, embeddings=None, *, embeddings_options=None, **config_kwargs):
-    """Load `embeddings` (see :func:`seqreg_hf.embeddings.load_embeddings`), build a model, save it, return it."""
+    """Load `embeddings` (see :func:`seqreg_hf.embeddings.load_embeddings`), build a model, save it, return it.
+    With embedding_type="contextual" the model reads the hidden states of the transformer `embeddings` names."""
     source = load_embeddings(embeddings, **(embeddings_options or {}))
-    model = build_model(source, **config_kwargs)
+    model = build_from(source, embeddings, **config_kwargs)
     save_model_dir(model, source.tokenizer, output_dir, report={"source": source.source, "kind": source.kind,
                                                                 **source.report})
     return model, source

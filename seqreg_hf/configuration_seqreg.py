@@ -16,6 +16,8 @@ ACTIVATIONS = ("relu", "gelu", "tanh")
 NONLINEARITIES = ("tanh", "relu")
 EMBEDDING_NORMS = ("none", "layer_norm")
 EMBEDDING_DTYPES = ("float32", "float16")
+EMBEDDING_TYPES = ("static", "contextual")
+LAYER_MIXES = ("mean", "scalar")
 # Every option with a fixed set of values; the command line turns each into a typed choice.
 CHOICES = {
     "rnn_type": RNN_TYPES,
@@ -26,6 +28,8 @@ CHOICES = {
     "head_activation": ACTIVATIONS,
     "embedding_norm": EMBEDDING_NORMS,
     "embeddings_dtype": EMBEDDING_DTYPES,
+    "embedding_type": EMBEDDING_TYPES,
+    "layer_mix": LAYER_MIXES,
 }
 
 # The auto classes a checkpoint maps to; ``save_pretrained`` writes this into config.json
@@ -83,6 +87,14 @@ class SeqRegConfig(PretrainedConfig):
         embedding_norm (`str`, defaults to `"none"`): `"layer_norm"` puts a trainable LayerNorm on the word vectors
             before the RNN. Pretrained vectors are often small (MiniLM's have a per-dimension std near 0.06), so
             at initialization they barely move the gates; normalizing restores their weight. The vectors stay frozen.
+        embedding_type (`str`, defaults to `"static"`): `"static"` reads one vector per token from a frozen matrix;
+            `"contextual"` reads a frozen transformer's hidden states (its config nested as `contextual_config`,
+            its weights in the checkpoint), computed under no_grad and never trained.
+        embedding_layers (`list[int]`, *optional*): with `"contextual"`, the hidden states to combine: 0 is the
+            transformer's embedding output, 1..N its layers, negative counts from the last (default: all).
+        layer_mix (`str`, defaults to `"mean"`): with `"contextual"`, how the chosen layers are combined: their
+            `"mean"`, or `"scalar"` (ELMo's softmax-weighted sum with a trainable scale, the only trainable
+            parameters on the embedding side).
         embeddings_dtype (`str`, defaults to `"float32"`): how the frozen matrix is stored on disk. `"float16"`
             halves it (MiniLM's: 47 MB to 23 MB); it is read back as float32 unless the model is loaded with another
             dtype, so only the stored values are rounded.
@@ -148,6 +160,10 @@ class SeqRegConfig(PretrainedConfig):
         freeze_embeddings=True,
         embedding_norm="none",
         embeddings_dtype="float32",
+        embedding_type="static",
+        contextual_config=None,
+        embedding_layers=None,
+        layer_mix="mean",
         num_token_features=0,
         rnn_type="lstm",
         rnn_nonlinearity="tanh",
@@ -196,6 +212,22 @@ class SeqRegConfig(PretrainedConfig):
             raise ValueError("embeddings_dtype='float16' rounds the stored matrix, which suits frozen vectors only; "
                              "with freeze_embeddings=False every save would round the trained vectors. Keep "
                              "'float32', or freeze the embeddings.")
+        self.embedding_type = _choice("embedding_type", embedding_type)
+        self.layer_mix = _choice("layer_mix", layer_mix)
+        self.contextual_config = dict(contextual_config) if contextual_config is not None else None
+        self.embedding_layers = [int(i) for i in embedding_layers or []] or None  # None (or []): every state
+        if self.embedding_type == "contextual":
+            if not self.contextual_config or "model_type" not in self.contextual_config:
+                raise ValueError("embedding_type='contextual' needs contextual_config: the frozen transformer's config "
+                                 "as a dict with its model_type (seqreg_hf.init_model_dir fills it in).")
+            if not self.freeze_embeddings:
+                raise ValueError("embedding_type='contextual' keeps the transformer frozen; freeze_embeddings=False "
+                                 "is not supported with it.")
+            states = self.contextual_config.get("num_hidden_layers", 0) + 1
+            bad = [i for i in self.embedding_layers or [] if not -states <= i < states]
+            if bad:
+                raise ValueError(f"embedding_layers={self.embedding_layers!r}: the transformer has {states} hidden "
+                                 f"states, 0..{states - 1} (or -{states}..-1).")
         self.num_token_features = _positive_int("num_token_features", num_token_features, minimum=0)
         self.rnn_type = _choice("rnn_type", rnn_type)
         self.rnn_nonlinearity = _choice("rnn_nonlinearity", rnn_nonlinearity)

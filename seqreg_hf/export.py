@@ -48,7 +48,7 @@ class OnnxGraph(nn.Module):
     def forward(self, input_ids, attention_mask):
         seqreg = self.model.seqreg
         lengths = attention_mask.sum(dim=1)
-        words = seqreg.embeddings.lookup(input_ids)
+        words = seqreg.embeddings.lookup(input_ids, None, attention_mask)
         _, pooled, _, _ = seqreg.ensemble.encode(seqreg.embeddings, words, input_ids, lengths, attention_mask.bool())
         members = seqreg.ensemble.predict(pooled)
         mean, std = self.model._label_stats(members)

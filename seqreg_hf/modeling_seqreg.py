@@ -87,22 +87,73 @@ def concordance_correlation(predictions, targets):
 
 
 class SeqRegEmbeddings(nn.Module):
-    """Frozen pretrained word vectors, optionally joined by per-token numeric features."""
+    """What the recurrent network reads per token: frozen pretrained word vectors (embedding_type "static"),
+    optionally joined by per-token numeric features, or a frozen transformer's hidden states ("contextual"),
+    a layer mean or a scalar mix of the chosen layers."""
 
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
-        self.word_embeddings.weight.requires_grad_(not config.freeze_embeddings)
+        self.contextual = None
+        if config.embedding_type == "contextual":
+            from transformers import AutoConfig, AutoModel
+
+            settings = dict(config.contextual_config)
+            inner = AutoConfig.for_model(settings.pop("model_type"), **settings)
+            self.contextual = AutoModel.from_config(inner).eval()  # frozen: its dropout never runs
+            if getattr(self.contextual, "pooler", None) is not None:
+                self.contextual.pooler = None  # the sentence pooler is never read: no weights for it
+            self.word_embeddings = None
+            states = inner.num_hidden_layers + 1
+            self.layers = [i % states for i in (config.embedding_layers or range(states))]
+            if config.layer_mix == "scalar":
+                self.mix_weights = nn.Parameter(torch.zeros(len(self.layers)))  # softmax: an equal mix at first
+                self.mix_scale = nn.Parameter(torch.ones(1))
+        else:
+            self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_dim,
+                                                padding_idx=config.pad_token_id)
+        self.freeze()
         self.norm = nn.LayerNorm(config.embedding_dim) if config.embedding_norm == "layer_norm" else None
         self.dropout = nn.Dropout(config.embedding_dropout)
 
-    def forward(self, input_ids, token_features=None):
-        return self.regularize(self.lookup(input_ids, token_features), input_ids)
+    def freeze(self):
+        """Frozen means no gradient: the static matrix (with freeze_embeddings) or the whole transformer."""
+        if self.contextual is not None:
+            self.contextual.requires_grad_(False)
+        else:
+            self.word_embeddings.weight.requires_grad_(not self.config.freeze_embeddings)
 
-    def lookup(self, input_ids, token_features=None):
-        """The word vectors (normalized, features joined), before any dropout."""
-        embeddings = self.word_embeddings(input_ids)  # (batch, seq_len, embedding_dim)
+    def input_embeddings(self):
+        return self.word_embeddings if self.contextual is None else self.contextual.get_input_embeddings()
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.contextual is not None:
+            self.contextual.eval()  # frozen: its own dropout stays off while the rest trains
+        return self
+
+    def forward(self, input_ids, token_features=None, attention_mask=None):
+        return self.regularize(self.lookup(input_ids, token_features, attention_mask), input_ids)
+
+    def contextual_states(self, input_ids, attention_mask=None):
+        """(len(layers), batch, seq_len, hidden): the chosen hidden states of the frozen transformer."""
+        with torch.no_grad():
+            output = self.contextual(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return torch.stack([output.hidden_states[i] for i in self.layers])
+
+    def mix(self, states):
+        """The layer mix of (len(layers), batch, seq_len, hidden) states."""
+        if self.config.layer_mix == "mean":
+            return states.mean(dim=0)
+        weights = torch.softmax(self.mix_weights, dim=0).to(states.dtype)
+        return self.mix_scale.to(states.dtype) * torch.einsum("l,lbth->bth", weights, states)
+
+    def lookup(self, input_ids, token_features=None, attention_mask=None):
+        """The vectors per token (normalized, features joined), before any dropout."""
+        if self.contextual is not None:
+            embeddings = self.mix(self.contextual_states(input_ids, attention_mask))
+        else:
+            embeddings = self.word_embeddings(input_ids)  # (batch, seq_len, embedding_dim)
         if self.norm is not None:
             embeddings = self.norm(embeddings)
         if self.config.num_token_features:
@@ -446,7 +497,7 @@ class SeqRegPreTrainedModel(PreTrainedModel):
             model._weight_conversions = [c for c in conversions
                                          if not set(getattr(c, "source_patterns", ())) & set(LEGACY_KEYS)]
         # The loader materializes fresh parameters with requires_grad=True; frozen means frozen.
-        model.get_input_embeddings().weight.requires_grad_(not model.config.freeze_embeddings)
+        model.base_model.embeddings.freeze()
         # Loaded tensors can sit at unaligned addresses, where CPU kernels take other SIMD paths and round
         # differently; give them freshly allocated (aligned) memory so a reload is bit-identical.
         with torch.no_grad():
@@ -499,16 +550,19 @@ class SeqRegModel(SeqRegPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self):
-        return self.embeddings.word_embeddings
+        return self.embeddings.input_embeddings()
 
     def set_input_embeddings(self, value):
-        self.embeddings.word_embeddings = value
+        if self.embeddings.contextual is not None:
+            self.embeddings.contextual.set_input_embeddings(value)
+        else:
+            self.embeddings.word_embeddings = value
 
     def forward(self, input_ids=None, attention_mask=None, token_features=None, token_type_ids=None, return_dict=None):
         # token_type_ids is accepted (BERT-style tokenizers emit it) and ignored: a recurrent encoder has no segments.
         config = self.config
         lengths, mask = self._validate(input_ids, attention_mask, token_features)
-        words = self.embeddings.lookup(input_ids, token_features)  # (batch, seq_len, embedding_dim + features)
+        words = self.embeddings.lookup(input_ids, token_features, mask.long())  # (batch, seq_len, dim [+ features])
         output, pooled, h_n, c_n = self.ensemble.encode(self.embeddings, words, input_ids, lengths, mask)
         result = SeqRegModelOutput(last_hidden_state=output, pooler_output=pooled, h_n=h_n, c_n=c_n)
         return_dict = return_dict if return_dict is not None else config.return_dict

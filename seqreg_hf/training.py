@@ -13,7 +13,7 @@ from datasets import IterableDataset
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
 from .arguments import EMBEDDING_OPTIONS, TRAINING_TIME_OPTIONS, architecture_from, parse_arguments
-from .builder import build_model
+from .builder import build_from
 from .checkpoints import resolve_resume
 from .data import DataError, check_selection_split, load_clean_data, tokenize_splits
 from .embeddings import load_embeddings
@@ -49,7 +49,8 @@ def load_or_build_model(run, train_texts):
     if not start:
         source = load_embeddings(run.embeddings.embeddings,
                                  **run.embeddings.loader_options(train_texts, not run.training.disable_tqdm))
-        return build_model(source, id2label=dict(enumerate(labels)), **architecture), source.tokenizer
+        model = build_from(source, run.embeddings.embeddings, id2label=dict(enumerate(labels)), **architecture)
+        return model, source.tokenizer
     fixed = sorted(explicit - set(TRAINING_TIME_OPTIONS))
     model, tokenizer = load_model_dir(start, config_updates={k: architecture[k] for k in explicit
                                                              if k in TRAINING_TIME_OPTIONS})

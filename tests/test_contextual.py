@@ -1,0 +1,186 @@
+"""embedding_type="contextual": a frozen transformer's hidden states as the recurrent network's input, checked
+against the transformer run directly with transformers."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
+
+from seqreg_hf import SeqRegForSequenceRegression, init_model_dir
+from seqreg_hf.embeddings import default_embeddings_path, load_embeddings
+
+from .conftest import tiny_config
+
+TEXTS = ["a calm evening by the lake", "no", "What a terrible, terrible day it was for all of us!", ""]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A randomly initialized 3-layer BERT over MiniLM's WordPiece vocabulary, saved as safetensors."""
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    load_embeddings(None).tokenizer.save_pretrained(folder)
+    return folder
+
+
+def direct_states(source, batch, layers):
+    reference = AutoModel.from_pretrained(source).eval()
+    with torch.no_grad():
+        states = reference(**batch, output_hidden_states=True).hidden_states
+    return torch.stack([states[i] for i in layers]).mean(dim=0)
+
+
+@pytest.mark.parametrize("which,layers,expected", [("tiny", [1, -1], [1, 3]), ("tiny", None, [0, 1, 2, 3]),
+                                                   ("minilm", None, list(range(7)))])
+def test_the_states_the_rnn_reads_are_the_transformers_own(which, layers, expected, tiny_bert, tmp_path):
+    source = str(tiny_bert) if which == "tiny" else default_embeddings_path()
+    model, _ = init_model_dir(tmp_path / "model", source, embedding_type="contextual", embedding_layers=layers,
+                              id2label={0: "V"}, hidden_size=8)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt", return_token_type_ids=False)
+    embeddings = model.train().base_model.embeddings  # training mode: the frozen transformer must stay in eval
+    got = embeddings.lookup(batch["input_ids"], None, batch["attention_mask"])
+    torch.testing.assert_close(got, direct_states(source, batch, expected), atol=1e-5, rtol=0)
+    assert not embeddings.contextual.training
+
+
+@pytest.fixture(scope="module")
+def scalar_model(tiny_bert, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("contextual") / "model"
+    torch.manual_seed(1)
+    model, _ = init_model_dir(folder, str(tiny_bert), embedding_type="contextual", layer_mix="scalar",
+                              id2label={0: "V", 1: "A"}, hidden_size=8, ensemble_size=2, pooling="mean_max")
+    with torch.no_grad():  # a mix that is not the mean, so that the weights matter
+        model.base_model.embeddings.mix_weights.copy_(torch.tensor([0.5, -1.0, 0.2, 1.5]))
+        model.base_model.embeddings.mix_scale.fill_(1.7)
+    model.save_pretrained(folder)
+    return model.eval(), folder
+
+
+def test_the_scalar_mix_is_elmos_and_only_it_trains_on_the_embedding_side(scalar_model, tiny_bert):
+    model, folder = scalar_model
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt", return_token_type_ids=False)
+    reference = AutoModel.from_pretrained(tiny_bert).eval()
+    with torch.no_grad():
+        states = torch.stack(reference(**batch, output_hidden_states=True).hidden_states)
+        weights = torch.softmax(torch.tensor([0.5, -1.0, 0.2, 1.5]), dim=0)
+        want = 1.7 * (weights.view(-1, 1, 1, 1) * states).sum(dim=0)
+        got = model.base_model.embeddings.lookup(batch["input_ids"], None, batch["attention_mask"])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith("seqreg.embeddings.")]
+    assert trainable == ["seqreg.embeddings.mix_weights", "seqreg.embeddings.mix_scale"]
+    model.train()
+    loss = model(**batch, labels=torch.ones(len(TEXTS), 2)).loss
+    loss.backward()
+    assert all(p.grad is None for p in model.base_model.embeddings.contextual.parameters())
+    assert model.base_model.embeddings.mix_weights.grad is not None
+    model.zero_grad()
+    model.eval()
+
+
+def test_a_padded_batch_equals_each_text_alone(scalar_model):
+    model, folder = scalar_model
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt", return_token_type_ids=False)
+    with torch.no_grad():
+        together = model(**batch).logits
+        alone = torch.cat([model(**tokenizer([t], return_tensors="pt", return_token_type_ids=False)).logits
+                           for t in TEXTS])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+
+
+def test_save_and_load_are_bit_identical_and_hold_the_transformer(scalar_model):
+    model, folder = scalar_model
+    loaded = SeqRegForSequenceRegression.from_pretrained(folder).eval()
+    saved, again = model.state_dict(), loaded.state_dict()
+    assert saved.keys() == again.keys() and any(k.startswith("seqreg.embeddings.contextual.") for k in saved)
+    assert all(torch.equal(saved[k], again[k]) for k in saved)
+    assert not any(p.requires_grad for p in loaded.base_model.embeddings.contextual.parameters())
+    config = json.loads((folder / "config.json").read_text())
+    assert config["embedding_type"] == "contextual" and config["contextual_config"]["model_type"] == "bert"
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt", return_token_type_ids=False)
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits, model(**batch).logits)
+        via_auto = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        assert torch.equal(via_auto(**batch).logits, model(**batch).logits)
+
+
+LOADER = textwrap.dedent("""
+    import json, sys
+    sys.modules["seqreg_hf"] = None  # any import of the package now fails
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder, texts = sys.argv[1], json.loads(sys.argv[2])
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    batch = AutoTokenizer.from_pretrained(folder)(texts, padding=True, return_tensors="pt", return_token_type_ids=False)
+    with torch.no_grad():
+        print("RESULT", json.dumps(model(**batch).logits.tolist()))
+""")
+
+
+def test_remote_code_loads_it_where_seqreg_hf_cannot_be_imported(scalar_model, tmp_path):
+    model, folder = scalar_model
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        expected = model(**tokenizer(TEXTS, padding=True, return_tensors="pt", return_token_type_ids=False)).logits
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-c", LOADER, str(folder), json.dumps(TEXTS)], capture_output=True,
+                            text=True, env=env, stdin=subprocess.DEVNULL, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    torch.testing.assert_close(torch.tensor(json.loads(result.stdout.split("RESULT", 1)[1])), expected, atol=0,
+                               rtol=0)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"embedding_type": "contextual"}, "needs contextual_config"),
+    ({"embedding_type": "contextual", "contextual_config": {"model_type": "bert", "num_hidden_layers": 3},
+      "embedding_layers": [4]}, r"the transformer has 4 hidden states, 0..3"),
+    ({"embedding_type": "contextual", "contextual_config": {"model_type": "bert"}, "freeze_embeddings": False},
+     "keeps the transformer frozen"),
+    ({"layer_mix": "attention"}, "layer_mix='attention' is not supported"),
+])
+def test_bad_contextual_options_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)
+
+
+def test_a_static_vector_file_cannot_be_contextual(tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("good 0.1 0.2\nbad -0.1 0.3\n")
+    with pytest.raises(ValueError, match="needs a transformers model directory or Hub id"):
+        init_model_dir(tmp_path / "model", str(vectors), embedding_type="contextual", id2label={0: "V"})
+
+
+def test_init_and_train_take_the_contextual_options(tiny_bert, tmp_path, capsys):
+    import pandas as pd
+
+    from seqreg_hf.cli import main as cli
+
+    assert cli(["init", "--embeddings", str(tiny_bert), "--embedding_type", "contextual", "--embedding_layers", "0",
+                "-1", "--layer_mix", "scalar", "--output_dir", str(tmp_path / "init"), "--label_columns", "y",
+                "--hidden_size", "8"]) == 0
+    config = json.loads((tmp_path / "init" / "config.json").read_text())
+    assert (config["embedding_type"], config["embedding_layers"], config["layer_mix"]) == ("contextual", [0, -1],
+                                                                                         "scalar")
+    rows = pd.DataFrame({"text": [f"text {i} {'good ' * (i % 4)}" for i in range(40)], "y": [i % 5 for i in range(40)]})
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    rows.to_csv(tmp_path / "dev.csv", index=False)
+    assert cli(["train", "--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"),
+                "--label_columns", "y", "--embeddings", str(tiny_bert), "--embedding_type", "contextual",
+                "--output_dir", str(tmp_path / "run"), "--hidden_size", "8", "--ensemble_size", "1",
+                "--num_train_epochs", "1", "--report_to", "none", "--plots", "false", "--disable_tqdm", "true"]) == 0
+    trained = SeqRegForSequenceRegression.from_pretrained(tmp_path / "run")
+    source = AutoModel.from_pretrained(tiny_bert)
+    for name, value in source.state_dict().items():  # trained, and the transformer did not move
+        if not name.startswith("pooler."):
+            assert torch.equal(trained.base_model.embeddings.contextual.state_dict()[name], value), name
