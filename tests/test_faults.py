@@ -284,3 +284,29 @@ def test_a_failure_after_a_checkpoint_is_complete_keeps_it_and_is_not_called_a_f
     with pytest.raises(OSError, match="^connection reset by peer$"):
         trainer.train()
     assert (tmp_path / "checkpoint-1" / "trainer_state.json").is_file()
+
+
+def test_sigterm_during_predict_leaves_neither_output_nor_parts(tmp_path, saved_model):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    texts = tmp_path / "texts.csv"
+    pd.DataFrame({"text": [f"text number {i} " + "word " * (i % 30) for i in range(6000)]}).to_csv(texts, index=False)
+    out = tmp_path / "scored.csv"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    process = subprocess.Popen([sys.executable, "-m", "seqreg_hf.cli", "predict", "--model_name_or_path",
+                                str(saved_model), "--test_file", str(texts), "--output_file", str(out), "--chunk_rows",
+                                "50", "--disable_tqdm", "true"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if list(tmp_path.glob(".scored.csv.chunk*.part")):
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.01)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "texts.csv"]
