@@ -148,9 +148,15 @@ class SeqRegEmbeddings(nn.Module):
         weights = torch.softmax(self.mix_weights, dim=0).to(states.dtype)
         return self.mix_scale.to(states.dtype) * torch.einsum("l,lbth->bth", weights, states)
 
-    def lookup(self, input_ids, token_features=None, attention_mask=None):
-        """The vectors per token (normalized, features joined), before any dropout."""
-        if self.contextual is not None:
+    def lookup(self, input_ids, token_features=None, attention_mask=None, contextual_states=None):
+        """The vectors per token (normalized, features joined), before any dropout. A contextual model reads
+        `contextual_states` (batch, stored layers, seq_len, hidden) when given, else runs its transformer."""
+        if contextual_states is not None:
+            if self.contextual is None:
+                raise ValueError("contextual_states were given to a model with embedding_type='static'.")
+            dtype = next(self.contextual.parameters()).dtype
+            embeddings = self.mix(contextual_states.transpose(0, 1).to(dtype))
+        elif self.contextual is not None:
             embeddings = self.mix(self.contextual_states(input_ids, attention_mask))
         else:
             embeddings = self.word_embeddings(input_ids)  # (batch, seq_len, embedding_dim)
@@ -558,11 +564,14 @@ class SeqRegModel(SeqRegPreTrainedModel):
         else:
             self.embeddings.word_embeddings = value
 
-    def forward(self, input_ids=None, attention_mask=None, token_features=None, token_type_ids=None, return_dict=None):
-        # token_type_ids is accepted (BERT-style tokenizers emit it) and ignored: a recurrent encoder has no segments.
+    def forward(self, input_ids=None, attention_mask=None, token_features=None, token_type_ids=None, return_dict=None,
+                contextual_states=None):
+        """`contextual_states` (batch, stored layers, seq_len, hidden): a contextual model's transformer states computed
+        ahead (seqreg_hf.states), read instead of running the transformer. token_type_ids is accepted (BERT-style
+        tokenizers emit it) and ignored: a recurrent encoder has no segments."""
         config = self.config
         lengths, mask = self._validate(input_ids, attention_mask, token_features)
-        words = self.embeddings.lookup(input_ids, token_features, mask.long())  # (batch, seq_len, dim [+ features])
+        words = self.embeddings.lookup(input_ids, token_features, mask.long(), contextual_states)  # (B, T, dim [+ f])
         output, pooled, h_n, c_n = self.ensemble.encode(self.embeddings, words, input_ids, lengths, mask)
         result = SeqRegModelOutput(last_hidden_state=output, pooler_output=pooled, h_n=h_n, c_n=c_n)
         return_dict = return_dict if return_dict is not None else config.return_dict
@@ -637,8 +646,9 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
         return result
 
     def forward(self, input_ids=None, attention_mask=None, token_features=None, labels=None, token_type_ids=None,
-                return_dict=None):
-        encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features, return_dict=True)
+                return_dict=None, contextual_states=None):
+        encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features, return_dict=True,
+                              contextual_states=contextual_states)
         ensemble = self.seqreg.ensemble
         members = ensemble.predict(encoded.pooler_output)  # (K, batch, num_labels), in standardized units
         standardized = ensemble.combine(members)  # (batch, num_labels)

@@ -21,6 +21,7 @@ from .loading import load_model_dir
 from .logs import configure
 from .metrics import metrics_fn
 from .outputs import write_run_outputs
+from .states import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
 from .trainer import CardCallback, SeqRegTrainer, early_stopping
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,12 @@ def main(argv=None, values=None):
     tokenized = tokenize_splits(raw, tokenizer, data_args.text_column, data_args.label_columns,
                                 tokenizer.model_max_length, data_args.preprocessing_num_workers)
     tokenize_seconds = round(time.perf_counter() - start, 3)
+    collator, states_bytes = DataCollatorWithPadding(tokenizer), 0
+    if model.config.embedding_type == "contextual":  # the frozen transformer runs once per split, not every epoch
+        tokenized = cache_contextual_states(tokenized, model, tokenizer.pad_token_id)
+        collator = StatesCollator(tokenizer, stored_layers(model), model.config.embedding_dim)
+        states_bytes = cache_bytes(tokenized)
+    states_seconds = round(time.perf_counter() - start, 3) - tokenize_seconds
     sizes = {s: len(d) if not isinstance(d, IterableDataset) else bad_rows[s]["rows"] - bad_rows[s]["dropped"]
              for s, d in raw.items()}
     card_callback = CardCallback(data_args, run.embeddings, bad_rows, sizes)
@@ -110,7 +117,7 @@ def main(argv=None, values=None):
         train_dataset=tokenized["train"],
         eval_dataset=tokenized.get("validation"),
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         compute_metrics=metrics_fn(data_args.label_columns),
         callbacks=[*early_stopping(model_args.early_stopping_patience, training_args), card_callback],
     )
@@ -122,7 +129,8 @@ def main(argv=None, values=None):
     train_metrics = {**train_result.metrics, "train_samples": sizes["train"]}
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
-    results = {"bad_rows": bad_rows, "tokenize_seconds": tokenize_seconds, "train": train_metrics}
+    results = {"bad_rows": bad_rows, "tokenize_seconds": tokenize_seconds, "train": train_metrics,
+               "contextual_states_seconds": round(states_seconds, 3), "contextual_states_bytes": states_bytes}
     for split, prefix in (("validation", "eval"), ("test", "test")):
         if split in tokenized:
             metrics = trainer.evaluate(tokenized[split], metric_key_prefix=prefix)

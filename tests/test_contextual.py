@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
@@ -184,3 +185,65 @@ def test_init_and_train_take_the_contextual_options(tiny_bert, tmp_path, capsys)
     for name, value in source.state_dict().items():  # trained, and the transformer did not move
         if not name.startswith("pooler."):
             assert torch.equal(trained.base_model.embeddings.contextual.state_dict()[name], value), name
+
+
+@pytest.fixture
+def tokenized_file(tmp_path):
+    import pandas as pd
+
+    from seqreg_hf.data import load_raw_datasets, tokenize_splits
+
+    pd.DataFrame({"text": TEXTS * 5, "y": list(range(len(TEXTS) * 5))}).to_csv(tmp_path / "data.csv", index=False)
+    raw = load_raw_datasets(train_file=tmp_path / "data.csv")
+    tokenizer = load_embeddings(None).tokenizer
+    return tokenize_splits(raw, tokenizer, "text", ["y"], 128), tokenizer
+
+
+@pytest.mark.parametrize("mix", ["mean", "scalar"])
+def test_cached_states_are_the_live_ones_in_float16(tiny_bert, tokenized_file, tmp_path, mix):
+    from seqreg_hf.states import COLUMN, StatesCollator, cache_contextual_states, stored_layers
+
+    splits, tokenizer = tokenized_file
+    model, _ = init_model_dir(tmp_path / "model", str(tiny_bert), embedding_type="contextual", layer_mix=mix,
+                              embedding_layers=[1, 2, 3], id2label={0: "y"}, hidden_size=8)
+    model.eval()
+    cached = cache_contextual_states(splits, model, tokenizer.pad_token_id)["train"]
+    assert stored_layers(model) == (1 if mix == "mean" else 3)
+    collate = StatesCollator(tokenizer, stored_layers(model), 16)
+    batch = collate([{k: cached[i][k] for k in ("input_ids", "attention_mask", COLUMN)} for i in range(len(TEXTS))])
+    embeddings = model.base_model.embeddings
+    with torch.no_grad():
+        live = embeddings.contextual_states(batch["input_ids"], batch["attention_mask"])  # (3, B, T, H)
+        if mix == "mean":
+            live = live.mean(dim=0, keepdim=True)
+        live = live.half().float().transpose(0, 1)  # what the cache keeps, as the collator hands it over
+        real = batch["attention_mask"].bool()[:, None, :, None]
+        assert torch.equal(batch[COLUMN] * real, live * real)
+        from_cache = model(batch["input_ids"], attention_mask=batch["attention_mask"],
+                           contextual_states=batch[COLUMN]).logits
+        from_live = model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(from_cache, from_live, atol=5e-3, rtol=0)  # float16 states, float32 everything else
+
+
+def test_the_cache_is_reused_and_rebuilt_when_the_layers_change(tiny_bert, tokenized_file, tmp_path, monkeypatch):
+    from seqreg_hf.modeling_seqreg import SeqRegEmbeddings
+    from seqreg_hf.states import COLUMN, cache_contextual_states
+
+    splits, tokenizer = tokenized_file
+    calls = []
+    real = SeqRegEmbeddings.contextual_states
+    monkeypatch.setattr(SeqRegEmbeddings, "contextual_states", lambda self, *a: calls.append(1) or real(self, *a))
+
+    def cache(layers):
+        torch.manual_seed(0)
+        model, _ = init_model_dir(tmp_path / f"model{layers}", str(tiny_bert), embedding_type="contextual",
+                                  embedding_layers=layers, id2label={0: "y"}, hidden_size=8)
+        return cache_contextual_states(splits, model.eval(), tokenizer.pad_token_id)["train"]
+
+    first = cache([1, 2])
+    assert len(calls) == 1 and first.cache_files
+    again = cache([1, 2])  # another model object, same transformer and layers: the Arrow cache answers
+    assert len(calls) == 1 and again.cache_files == first.cache_files
+    assert np.array_equal(again[0][COLUMN], first[0][COLUMN])
+    other = cache([3])
+    assert len(calls) == 2 and other.cache_files != first.cache_files

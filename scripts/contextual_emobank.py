@@ -1,0 +1,88 @@
+"""The contextual EmoBank recipe over several seeds, beside the static one, measured in one run.
+
+    python scripts/contextual_emobank.py [--seeds 42 43 44] [--output_root outputs/contextual]
+
+Each seed trains `seqreg_hf.train` with the recipe below (MiniLM-L6's 7 hidden states, their mean, read by one
+BiGRU-256 with mean_max pooling) on EmoBank's train split, selects on dev and reports dev and test. The transformer
+runs once per split (the float16 state cache); the first seed pays for it, the others reuse it. Then:
+- the cost of float16 states: dev r of each run as trained (cached float16 states) against `evaluate` run live
+  (float32 states through Predictor);
+- sentences/s through Predictor on the test texts, contextual (transformer live) against the static recipe model
+  in `outputs/emobank`, in the same run;
+- peak RSS of this process, and the size of the cache files on disk.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark import gemm_peak  # noqa: E402
+
+import seqreg_hf  # noqa: E402
+from seqreg_hf.evaluation import evaluate_model_dir  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "emobank.csv")
+RECIPE = {"embedding_type": "contextual", "layer_mix": "mean", "rnn_type": "gru", "hidden_size": 256,
+          "bidirectional": True, "pooling": "mean_max", "ensemble_size": 1, "num_train_epochs": 10,
+          "early_stopping_patience": 3, "learning_rate": 0.002, "head_dropout": 0.4, "embedding_dropout": 0.3,
+          "word_dropout": 0.2}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--output_root", default=os.path.join(ROOT, "outputs", "contextual"))
+    parser.add_argument("--static_model", default=os.path.join(ROOT, "outputs", "emobank"))
+    args = parser.parse_args(argv)
+    peak, _ = gemm_peak()
+    runs = []
+    for seed in args.seeds:
+        out = os.path.join(args.output_root, f"seed{seed}")
+        start = time.perf_counter()
+        metrics = seqreg_hf.train(train_file=DATA, split_column="split", label_columns=["V", "A", "D"], output_dir=out,
+                                  seed=seed, disable_tqdm=True, report_to="none", plots=False, **RECIPE)
+        seconds = time.perf_counter() - start
+        live, _, _ = evaluate_model_dir(out, DATA, split_column="split", split="dev")
+        runs.append({"seed": seed, "seconds": round(seconds, 1),
+                     "train_runtime": metrics["train"]["train_runtime"],
+                     "states_seconds": metrics["contextual_states_seconds"],
+                     "states_cache_bytes": metrics["contextual_states_bytes"],
+                     "dev": {k: metrics["validation"][f"eval_pearson_{k}"] for k in ("V", "A", "D", "mean")},
+                     "dev_live_float32": {k: live[f"eval_pearson_{k}"] for k in ("V", "A", "D", "mean")},
+                     "test": {k: metrics["test"][f"test_pearson_{k}"] for k in ("V", "A", "D", "mean")}})
+        print(json.dumps(runs[-1]), flush=True)
+    import pandas as pd
+
+    texts = pd.read_csv(DATA, keep_default_na=False).query("split == 'test'")["text"].tolist()
+    speed = {}
+    for name, folder in (("static", args.static_model), ("contextual", os.path.join(args.output_root,
+                                                                                    f"seed{args.seeds[0]}"))):
+        if not os.path.isdir(folder):
+            continue
+        predictor = seqreg_hf.Predictor.from_dir(folder)
+        predictor.predict(texts[:256])
+        rates = []
+        for _ in range(3):
+            start = time.perf_counter()
+            rows = len(predictor.predict(texts))
+            rates.append(rows / (time.perf_counter() - start))
+        speed[name] = statistics.median(rates)
+    report = {"gemm_peak_gflops": peak, "recipe": RECIPE, "runs": runs,
+              "mean_test": {k: statistics.mean(r["test"][k] for r in runs) for k in ("V", "A", "D", "mean")},
+              "mean_dev": {k: statistics.mean(r["dev"][k] for r in runs) for k in ("V", "A", "D", "mean")},
+              "float16_cost_dev_mean": statistics.mean(r["dev_live_float32"]["mean"] - r["dev"]["mean"] for r in runs),
+              "predictor_sentences_per_second": speed,
+              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print(json.dumps(report, indent=2))
+    with open(os.path.join(args.output_root, "report.json"), "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Contextual states computed once per dataset: training on a frozen transformer without running it every epoch.
+
+`cache_contextual_states` runs the frozen transformer of a contextual model over each tokenized split once and
+stores what the network reads, in float16, as a `contextual_states` column of the split's `datasets` Arrow cache:
+the layer mean for layer_mix="mean" (one state per token), every chosen layer for "scalar" (the mix trains). The
+cache is keyed by the split's own fingerprint, a digest of the transformer's weights and config, and the layer
+choice, so a second run reuses it and another choice rebuilds it. `StatesCollator` pads the column beside the token
+ids, and the model's `forward(contextual_states=...)` then runs only the mix, the RNN and the head. Prediction
+runs the transformer live.
+"""
+
+import hashlib
+import json
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import DataCollatorWithPadding
+
+COLUMN = "contextual_states"
+
+
+def encoder_digest(model):
+    """A digest of the frozen transformer: its config and every weight's bytes."""
+    embeddings = model.base_model.embeddings
+    digest = hashlib.sha256(json.dumps(model.config.contextual_config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(embeddings.contextual.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def stored_layers(model):
+    """How many states per token the cache holds: 1 (the mean) or one per chosen layer (scalar mix)."""
+    embeddings = model.base_model.embeddings
+    return 1 if model.config.layer_mix == "mean" else len(embeddings.layers)
+
+
+def cache_contextual_states(splits, model, pad_token_id, batch_size=64):
+    """{split: Dataset} with a `contextual_states` column (float16, flattened per row), computed once per split."""
+    embeddings = model.base_model.embeddings
+    key = hashlib.sha256(json.dumps([encoder_digest(model), embeddings.layers, model.config.layer_mix, "float16"])
+                         .encode()).hexdigest()[:16]
+    device = next(model.parameters()).device
+
+    def compute(batch):
+        lengths = [len(ids) for ids in batch["input_ids"]]
+        width = max(lengths)
+        ids = torch.full((len(lengths), width), pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, row_ids in enumerate(batch["input_ids"]):
+            ids[row, : len(row_ids)] = torch.tensor(row_ids)
+            mask[row, : len(row_ids)] = 1
+        states = embeddings.contextual_states(ids.to(device), mask.to(device))  # (layers, batch, width, hidden)
+        if model.config.layer_mix == "mean":
+            states = states.mean(dim=0, keepdim=True)
+        states = states.to(torch.float16).cpu().numpy()
+        return {COLUMN: [np.ascontiguousarray(states[:, row, :n]).reshape(-1) for row, n in enumerate(lengths)]}
+
+    cached = {}
+    for split, dataset in splits.items():
+        if not isinstance(dataset, Dataset):  # streamed: the transformer runs live
+            cached[split] = dataset
+            continue
+        mapped = dataset.map(compute, batched=True, batch_size=batch_size, desc=f"contextual states {split}",
+                             new_fingerprint=hashlib.sha256(f"{dataset._fingerprint}-{key}".encode()).hexdigest()[:16])
+        # The states come out as numpy arrays (a Python list of ~10k floats a row would cost more than the RNN).
+        cached[split] = mapped.with_format("numpy", columns=[COLUMN], output_all_columns=True)
+    return cached
+
+
+def cache_bytes(splits):
+    """Bytes on disk of the splits' Arrow files (for cached states: what the cache costs)."""
+    import os
+
+    return sum(os.path.getsize(f["filename"]) for d in splits.values() if isinstance(d, Dataset)
+               for f in d.cache_files)
+
+
+class StatesCollator(DataCollatorWithPadding):
+    """Pads token ids as DataCollatorWithPadding does, and the cached states (layers, length, hidden) beside them,
+    into a float32 (batch, layers, length, hidden) tensor."""
+
+    def __init__(self, tokenizer, layers, hidden_size, **kwargs):
+        super().__init__(tokenizer, **kwargs)
+        self.layers, self.hidden_size = layers, hidden_size
+
+    def __call__(self, features):
+        states = [np.asarray(f.pop(COLUMN), dtype=np.float32) for f in features] if COLUMN in features[0] else None
+        batch = super().__call__(features)
+        if states is not None:
+            width = batch["input_ids"].shape[1]
+            padded = torch.zeros(len(states), self.layers, width, self.hidden_size)
+            for row, flat in enumerate(states):
+                block = torch.from_numpy(flat).view(self.layers, -1, self.hidden_size)
+                padded[row, :, : block.shape[1]] = block
+            batch[COLUMN] = padded
+        return batch
+
+
+__all__ = ["cache_contextual_states", "cache_bytes", "StatesCollator", "encoder_digest", "stored_layers", "COLUMN"]
