@@ -4,7 +4,8 @@
 
 Each seed trains `seqreg_hf.train` with the recipe below (MiniLM-L6's 7 hidden states, their mean, read by one
 BiGRU-256 with mean_max pooling) on EmoBank's train split, selects on dev and reports dev and test. The transformer
-runs once per split (the float16 state cache); the first seed pays for it, the others reuse it. Then:
+runs once per split (the float16 state cache); the first seed pays for it, the others reuse it.
+The recipe is seqreg_hf/recipes/emobank_contextual.json, laid over the static recipe's defaults for everything it does not set. Then:
 - the cost of float16 states: dev r of each run as trained (cached float16 states) against `evaluate` run live
   (float32 states through Predictor);
 - sentences/s through Predictor on the test texts, contextual (transformer live) against the static recipe model
@@ -28,10 +29,7 @@ from seqreg_hf.evaluation import evaluate_model_dir  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "emobank.csv")
-RECIPE = {"embedding_type": "contextual", "layer_mix": "mean", "rnn_type": "gru", "hidden_size": 256,
-          "bidirectional": True, "pooling": "mean_max", "ensemble_size": 1, "num_train_epochs": 10,
-          "early_stopping_patience": 3, "learning_rate": 0.002, "head_dropout": 0.4, "embedding_dropout": 0.3,
-          "word_dropout": 0.2}
+RECIPE_FILE = os.path.join(ROOT, "seqreg_hf", "recipes", "emobank_contextual.json")  # what `seqreg-hf train FILE` reads
 
 
 def main(argv=None):
@@ -45,8 +43,8 @@ def main(argv=None):
     for seed in args.seeds:
         out = os.path.join(args.output_root, f"seed{seed}")
         start = time.perf_counter()
-        metrics = seqreg_hf.train(train_file=DATA, split_column="split", label_columns=["V", "A", "D"], output_dir=out,
-                                  seed=seed, disable_tqdm=True, report_to="none", plots=False, **RECIPE)
+        metrics = seqreg_hf.train(RECIPE_FILE, train_file=DATA, split_column="split", label_columns=["V", "A", "D"],
+                                  output_dir=out, seed=seed, disable_tqdm=True, report_to="none")
         seconds = time.perf_counter() - start
         live, _, _ = evaluate_model_dir(out, DATA, split_column="split", split="dev")
         runs.append({"seed": seed, "seconds": round(seconds, 1),
@@ -73,7 +71,9 @@ def main(argv=None):
             rows = len(predictor.predict(texts))
             rates.append(rows / (time.perf_counter() - start))
         speed[name] = statistics.median(rates)
-    report = {"gemm_peak_gflops": peak, "recipe": RECIPE, "runs": runs,
+    with open(RECIPE_FILE, encoding="utf-8") as handle:
+        recipe = json.load(handle)
+    report = {"gemm_peak_gflops": peak, "recipe": recipe, "runs": runs,
               "mean_test": {k: statistics.mean(r["test"][k] for r in runs) for k in ("V", "A", "D", "mean")},
               "mean_dev": {k: statistics.mean(r["dev"][k] for r in runs) for k in ("V", "A", "D", "mean")},
               "float16_cost_dev_mean": statistics.mean(r["dev_live_float32"]["mean"] - r["dev"]["mean"] for r in runs),

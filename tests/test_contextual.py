@@ -247,3 +247,17 @@ def test_the_cache_is_reused_and_rebuilt_when_the_layers_change(tiny_bert, token
     assert np.array_equal(again[0][COLUMN], first[0][COLUMN])
     other = cache([3])
     assert len(calls) == 2 and other.cache_files != first.cache_files
+
+
+def test_the_contextual_recipe_is_a_config_file_train_reads():
+    from seqreg_hf.arguments import architecture_from, parse_arguments
+
+    from .conftest import REPO
+
+    recipe = REPO / "seqreg_hf" / "recipes" / "emobank_contextual.json"
+    assert (REPO / "scripts" / "configs" / "emobank_contextual.json").resolve() == recipe.resolve()
+    run = parse_arguments([str(recipe), "--seed", "3"])
+    architecture, _ = architecture_from(run)
+    assert architecture["embedding_type"] == "contextual" and architecture["ensemble_size"] == 1
+    assert run.training.seed == 3 and run.training.num_train_epochs == 10
+    assert run.data.label_columns == ["V", "A", "D"] and run.data.split_column == "split"
