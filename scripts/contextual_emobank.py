@@ -4,8 +4,9 @@
 
 Each seed trains `seqreg_hf.train` with the recipe below (MiniLM-L6's 7 hidden states, their mean, read by one
 BiGRU-256 with mean_max pooling) on EmoBank's train split, selects on dev and reports dev and test. The transformer
-runs once per split (the float16 state cache); the first seed pays for it, the others reuse it.
-The recipe is seqreg_hf/recipes/emobank_contextual.json, laid over the static recipe's defaults for everything it does not set. Then:
+runs once per split (the float16 state cache); the first seed pays for it,
+the others reuse it. The recipe is seqreg_hf/recipes/emobank_contextual.json, laid over the static
+recipe's defaults for everything it does not set. Then:
 - the cost of float16 states: dev r of each run as trained (cached float16 states) against `evaluate` run live
   (float32 states through Predictor);
 - sentences/s through Predictor on the test texts, contextual (transformer live) against the static recipe model
@@ -37,16 +38,21 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--output_root", default=os.path.join(ROOT, "outputs", "contextual"))
     parser.add_argument("--static_model", default=os.path.join(ROOT, "outputs", "emobank"))
+    parser.add_argument("--retrain", action="store_true", help="train seeds whose output_dir holds a finished run")
     args = parser.parse_args(argv)
     peak, _ = gemm_peak()
     runs = []
     for seed in args.seeds:
         out = os.path.join(args.output_root, f"seed{seed}")
         start = time.perf_counter()
-        metrics = seqreg_hf.train(RECIPE_FILE, train_file=DATA, split_column="split", label_columns=["V", "A", "D"],
-                                  output_dir=out, seed=seed, disable_tqdm=True, report_to="none")
+        if os.path.isfile(os.path.join(out, "metrics.json")) and not args.retrain:  # a finished run: report it
+            with open(os.path.join(out, "metrics.json"), encoding="utf-8") as handle:
+                metrics = json.load(handle)
+        else:
+            metrics = seqreg_hf.train(RECIPE_FILE, train_file=DATA, split_column="split", output_dir=out, seed=seed,
+                                      label_columns=["V", "A", "D"], disable_tqdm=True, report_to="none")
         seconds = time.perf_counter() - start
-        live, _, _ = evaluate_model_dir(out, DATA, split_column="split", split="dev")
+        live, _, _ = evaluate_model_dir(out, DATA, split_column="split", split="validation")
         runs.append({"seed": seed, "seconds": round(seconds, 1),
                      "train_runtime": metrics["train"]["train_runtime"],
                      "states_seconds": metrics["contextual_states_seconds"],

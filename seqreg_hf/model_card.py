@@ -56,6 +56,15 @@ def _architecture(config):
     return single if config.ensemble_size == 1 else f"an ensemble of {config.ensemble_size} members, each {single},"
 
 
+def _contextual_layers(config):
+    if getattr(config, "embedding_type", "static") != "contextual":
+        return None
+    count = config.contextual_config.get("num_hidden_layers", 0) + 1
+    layers = config.embedding_layers or list(range(count))
+    mix = "their mean" if config.layer_mix == "mean" else "a trainable scalar mix"
+    return f"hidden states {', '.join(map(str, layers))} of {count}, {mix}"
+
+
 def _is_hub_id(source):
     return bool(source) and source.count("/") == 1 and not os.path.exists(source) and not source.startswith(".")
 
@@ -122,6 +131,7 @@ def card_context(model, data_args=None, embedding_args=None, results=None, log_h
         "embeddings_source": source,
         "num_labels": config.num_labels,
         "ensemble_size": config.ensemble_size,
+        "contextual_layers": _contextual_layers(config),
         "label_names": config.label_names,
         "label_means": [round(m, 4) for m in config.label_means or []],
         "label_stds": [round(s, 4) for s in config.label_stds or []],
