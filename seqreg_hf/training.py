@@ -129,8 +129,9 @@ def main(argv=None, values=None):
     train_metrics = {**train_result.metrics, "train_samples": sizes["train"]}
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
-    results = {"bad_rows": bad_rows, "tokenize_seconds": tokenize_seconds, "train": train_metrics,
-               "contextual_states_seconds": round(states_seconds, 3), "contextual_states_bytes": states_bytes}
+    results = {"bad_rows": bad_rows, "tokenize_seconds": tokenize_seconds, "train": train_metrics}
+    if model.config.embedding_type == "contextual":
+        results.update(contextual_states_seconds=round(states_seconds, 3), contextual_states_bytes=states_bytes)
     for split, prefix in (("validation", "eval"), ("test", "test")):
         if split in tokenized:
             metrics = trainer.evaluate(tokenized[split], metric_key_prefix=prefix)
