@@ -493,10 +493,6 @@ class SeqRegPreTrainedModel(PreTrainedModel):
                 "fit the requested config (a different num_labels, hidden_size or vocabulary?). Load it without "
                 "overriding its config, or pass ignore_mismatched_sizes=True to re-initialize the mismatched layers."
             ) from None
-        embeddings = model.get_input_embeddings()
-        others = {p.dtype for n, p in model.named_parameters() if p is not embeddings.weight}
-        if embeddings.weight.dtype == torch.float16 and others and torch.float16 not in others:
-            embeddings.weight.data = embeddings.weight.data.to(next(iter(others)))  # stored in float16, read as the rest
         # Legacy names are read, never written back: drop those renamings from what save_pretrained would revert.
         conversions = getattr(model, "_weight_conversions", None)
         if conversions:

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import threading
 
@@ -293,7 +294,7 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
             dist.all_reduce(totals)  # also the barrier: every part is written once this returns
             counts = dict(zip(("rows", "empty", "truncated", "chunks"), totals.tolist()))
         if target is not None and rank == 0:
-            _join_parts(part, counts["chunks"], target, output_file, predictor, columns + std_columns, text_column)
+            _join_parts(part, counts["chunks"], stem, target, output_file, [text_column, *columns, *std_columns])
             counts["joined"] = True
         finished = True
     finally:
@@ -318,16 +319,16 @@ def _parts_of(stem):
     return [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(".part")]
 
 
-def _join_parts(part, chunks, target, output_file, predictor, new_columns, text_column):
-    partial = f"{os.path.join(os.path.dirname(target), '.' + os.path.basename(target))}.{os.getpid()}.part"
+def _join_parts(part, chunks, stem, target, output_file, header):
+    """Concatenate the chunk parts in order under a temporary name, then rename it to `target`."""
+    partial = f"{stem}.{os.getpid()}.part"
     try:
         with open(partial, "w", encoding="utf-8", newline="") as out:
             if chunks == 0 and not output_file.lower().endswith(".jsonl"):  # no rows: the header alone
-                out.write(",".join([text_column, *new_columns]) + "\n")
+                out.write(",".join(header) + "\n")
             for i in range(chunks):
                 with open(part(i), encoding="utf-8", newline="") as handle:
-                    while block := handle.read(1 << 20):
-                        out.write(block)
+                    shutil.copyfileobj(handle, out, 1 << 20)
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
