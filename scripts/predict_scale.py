@@ -9,17 +9,15 @@ Without --model_dir a small model (one unidirectional GRU-32 over the frozen Min
 
 import argparse
 import os
-import random
 import subprocess
 import sys
 import tempfile
 import time
 
-import pandas as pd
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scale_demo import generate  # noqa: E402  (the same corpus of short texts the training scale demo uses)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORDS = ("good bad calm angry day night very not quite happy sad the a it was is so really late early news "
-         "team lost won great terrible fine ok").split()
 
 
 def run(command, env):
@@ -48,10 +46,8 @@ def main(argv=None):
             subprocess.run([sys.executable, "-m", "seqreg_hf.cli", "init", "--output_dir", model, "--rnn_type", "gru",
                             "--hidden_size", "32", "--bidirectional", "false", "--ensemble_size", "1",
                             "--label_columns", "score"], env=env, cwd=ROOT, check=True, capture_output=True)
-        rng = random.Random(0)
         texts = os.path.join(folder, "texts.csv")
-        pd.DataFrame({"text": [" ".join(rng.choices(WORDS, k=rng.randint(3, 8))) for _ in range(args.rows)]}).to_csv(
-            texts, index=False)
+        generate(texts, args.rows)
         size = os.path.getsize(texts)
         common = ["-m", "seqreg_hf.cli", "predict", "--model_name_or_path", model, "--test_file", texts,
                   "--chunk_rows", str(args.chunk_rows), "--disable_tqdm", "true", "--std", "false"]
