@@ -97,6 +97,13 @@ def _text_column_field(help_text="Column holding the texts."):
     return field(default="text", metadata={"help": help_text})
 
 
+def _trust_remote_code_field():
+    return field(default=False, metadata={
+        "help": "Run the custom code (an auto_map to its own .py files) that a model or embeddings directory carries. "
+                "Off: such a directory is refused, and nothing ever asks on stdin. seqreg-hf's own models never "
+                "need it."})
+
+
 def _batch_size_field():
     return field(default=256, metadata={"help": "Texts per forward pass."})
 
@@ -174,11 +181,13 @@ class EmbeddingArguments:
     top_n: int | None = field(default=None, metadata={
         "help": "Trim the vocabulary: keep the training corpus' words plus the N most frequent words of the file."})
     max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
+    trust_remote_code: bool = _trust_remote_code_field()
 
     def loader_options(self, corpus=None, progress=True):
         return {"format": self.embeddings_format, "limit": self.vectors_limit, "lowercase": self.lowercase,
                 "unk_init": self.unk_init, "on_duplicate": self.on_duplicate, "top_n": self.top_n,
-                "corpus": corpus, "model_max_length": self.max_length, "progress": progress}
+                "corpus": corpus, "model_max_length": self.max_length, "progress": progress,
+                "trust_remote_code": self.trust_remote_code}
 
 
 _LOG_LEVELS = typing.Literal["passive", "debug", "info", "warning", "error", "critical"]
@@ -231,6 +240,7 @@ class PredictArguments:
     std: bool | None = field(default=None, metadata={
         "help": "Write pred_<label>_std, the spread of an ensemble's members, next to each score (default: yes for "
                 "ensembles; a single network has none)."})
+    trust_remote_code: bool = _trust_remote_code_field()
 
 
 @dataclass
@@ -244,6 +254,7 @@ class ExportArguments:
         "help": "Also write model.int8.onnx: onnxruntime dynamic quantization (int8 weights, the embedding matrix "
                 "included)."})
     opset: int = field(default=17, metadata={"help": "ONNX opset."})
+    trust_remote_code: bool = _trust_remote_code_field()
 
 
 @dataclass
@@ -265,6 +276,7 @@ class EvaluateArguments:
     output_dir: str | None = field(default=None, metadata={
         "help": "Write <prefix>_results.json, <split>_predictions.csv and scatter plots here."})
     batch_size: int = _batch_size_field()
+    trust_remote_code: bool = _trust_remote_code_field()
 
 
 @dataclass
@@ -277,6 +289,7 @@ class OovArguments:
     text_column: str = _text_column_field()
     top: int = field(default=20, metadata={"help": "How many OOV words to list."})
     json: bool = field(default=False, metadata={"help": "Print JSON instead of text."})
+    trust_remote_code: bool = _trust_remote_code_field()
 
 
 @dataclass

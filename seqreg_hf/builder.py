@@ -54,8 +54,10 @@ def build_contextual_model(embeddings: Embeddings, location=None, **config_kwarg
         raise ValueError(f"embedding_type='contextual' needs a transformers model directory or Hub id; "
                          f"{embeddings.source} is a {embeddings.kind} source. Give --embeddings DIR_OR_ID.")
     location = location or embeddings.source
-    inner = AutoConfig.from_pretrained(location)
-    encoder = AutoModel.from_pretrained(location, use_safetensors=True)  # safetensors only, never pickles
+    trust = embeddings.trust_remote_code  # the user's answer when the embeddings were loaded
+    inner = AutoConfig.from_pretrained(location, trust_remote_code=trust)
+    # safetensors only, never pickles
+    encoder = AutoModel.from_pretrained(location, use_safetensors=True, trust_remote_code=trust)
     for key in ("vocab_size", "embedding_dim"):
         config_kwargs.pop(key, None)
     config = SeqRegConfig(vocab_size=inner.vocab_size, embedding_dim=inner.hidden_size,
@@ -79,10 +81,13 @@ def build_from(source, spec, **config_kwargs):
                                   **config_kwargs)
 
 
-def init_model_dir(output_dir, embeddings=None, *, embeddings_options=None, **config_kwargs):
+def init_model_dir(output_dir, embeddings=None, *, embeddings_options=None, trust_remote_code=False, **config_kwargs):
     """Load `embeddings` (see :func:`seqreg_hf.embeddings.load_embeddings`), build a model, save it, return it.
-    With embedding_type="contextual" the model reads the hidden states of the transformer `embeddings` names."""
-    source = load_embeddings(embeddings, **(embeddings_options or {}))
+    With embedding_type="contextual" the model reads the hidden states of the transformer `embeddings` names.
+    trust_remote_code=True runs the custom code (auto_map) of a transformers `embeddings` directory."""
+    options = dict(embeddings_options or {})
+    options["trust_remote_code"] = trust_remote_code or options.get("trust_remote_code", False)
+    source = load_embeddings(embeddings, **options)
     model = build_from(source, embeddings, **config_kwargs)
     save_model_dir(model, source.tokenizer, output_dir, report={"source": source.source, "kind": source.kind,
                                                                 **source.report})

@@ -41,8 +41,11 @@ def run_oov(argv):
         raise ValueError("give --model_name_or_path or --embeddings, not both: the tokenizer comes from one of them.")
     if not args.train_file:
         raise ValueError("--train_file is required: the file of texts to measure.")
-    tokenizer = (load_tokenizer(args.model_name_or_path) if args.model_name_or_path
-                 else load_embeddings(args.embeddings, progress=not run.disable_tqdm).tokenizer)
+    trust = args.trust_remote_code
+    if args.model_name_or_path:
+        tokenizer = load_tokenizer(args.model_name_or_path, trust_remote_code=trust)
+    else:
+        tokenizer = load_embeddings(args.embeddings, progress=not run.disable_tqdm, trust_remote_code=trust).tokenizer
     report = oov_report(tokenizer, read_texts(args.train_file, args.text_column), top=args.top)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
 
@@ -82,8 +85,9 @@ def run_export(argv):
     configure(run.log_level, run.disable_tqdm)
     if not args.model_name_or_path or not args.output_dir:
         raise ValueError("--model_name_or_path and --output_dir are required: the model to export and where to.")
-    print(json.dumps(export_onnx(args.model_name_or_path, args.output_dir, quantize=args.quantize, opset=args.opset),
-                     indent=2))
+    report = export_onnx(args.model_name_or_path, args.output_dir, quantize=args.quantize, opset=args.opset,
+                         trust_remote_code=args.trust_remote_code)
+    print(json.dumps(report, indent=2))
 
 
 COMMANDS = {"init": run_init, "export": run_export, "train": run_train, "evaluate": run_evaluate, "predict": run_predict,

@@ -29,6 +29,7 @@ class Embeddings:
     source: str
     kind: str  # "vectors" | "transformers" | "model2vec"
     report: dict = field(default_factory=dict)
+    trust_remote_code: bool = False  # the user's answer, reused when a contextual model loads the same source
 
     def __post_init__(self):
         pad_right(self.tokenizer)
@@ -51,6 +52,35 @@ def check_tokenizer_fits(tokenizer, rows, where):
             f"{rows}..{size - 1} have no vector. The tokenizer and the vectors were not made together: use the "
             "tokenizer saved with these vectors, or rebuild the directory with `seqreg-hf init`."
         )
+
+
+def _auto_map_classes(folder, files):
+    """'file: module.Class, ...' for each of `files` in local `folder` whose `auto_map` names custom classes."""
+    found = []
+    for name in files:
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as handle:
+                auto_map = json.load(handle).get("auto_map") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        refs = [v for value in auto_map.values() for v in (value if isinstance(value, list) else [value]) if v]
+        if refs:
+            found.append(f"{name} auto_map: {', '.join(dict.fromkeys(refs))}")
+    return found
+
+
+def remote_code_refusal(source, error, files=("tokenizer_config.json", "config.json")):
+    """One line for transformers' refusal to run the custom code of `source` (trust_remote_code=False), else None.
+
+    seqreg_hf passes trust_remote_code explicitly everywhere, so transformers never prompts on stdin (where texts
+    piped to `predict` could answer "y"); this says which code that was and how the user opts in."""
+    if not isinstance(error, ValueError) or "trust_remote_code" not in str(error):
+        return None
+    source = os.fspath(source)
+    classes = _auto_map_classes(source, files) if os.path.isdir(source) else []
+    what = f" ({'; '.join(classes)})" if classes else ""
+    return (f"{source} holds custom code{what} that loading it would run; seqreg_hf runs none unless asked. If you "
+            "trust its author, pass --trust_remote_code (Python: trust_remote_code=True).")
 
 
 def default_embeddings_path():
@@ -84,7 +114,7 @@ def _is_model2vec_dir(path):
 
 
 def load_embeddings(spec=None, *, format="auto", limit=None, lowercase=None, unk_init="mean", corpus=None,
-                    top_n=None, on_duplicate="error", model_max_length=512, progress=True):
+                    top_n=None, on_duplicate="error", model_max_length=512, progress=True, trust_remote_code=False):
     """Load embeddings from a vector file, a transformers directory / Hub id, or a model2vec directory.
 
     Args:
@@ -94,6 +124,7 @@ def load_embeddings(spec=None, *, format="auto", limit=None, lowercase=None, unk
         unk_init: the [UNK] vector of vector-file models: "mean" of all vectors or "zeros".
         corpus: texts whose words are kept (vector files only), see :func:`select_vocabulary`.
         top_n: with or without a corpus, also keep the `top_n` most frequent words of the file.
+        trust_remote_code: run the custom code (auto_map) of a transformers directory or Hub id; refused otherwise.
     """
     default = spec in (None, DEFAULT_EMBEDDINGS)
     if not default and os.path.isfile(spec):
@@ -103,7 +134,7 @@ def load_embeddings(spec=None, *, format="auto", limit=None, lowercase=None, unk
         raise ValueError("vocabulary trimming (corpus / top_n) applies to vector files; a subword model's "
                          "vocabulary is kept whole.")
     if default:
-        embeddings = _from_transformers(default_embeddings_path())
+        embeddings = _from_transformers(default_embeddings_path(), trust_remote_code=False)  # the bundled copy
         embeddings.source = DEFAULT_HUB_ID  # portable: not this machine's site-packages path
         return embeddings
     spec = os.fspath(spec)
@@ -114,10 +145,10 @@ def load_embeddings(spec=None, *, format="auto", limit=None, lowercase=None, unk
                                 "model directory, a model2vec directory or a Hub id.")
     if not os.path.exists(spec) and (spec.startswith((".", "/", "~")) or spec.count("/") > 1):
         raise FileNotFoundError(f"embeddings {spec!r}: no such file or directory.")
-    return _from_transformers(spec)
+    return _from_transformers(spec, trust_remote_code)
 
 
-def _input_embedding_matrix(spec):
+def _input_embedding_matrix(spec, trust_remote_code):
     """The input-embedding matrix of a transformers directory or Hub id, read from its safetensors file(s) alone:
     the architecture is built on the meta device only to learn the tensor's name, no other weight is read, and
     nothing is ever unpickled."""
@@ -130,9 +161,9 @@ def _input_embedding_matrix(spec):
         return cached_file(spec, name, _raise_exceptions_for_missing_entries=False,
                            _raise_exceptions_for_connection_errors=False)
 
-    config = AutoConfig.from_pretrained(spec)
+    config = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
-        skeleton = AutoModel.from_config(config)
+        skeleton = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     weight = skeleton.get_input_embeddings().weight
     name = next(n for n, p in skeleton.named_parameters() if p is weight)
     index = find("model.safetensors.index.json")
@@ -155,16 +186,19 @@ def _input_embedding_matrix(spec):
         return handle.get_tensor(key).float().numpy()
 
 
-def _from_transformers(spec):
+def _from_transformers(spec, trust_remote_code):
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec)
-        matrix = np.ascontiguousarray(_input_embedding_matrix(spec), dtype=np.float32)
+        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+        matrix = np.ascontiguousarray(_input_embedding_matrix(spec, trust_remote_code), dtype=np.float32)
     except (OSError, ValueError) as error:
+        if refusal := remote_code_refusal(spec, error):
+            raise ValueError(refusal) from None
         raise OSError(f"could not load {spec!r} as a transformers model directory or Hub id: {error}") from None
     report = {"source_vocab_size": len(tokenizer), "rows": len(matrix), "dim": matrix.shape[1]}
-    return Embeddings(matrix, tokenizer, source=spec, kind="transformers", report=report)
+    return Embeddings(matrix, tokenizer, source=spec, kind="transformers", report=report,
+                      trust_remote_code=trust_remote_code)
 
 
 def _from_model2vec(path, model_max_length):

@@ -42,10 +42,10 @@ def _rows_of(path, split_column, split):
 
 
 def evaluate_model_dir(model_name_or_path, data_file, label_columns=None, text_column="text", split_column=None,
-                       split="test", on_bad_rows="drop", batch_size=256):
+                       split="test", on_bad_rows="drop", batch_size=256, trust_remote_code=False):
     """Metrics (keys prefixed as Trainer prefixes them: eval_ for validation, test_ for test), predictions and
     true scores of a model on one labelled file (or the `split` rows of it, with `split_column`)."""
-    predictor = Predictor.from_dir(model_name_or_path)
+    predictor = Predictor.from_dir(model_name_or_path, trust_remote_code=trust_remote_code)
     label_columns = _label_columns(predictor, label_columns, model_name_or_path)
     dataset = _rows_of(data_file, split_column, split)
     metrics, predicted, true, _ = evaluate_dataset(predictor, dataset, split, text_column, label_columns, on_bad_rows,
@@ -77,7 +77,7 @@ def main(argv=None):
             raise ValueError("--split picks the rows of one file by --split_column: give exactly one file and "
                              "--split_column.")
         files = [({"dev": "validation"}.get(args.split, args.split), files[0][1])]
-    predictor = Predictor.from_dir(args.model_name_or_path)
+    predictor = Predictor.from_dir(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
     label_columns = _label_columns(predictor, args.label_columns, args.model_name_or_path)
     results = {}
     for split, path in files:

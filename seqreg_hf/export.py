@@ -116,7 +116,7 @@ def export_graph(model, path, opset=OPSET):
     model.eval()  # the exporter restores the wrapper's mode on everything under it
 
 
-def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol=1e-5):
+def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol=1e-5, trust_remote_code=False):
     """Write `model.onnx` (and `model.int8.onnx` with quantize="int8") with the tokenizer, config and card beside
     it; check the graph against torch on padded batches of mixed lengths, empty rows included. Returns the report
     also written to onnx_export.json."""
@@ -126,7 +126,7 @@ def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol
         import onnxruntime
     except ImportError:
         raise ImportError("ONNX export needs onnx and onnxruntime: pip install 'seqreg-hf[onnx]'.") from None
-    model, tokenizer = load_model_dir(model_name_or_path)
+    model, tokenizer = load_model_dir(model_name_or_path, trust_remote_code=trust_remote_code)
     model = model.float().cpu().eval()
     config = model.config
     if config.num_token_features:

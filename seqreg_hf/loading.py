@@ -7,7 +7,7 @@ from transformers import AutoTokenizer
 
 from .checkpoints import safetensors_problem
 from .configuration_seqreg import SeqRegConfig
-from .embeddings import check_tokenizer_fits
+from .embeddings import check_tokenizer_fits, remote_code_refusal
 from .modeling_seqreg import SeqRegForSequenceRegression
 from .tokenization import pad_right
 
@@ -62,12 +62,16 @@ def load_config(model_dir):
         raise ModelDirError(f"{path}: {error}") from None
 
 
-def load_tokenizer(model_dir, config=None):
+def load_tokenizer(model_dir, config=None, trust_remote_code=False):
+    """The directory's tokenizer; custom tokenizer code (an auto_map in tokenizer_config.json) runs only with
+    trust_remote_code=True, and is refused in one line otherwise (never a prompt on stdin)."""
     model_dir = resolve_model_dir(model_dir)
     config = config or load_config(model_dir)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except Exception as error:  # tokenizers raises its own exception types for corrupt JSON
+        if refusal := remote_code_refusal(model_dir, error, files=("tokenizer_config.json",)):
+            raise ModelDirError(refusal) from None
         raise ModelDirError(f"{model_dir}: the tokenizer files cannot be read ({error}). Restore tokenizer.json "
                             "from the directory the model was built in.") from None
     check_tokenizer_fits(tokenizer, config.vocab_size, model_dir)
@@ -78,10 +82,13 @@ def load_tokenizer(model_dir, config=None):
     return tokenizer
 
 
-def load_model_dir(model_dir, model_class=SeqRegForSequenceRegression, config_updates=None, **kwargs):
+def load_model_dir(model_dir, model_class=SeqRegForSequenceRegression, config_updates=None, trust_remote_code=False,
+                   **kwargs):
     """(model, tokenizer) from a directory written by seqreg_hf (or its Hub id), with the consistency checks above.
 
-    `config_updates` changes config options before the model is built (e.g. a dropout for further training)."""
+    `config_updates` changes config options before the model is built (e.g. a dropout for further training).
+    The model is built by the installed package's classes, never by the code a checkpoint carries; only a custom
+    tokenizer class needs `trust_remote_code=True`."""
     model_dir = resolve_model_dir(model_dir)
     config = load_config(model_dir)
     if config_updates:
@@ -89,7 +96,7 @@ def load_model_dir(model_dir, model_class=SeqRegForSequenceRegression, config_up
             config = SeqRegConfig.from_dict({**config.to_dict(), **config_updates})
         except (ValueError, TypeError) as error:
             raise ModelDirError(f"{model_dir}: {error}") from None
-    tokenizer = load_tokenizer(model_dir, config)
+    tokenizer = load_tokenizer(model_dir, config, trust_remote_code)
     weights = os.path.join(model_dir, "model.safetensors")
     if not os.path.isfile(weights):
         others = [n for n in os.listdir(model_dir) if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]

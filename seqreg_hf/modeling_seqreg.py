@@ -100,7 +100,8 @@ class SeqRegEmbeddings(nn.Module):
 
             settings = dict(config.contextual_config)
             inner = AutoConfig.for_model(settings.pop("model_type"), **settings)
-            self.contextual = AutoModel.from_config(inner).eval()  # frozen: its dropout never runs
+            # A built-in architecture (for_model knows it by model_type): no directory's code is involved.
+            self.contextual = AutoModel.from_config(inner, trust_remote_code=False).eval()  # frozen: no dropout
             if getattr(self.contextual, "pooler", None) is not None:
                 self.contextual.pooler = None  # the sentence pooler is never read: no weights for it
             self.word_embeddings = None

@@ -12,7 +12,7 @@ class TextRegressionPipeline(Pipeline):
         if self.tokenizer is None:  # pipeline() could not load it: say why, with the file
             reason = "no tokenizer files"
             try:
-                AutoTokenizer.from_pretrained(source)
+                AutoTokenizer.from_pretrained(source, trust_remote_code=False)  # only to say why: never runs code
             except Exception as error:  # tokenizers and json raise their own types for a corrupt file
                 reason = f"{type(error).__name__}: {error}"
             raise ValueError(f"{source}: the tokenizer cannot be loaded ({reason}). Restore tokenizer.json and "

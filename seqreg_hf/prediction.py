@@ -59,9 +59,11 @@ class Predictor:
         self.report = {}
 
     @classmethod
-    def from_dir(cls, model_name_or_path, backend="torch", onnx_file=None, device=None, **kwargs):
+    def from_dir(cls, model_name_or_path, backend="torch", onnx_file=None, device=None, trust_remote_code=False,
+                 **kwargs):
         """A Predictor for a model directory or Hub id; backend "onnx" runs its exported `model.onnx` (or
-        `onnx_file`, e.g. "model.int8.onnx") with onnxruntime, without building the torch model."""
+        `onnx_file`, e.g. "model.int8.onnx") with onnxruntime, without building the torch model.
+        trust_remote_code=True runs a custom tokenizer class the directory carries (refused otherwise)."""
         if backend == "onnx":
             from .export import ONNX_FILE, OnnxSession
             from .loading import ModelDirError, load_config, load_tokenizer, resolve_model_dir
@@ -78,10 +80,10 @@ class Predictor:
                 raise ImportError("backend='onnx' needs onnxruntime: pip install 'seqreg-hf[onnx]'.") from None
             except Exception as error:  # onnxruntime raises its own types for a corrupt graph
                 raise ModelDirError(f"{path} cannot be loaded by onnxruntime ({error}); export it again.") from None
-            return cls(session, load_tokenizer(folder, config), backend="onnx", **kwargs)
+            return cls(session, load_tokenizer(folder, config, trust_remote_code), backend="onnx", **kwargs)
         if backend != "torch":
             raise ValueError(f"backend={backend!r}: the choices are {', '.join(BACKENDS)}.")
-        model, tokenizer = load_model_dir(model_name_or_path)
+        model, tokenizer = load_model_dir(model_name_or_path, trust_remote_code=trust_remote_code)
         return cls(model, tokenizer, device=device, **kwargs)
 
     @property
@@ -145,24 +147,25 @@ class Predictor:
                 for row, sd in zip(scores, spread)]
 
 
-def predict(model_or_path, texts, batch_size=256, tokenizer=None, return_std=False):
+def predict(model_or_path, texts, batch_size=256, tokenizer=None, return_std=False, trust_remote_code=False):
     """Scores of `texts`: one {label: score} dict per text, keyed by label name, in input order; with
     return_std=True (ensembles) also {label}_std, the spread of the members' scores.
 
     `model_or_path`: a model directory or Hub id, a `Predictor`, or a loaded `SeqRegForSequenceRegression` (its
-    tokenizer is `tokenizer`, or loaded from where the model was loaded from).
+    tokenizer is `tokenizer`, or loaded from where the model was loaded from). trust_remote_code=True runs a custom
+    tokenizer class the directory carries (refused otherwise).
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings; for one text, pass [text].")
     if isinstance(model_or_path, Predictor):
         predictor = model_or_path
     elif isinstance(model_or_path, (str, os.PathLike)):
-        predictor = Predictor.from_dir(model_or_path)
+        predictor = Predictor.from_dir(model_or_path, trust_remote_code=trust_remote_code)
     else:
         if tokenizer is None:
             from .loading import load_tokenizer
 
-            tokenizer = load_tokenizer(model_or_path.name_or_path, model_or_path.config)
+            tokenizer = load_tokenizer(model_or_path.name_or_path, model_or_path.config, trust_remote_code)
         predictor = Predictor(model_or_path, tokenizer)
     return predictor.predict_dicts(list(texts), batch_size=batch_size, return_std=return_std)
 
@@ -363,7 +366,8 @@ def _predict_command(args):
     if device is None and world > 1 and args.backend == "torch" and torch.cuda.is_available():
         device = f"cuda:{local_rank}"
     predictor = Predictor.from_dir(args.model_name_or_path, backend=args.backend, onnx_file=args.onnx_file,
-                                   device=device, max_length=args.max_length)
+                                   device=device, max_length=args.max_length,
+                                   trust_remote_code=args.trust_remote_code)
     with_std = predictor.has_std if args.std is None else args.std
     if with_std and not predictor.has_std:
         raise no_std_error(predictor.config)

@@ -54,7 +54,8 @@ def load_or_build_model(run, train_texts):
         return model, source.tokenizer
     fixed = sorted(explicit - set(TRAINING_TIME_OPTIONS))
     model, tokenizer = load_model_dir(start, config_updates={k: architecture[k] for k in explicit
-                                                             if k in TRAINING_TIME_OPTIONS})
+                                                             if k in TRAINING_TIME_OPTIONS},
+                                      trust_remote_code=run.embeddings.trust_remote_code)
     if model.config.label_names != labels:
         raise DataError(f"{start} predicts {model.config.num_labels} target(s) {model.config.label_names} but "
                         f"--label_columns is {labels}. Start from a model with those targets, or drop "

@@ -1,5 +1,9 @@
 """Safe loading is enforced on the package's own source: no pickle, remote code only when the user asks.
 
+Every load through a transformers Auto class (`from_pretrained`, `from_config`) or `pipeline(...)` must pass
+`trust_remote_code` explicitly: left out, transformers asks "run the custom code? [y/N]" on stdin, which a text
+piped to `seqreg-hf predict` can answer.
+
 The check parses the code (`ast`): it sees calls, not text, so a docstring that mentions `torch.load(` is not a
 hit, a call split over several lines is still one call, and an alias (`from torch import load as l`) is resolved.
 """
@@ -37,6 +41,14 @@ def keyword(call, name):
     return None
 
 
+def loads_code_of_a_directory(name):
+    """Whether the call `name` may run a directory's custom code: an Auto class's loader, or pipeline()."""
+    parts = name.split(".")
+    if parts[-1] == "pipeline":
+        return parts[0] in ("transformers", "pipeline")
+    return len(parts) >= 2 and parts[-1] in ("from_pretrained", "from_config") and parts[-2].startswith("Auto")
+
+
 def problems(source, where="<code>"):
     """Every unsafe load or save in `source`, as 'where:line: what'."""
     tree = ast.parse(source)
@@ -68,6 +80,8 @@ def problems(source, where="<code>"):
             found.append(f"{where}:{node.lineno}: {name} writes or reads pickled weights")
         if keyword(node, "trust_remote_code") not in (None, False, "?"):
             found.append(f"{where}:{node.lineno}: {name} trusts remote code on the user's behalf")
+        elif loads_code_of_a_directory(name) and not any(k.arg == "trust_remote_code" for k in node.keywords):
+            found.append(f"{where}:{node.lineno}: {name} without trust_remote_code (transformers would ask on stdin)")
     return found
 
 
@@ -95,6 +109,12 @@ def test_the_package_loads_and_saves_nothing_unsafe():
     "m = Model.from_pretrained(d, use_safetensors=False)",
     "m = AutoModel.from_pretrained(d, trust_remote_code=True)",
     "note = 'see `x`'; m = AutoModel.from_pretrained(d, trust_remote_code=True)",  # a backtick on the line
+    "from transformers import AutoTokenizer\ntok = AutoTokenizer.from_pretrained(d)",
+    "import transformers\nc = transformers.AutoConfig.from_pretrained(\n    d,\n    revision='main',\n)",
+    "from transformers import AutoModelForSequenceClassification as Auto\nm = Auto.from_pretrained(d, **options)",
+    "from transformers import AutoModel\nm = AutoModel.from_config(config)",
+    "from transformers import pipeline\np = pipeline('text-regression', model=d)",
+    "import transformers\np = transformers.pipeline(model=d)",
 ])
 def test_each_unsafe_pattern_is_caught(code):
     assert problems(code), code
@@ -105,6 +125,10 @@ def test_each_unsafe_pattern_is_caught(code):
     "import torch\nstate = torch.load(\n    path,\n    weights_only=True,\n)",
     "import numpy as np\nx = np.load('a.npy', allow_pickle=False)",
     "m = AutoModel.from_pretrained(d, trust_remote_code=args.trust_remote_code)",
+    "from transformers import AutoTokenizer\ntok = AutoTokenizer.from_pretrained(d, trust_remote_code=False)",
+    "from transformers import pipeline\np = pipeline('text-regression', model=d, trust_remote_code=trust)",
+    "from seqreg_hf import SeqRegForSequenceRegression\nm = SeqRegForSequenceRegression.from_pretrained(d)",
+    "from transformers import AutoConfig\nc = AutoConfig.for_model('bert')",  # builds a known class, no code
     "# torch.load(path) in a comment",
 ])
 def test_safe_code_and_prose_are_not_flagged(code):
