@@ -86,6 +86,10 @@ def test_predict_never_runs_a_model_directorys_code_nor_reads_the_answer_from_st
     assert not (tmp_path / "ran").exists(), "evil.py ran"
     assert result.returncode == 1 and result.stdout == "", (result.stdout, result.stderr[-3000:])
     one_line_refusal(result.stderr, folder)
+    # Asked for, the code runs, and every stdin line is a row (none was eaten by a prompt).
+    result = cli(["predict", "--model_name_or_path", str(folder), "--trust_remote_code"], tmp_path, "y\ny\ny\n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ran").exists() and len(result.stdout.splitlines()) == 3
 
 
 def test_init_never_runs_an_embeddings_directorys_code(tmp_path):
