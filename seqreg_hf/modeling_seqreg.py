@@ -9,7 +9,9 @@ Padding contract: right padding. ``attention_mask`` is 1 for the real tokens and
 with a 1 after a 0 (left padding, holes) is refused rather than silently mis-read.
 """
 
+import json
 import os
+import re
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -443,6 +445,41 @@ LEGACY_KEYS = {
 }
 
 
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}  # safetensors' names for the dtypes a weight may be stored in
+_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+
+
+def _weight_files(where, kwargs):
+    """The local safetensors file(s) from_pretrained will read for `where` (a directory or Hub id), or []."""
+    from transformers.utils import cached_file
+
+    hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+
+    def find(name):
+        return cached_file(where, name, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False, **hub)
+
+    if index := find("model.safetensors.index.json"):
+        with open(index, encoding="utf-8") as handle:
+            shards = sorted(set(json.load(handle)["weight_map"].values()))
+        return [path for path in map(find, shards) if path]
+    single = find("model.safetensors")
+    return [single] if single else []
+
+
+def _stored_tensors(files):
+    """{key: (shape, dtype name)} from the headers of safetensors `files`: nothing is read but the headers."""
+    from safetensors import safe_open
+
+    found = {}
+    for path in files:
+        with safe_open(path, framework="pt") as handle:
+            for key in handle.keys():
+                tensor = handle.get_slice(key)
+                found[key] = (list(tensor.get_shape()), tensor.get_dtype())
+    return found
+
+
 class SeqRegPreTrainedModel(PreTrainedModel):
     config_class = SeqRegConfig
     base_model_prefix = "seqreg"
@@ -474,12 +511,58 @@ class SeqRegPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
+    def _check_stored_weights(cls, where, kwargs):
+        """Compare the checkpoint's tensors (names, shapes, dtypes, read from the safetensors header) with the model
+        its config builds, before anything is allocated: a missing or unexpected tensor is never re-initialized or
+        dropped in silence, and a config.json asking for a huge matrix fails here instead of allocating it."""
+        files = _weight_files(where, kwargs)
+        if not files:
+            return  # no safetensors: from_pretrained says so itself
+        config = kwargs.get("config")
+        if not isinstance(config, SeqRegConfig):
+            config_kwargs = {k: v for k, v in kwargs.items() if k not in ("key_mapping", "config")}
+            config, _ = cls.config_class.from_pretrained(where, return_unused_kwargs=True, **config_kwargs)
+        with torch.device("meta"):  # shapes only: no memory
+            expected = {k: (list(v.shape), v.dtype.is_floating_point) for k, v in cls(config).state_dict().items()}
+        stored = {}
+        for key, value in _stored_tensors(files).items():
+            for pattern, replacement in (kwargs.get("key_mapping") or {}).items():
+                key = re.sub(pattern, replacement, key, count=1)
+            prefix = f"{cls.base_model_prefix}."
+            if key.startswith(prefix) and key[len(prefix):] in expected:  # a regressor's file read by the encoder
+                key = key[len(prefix):]
+            elif prefix + key in expected:  # an encoder's file read by the regressor
+                key = prefix + key
+            stored[key] = value
+        tolerated = re.compile("|".join(cls.__dict__.get("_keys_to_ignore_on_load_missing") or ["(?!)"]))
+        problems = []
+        if missing := sorted(k for k in expected.keys() - stored.keys() if not tolerated.search(k)):
+            problems.append(f"missing {', '.join(missing)}")
+        if unexpected := sorted(stored.keys() - expected.keys()):
+            problems.append(f"unexpected {', '.join(unexpected)}")
+        for key in sorted(stored.keys() & expected.keys()):
+            (shape, dtype), (want_shape, floating) = stored[key], expected[key]
+            if floating != (dtype in _FLOAT_DTYPES):
+                problems.append(f"{key} is stored as {dtype}, not a {'floating-point' if floating else 'integer'} "
+                                "type")
+            elif shape != want_shape and not kwargs.get("ignore_mismatched_sizes"):
+                problems.append(f"{key} is {shape} in the file where the config needs {want_shape}")
+        if problems:
+            sizes = ", ".join(f"{k}={getattr(config, k)}" for k in ("vocab_size", "embedding_dim", "hidden_size",
+                                                                      "num_layers", "num_labels", "ensemble_size"))
+            raise ValueError(f"{where}: model.safetensors does not hold the weights its config ({sizes}) describes: "
+                             f"{'; '.join(problems)}. Use the config.json and model.safetensors saved together "
+                             "(restore them from a checkpoint), or retrain.")
+
+    @classmethod
     def from_pretrained(cls, *args, **kwargs):
         kwargs.setdefault("key_mapping", LEGACY_KEYS)
+        where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
         try:
+            if where is not None and kwargs.get("state_dict") is None:
+                cls._check_stored_weights(where, kwargs)
             model = super().from_pretrained(*args, **kwargs)
         except Exception as error:
-            where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
             if isinstance(error, OSError) and "not a valid JSON file" in str(error):  # a corrupt config.json
                 raise OSError(f"{error} Restore it from a checkpoint (checkpoint-*/config.json) or from the "
                               "directory the model was saved in, or download it again.") from None
