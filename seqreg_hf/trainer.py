@@ -125,6 +125,31 @@ class LengthBucketBatchSampler(Sampler):
         return len(self._batches())
 
 
+# Trainer internals SeqRegTrainer extends or reads: transformers 5.19 is the first release that has all of them (5.3
+# added _run_epoch and _finalize_training, 5.19 _initial_global_step). They are private, so they are checked when this
+# module is imported, and an older or newer transformers that lacks one is refused in one line, never mid-training.
+MIN_TRANSFORMERS = "5.19"
+PRIVATE_TRAINER_METHODS = ("_run_epoch", "_finalize_training", "_save_checkpoint", "_get_output_dir")
+
+
+def check_trainer_api(trainer_class=Trainer, version=None):
+    """Raise ImportError naming the installed transformers and the fix when it lacks what SeqRegTrainer uses."""
+    import transformers
+    from packaging.version import Version
+
+    version = version or transformers.__version__
+    missing = [name for name in PRIVATE_TRAINER_METHODS if not callable(getattr(trainer_class, name, None))]
+    if missing or Version(version) < Version(MIN_TRANSFORMERS):
+        lacks = f", which lacks Trainer.{', Trainer.'.join(missing)}" if missing else ""
+        raise ImportError(f"seqreg_hf's trainer extends private transformers Trainer methods "
+                          f"({', '.join(PRIVATE_TRAINER_METHODS)}) as transformers {MIN_TRANSFORMERS} and later have "
+                          f"them; the installed transformers is {version}{lacks}. Install a version it works with: "
+                          f"pip install 'transformers>={MIN_TRANSFORMERS},<6'.")
+
+
+check_trainer_api()
+
+
 class SeqRegTrainer(Trainer):
     """Trainer whose train batches, with `length_buckets=True`, hold sentences of exactly one length."""
 
