@@ -4,9 +4,9 @@ package as an extra with a clear message where it is missing, and a guard on the
 import os
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 

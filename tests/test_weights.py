@@ -66,7 +66,7 @@ def test_a_missing_head_weight_is_refused_by_name_through_every_door(tmp_path):
 def test_an_unexpected_or_misshapen_or_mistyped_tensor_is_refused_by_name(tmp_path):
     folder = seqreg_dir(tmp_path / "model")
     rewrite_weights(folder, lambda t: t.update({"seqreg.extra.weight": torch.zeros(3)}))
-    for door, load in doors(folder).items():
+    for load in doors(folder).values():
         with pytest.raises(ValueError, match=r"unexpected .*seqreg\.extra\.weight"):
             load()
     folder = seqreg_dir(tmp_path / "shape")
