@@ -77,8 +77,8 @@ def _tokens_ignored(path):
 @pytest.mark.parametrize("breakage", ["tokens_ignored", "lstm_quantized"])
 def test_an_int8_graph_that_ignores_its_input_is_refused(trained, tmp_path, monkeypatch, capsys, breakage):
     """Two broken int8 graphs: one edited to read every token as id 0, and onnxruntime's own LSTM quantization,
-    whose single scale per direction is set by the padding feature's huge column, so every input weight rounds to
-    0. Neither may be written."""
+    whose single scale per direction is set by the padding feature's huge column, so every other input weight
+    rounds to 0. Neither may be written."""
     import onnxruntime.quantization
 
     quantize = onnxruntime.quantization.quantize_dynamic
