@@ -78,6 +78,8 @@ class Predictor:
                 session = OnnxSession(path, config)
             except ImportError:
                 raise ImportError("backend='onnx' needs onnxruntime: pip install 'seqreg-hf[onnx]'.") from None
+            except ModelDirError:  # the session's own check of the graph's form, already one line
+                raise
             except Exception as error:  # onnxruntime raises its own types for a corrupt graph
                 raise ModelDirError(f"{path} cannot be loaded by onnxruntime ({error}); export it again.") from None
             return cls(session, load_tokenizer(folder, config, trust_remote_code), backend="onnx", **kwargs)

@@ -96,8 +96,8 @@ def test_onnx_predictor_equals_torch_with_empty_texts_and_std(exported):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     np.testing.assert_allclose(got_std, want_std, rtol=0, atol=1e-5)
     np.testing.assert_allclose(onnx_predictor.predict(TEXTS), torch_predictor.predict(TEXTS), rtol=0, atol=1e-5)
-    int8 = Predictor.from_dir(exported / "onnx", backend="onnx", onnx_file="model.int8.onnx").predict(TEXTS)
-    assert np.isfinite(int8).all() and np.abs(int8 - want).max() < 0.1  # close, not equal: int8 weights
+    # int8 is not compared here: this model is untrained, its scores sit at the label means, where a graph that
+    # ignores its input looks close too. test_onnx_checks.py checks int8 on a trained model.
 
 
 def test_predict_cli_backends_agree_and_write_std_columns(exported, tmp_path):
