@@ -101,6 +101,15 @@ def _batch_size_field():
     return field(default=256, metadata={"help": "Texts per forward pass."})
 
 
+def _require_positive(group, *names):
+    """Counts and sizes of 0 or less are refused when the options are read, in one line naming the option (a batch
+    of 0 texts never ends; -5 tokens is no length), so that train, evaluate and predict all say it the same way."""
+    for name in names:
+        value = getattr(group, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} {value}: must be a whole number of 1 or more.")
+
+
 def _bad_rows_field():
     return field(default="drop", metadata={
         "help": "Empty texts and NaN / infinite / non-numeric labels: drop (counted and reported) or error."})
@@ -175,6 +184,9 @@ class EmbeddingArguments:
         "help": "Trim the vocabulary: keep the training corpus' words plus the N most frequent words of the file."})
     max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
 
+    def __post_init__(self):
+        _require_positive(self, "max_length", "vectors_limit")
+
     def loader_options(self, corpus=None, progress=True):
         return {"format": self.embeddings_format, "limit": self.vectors_limit, "lowercase": self.lowercase,
                 "unk_init": self.unk_init, "on_duplicate": self.on_duplicate, "top_n": self.top_n,
@@ -232,6 +244,9 @@ class PredictArguments:
         "help": "Write pred_<label>_std, the spread of an ensemble's members, next to each score (default: yes for "
                 "ensembles; a single network has none)."})
 
+    def __post_init__(self):
+        _require_positive(self, "batch_size", "max_length", "chunk_rows")
+
 
 @dataclass
 class ExportArguments:
@@ -265,6 +280,9 @@ class EvaluateArguments:
     output_dir: str | None = field(default=None, metadata={
         "help": "Write <prefix>_results.json, <split>_predictions.csv and scatter plots here."})
     batch_size: int = _batch_size_field()
+
+    def __post_init__(self):
+        _require_positive(self, "batch_size")
 
 
 @dataclass
