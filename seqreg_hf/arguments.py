@@ -221,10 +221,13 @@ class InitArguments:
 class PredictArguments:
     model_name_or_path: str | None = _model_field("The model: a directory or a Hub id (required).")
     test_file: str = field(default="-", metadata={
-        "aliases": ["--input"], "help": "CSV / TSV / JSONL / JSON / TXT file of texts, or - for lines on stdin."})
+        "aliases": ["--input"],
+        "help": "CSV / TSV / JSONL / JSON / Parquet / TXT file of texts (by its name; all but Parquet may end in .gz, "
+                ".bz2, .xz or .zst), or - for lines on stdin."})
     output_file: str = field(default="-", metadata={
         "aliases": ["--output"],
-        "help": "CSV or JSONL file (by extension), or - for JSONL on stdout. Scores go to pred_<label> columns."})
+        "help": "CSV / TSV / JSONL / JSON / Parquet file, written as its name says (all but Parquet may end in .gz, "
+                ".bz2, .xz or .zst), or - for JSONL on stdout. Scores go to pred_<label> columns."})
     text_column: str = _text_column_field()
     batch_size: int = _batch_size_field()
     max_length: int | None = field(default=None, metadata={"help": "Truncate longer texts (default: the tokenizer's)."})
