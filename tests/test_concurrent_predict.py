@@ -58,6 +58,9 @@ def test_a_run_started_while_another_writes_the_same_file_leaves_both_whole(mode
         assert b.returncode == 0, b.stderr[-2000:]
         assert out.read_bytes() == alone["b"]  # B's whole output, none of A's rows
         assert set(parts_of_a) <= {p.name for p in tmp_path.glob(f".{out.name}.chunk*")}  # B left A's parts alone
+    except BaseException:
+        a.kill()  # a failed check leaves no process behind
+        raise
     finally:
         a.send_signal(signal.SIGCONT)
     _, err = a.communicate(timeout=300)
