@@ -367,9 +367,12 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
     finally:
         if bar is not None:
             bar.close()
-        if target is not None:  # only this run's parts: once every rank has written its own, rank 0 removes
-            every = rank == 0 and all_written  # them all (joined or not); before that, each rank removes the ones it wrote
-            for leftover in [part(i) for i in range(counts["chunks"])] if every else written:
+        if target is not None:  # only this run's parts: once every rank has written its own, rank 0 removes them
+            if all_written:  # all (joined or not); before that, each rank removes the ones it wrote
+                leftovers = [part(i) for i in range(counts["chunks"])] if rank == 0 else []
+            else:
+                leftovers = written
+            for leftover in leftovers:
                 if os.path.exists(leftover):
                     os.remove(leftover)
     if world > 1:
