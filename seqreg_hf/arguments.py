@@ -108,6 +108,15 @@ def _batch_size_field():
     return field(default=256, metadata={"help": "Texts per forward pass."})
 
 
+def _require_positive(group, *names):
+    """Counts and sizes of 0 or less are refused when the options are read, in one line naming the option (a batch
+    of 0 texts never ends; -5 tokens is no length), so that train, evaluate and predict all say it the same way."""
+    for name in names:
+        value = getattr(group, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} {value}: must be a whole number of 1 or more.")
+
+
 def _bad_rows_field():
     return field(default="drop", metadata={
         "help": "Empty texts and NaN / infinite / non-numeric labels: drop (counted and reported) or error."})
@@ -183,6 +192,9 @@ class EmbeddingArguments:
     max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
     trust_remote_code: bool = _trust_remote_code_field()
 
+    def __post_init__(self):
+        _require_positive(self, "max_length", "vectors_limit")
+
     def loader_options(self, corpus=None, progress=True):
         return {"format": self.embeddings_format, "limit": self.vectors_limit, "lowercase": self.lowercase,
                 "unk_init": self.unk_init, "on_duplicate": self.on_duplicate, "top_n": self.top_n,
@@ -218,10 +230,13 @@ class InitArguments:
 class PredictArguments:
     model_name_or_path: str | None = _model_field("The model: a directory or a Hub id (required).")
     test_file: str = field(default="-", metadata={
-        "aliases": ["--input"], "help": "CSV / TSV / JSONL / JSON / TXT file of texts, or - for lines on stdin."})
+        "aliases": ["--input"],
+        "help": "CSV / TSV / JSONL / JSON / Parquet / TXT file of texts (by its name; all but Parquet may end in .gz, "
+                ".bz2, .xz or .zst), or - for lines on stdin."})
     output_file: str = field(default="-", metadata={
         "aliases": ["--output"],
-        "help": "CSV or JSONL file (by extension), or - for JSONL on stdout. Scores go to pred_<label> columns."})
+        "help": "CSV / TSV / JSONL / JSON / Parquet file, written as its name says (all but Parquet may end in .gz, "
+                ".bz2, .xz or .zst), or - for JSONL on stdout. Scores go to pred_<label> columns."})
     text_column: str = _text_column_field()
     batch_size: int = _batch_size_field()
     max_length: int | None = field(default=None, metadata={"help": "Truncate longer texts (default: the tokenizer's)."})
@@ -241,6 +256,9 @@ class PredictArguments:
         "help": "Write pred_<label>_std, the spread of an ensemble's members, next to each score (default: yes for "
                 "ensembles; a single network has none)."})
     trust_remote_code: bool = _trust_remote_code_field()
+
+    def __post_init__(self):
+        _require_positive(self, "batch_size", "max_length", "chunk_rows")
 
 
 @dataclass
@@ -277,6 +295,9 @@ class EvaluateArguments:
         "help": "Write <prefix>_results.json, <split>_predictions.csv and scatter plots here."})
     batch_size: int = _batch_size_field()
     trust_remote_code: bool = _trust_remote_code_field()
+
+    def __post_init__(self):
+        _require_positive(self, "batch_size")
 
 
 @dataclass

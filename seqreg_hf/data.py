@@ -5,6 +5,7 @@ Bad rows (empty or null text, NaN / infinite / non-numeric labels) are counted a
 or with ``on_bad_rows="error"`` the first one stops the run with its row and column named.
 """
 
+import importlib.util
 import logging
 import math
 import os
@@ -15,56 +16,25 @@ import numpy as np
 from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
 from datasets.exceptions import DatasetGenerationError
 
+from .formats import DataError, accepted_names, file_format, open_binary, open_text, split_name
+
 logger = logging.getLogger(__name__)
 
-_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLIT_ALIASES = {"train": "train", "dev": "validation", "validation": "validation", "valid": "validation",
                  "val": "validation", "test": "test"}
 BAD_ROW_POLICIES = ("drop", "error")
 
 
-class DataError(ValueError):
-    """Data that cannot be used as it is; the message names the file, column and row."""
-
-
-_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
-
-
-def _plain_name(path):
-    """The file name in lower case without a compression suffix: data.tsv.gz -> data.tsv."""
-    name = os.fspath(path).lower()
-    for suffix in _COMPRESSIONS:
-        name = name.removesuffix(suffix)
-    return name
-
-
 def _reader(path):
-    """(datasets builder, its options) for one file, by its name: .tsv (compressed or not) reads tab-separated."""
-    ext = os.path.splitext(_plain_name(path))[1]
-    if ext not in _BUILDERS:
-        raise DataError(f"{path}: unsupported file type {ext!r}; use one of {', '.join(sorted(_BUILDERS))} "
-                        f"(optionally compressed: {', '.join(_COMPRESSIONS)}).")
-    return _BUILDERS[ext], ({"delimiter": "\t"} if ext == ".tsv" else {})
-
-
-def _open_binary(path):
-    """A binary handle on a data file, decompressed by its suffix (.zst needs the zstandard package)."""
-    import bz2
-    import gzip
-    import lzma
-
-    name = os.fspath(path).lower()
-    if name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if name.endswith(".bz2"):
-        return bz2.open(path, "rb")
-    if name.endswith(".xz"):
-        return lzma.open(path, "rb")
-    if name.endswith(".zst"):
-        import zstandard
-
-        return zstandard.open(path, "rb")
-    return open(path, "rb")
+    """(datasets builder, its options) for one data file, from the format table (`formats.py`) by its name."""
+    _, found, compression = file_format(path)
+    if found.builder is None:
+        raise DataError(f"{path}: a .txt file holds texts without labels; give labelled data as "
+                        f"{accepted_names(writing=True)}.")
+    if compression == ".zst" and importlib.util.find_spec("zstandard") is None:
+        raise DataError(f"{path}: the `datasets` library reads .zst only with the zstandard package: pip install "
+                        "zstandard, or decompress the file (zstd -d).")
+    return found.builder, dict(found.options)
 
 
 def _has_bad_bytes(value):
@@ -80,13 +50,13 @@ def undecodable(path):
     import io
     import json
 
-    builder, options = _reader(path)
-    if builder == "parquet":
+    _, found, _ = file_format(path)
+    if found.builder == "parquet":
         return None
-    with _open_binary(path) as binary:
+    with open_binary(path) as binary:
         text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
-        if builder == "csv":
-            rows = csv.reader(text, delimiter=options.get("delimiter", ","))
+        if found.builder == "csv":
+            rows = csv.reader(text, delimiter=found.options.get("delimiter", ","))
             header = next(rows, [])
             if any(_has_bad_bytes(name) for name in header):
                 return "the header row"
@@ -97,7 +67,7 @@ def undecodable(path):
                         return f"row {index} (0-based, header excluded), column {column!r}"
             return None
         content = text.read()
-    lines = content.splitlines() if _plain_name(path).endswith(".jsonl") else [content]
+    lines = content.splitlines() if split_name(path)[0] in (".jsonl", ".txt") else [content]
     for index, line in enumerate(lines):
         if not _has_bad_bytes(line):
             continue
@@ -263,6 +233,8 @@ def bad_row_mask(dataset, text_column, label_columns):
     import pyarrow.compute as pc
 
     texts = _arrow_column(dataset, text_column)
+    if pa.types.is_nested(texts.type):
+        refuse_nested_text(texts.to_pylist(), text_column)
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
         texts = texts.cast(pa.string())
     empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(texts), ""), True).to_numpy(zero_copy_only=False)
@@ -270,6 +242,16 @@ def bad_row_mask(dataset, text_column, label_columns):
     for column in label_columns:
         bad |= ~np.isfinite(label_values(dataset, column))
     return bad
+
+
+def refuse_nested_text(values, text_column, first_row=0, where=""):
+    """A DataError naming the first row whose text is a JSON object or list (a wrong --text_column, most likely):
+    such a value has no one text to score."""
+    for row, value in enumerate(values, start=first_row):
+        if isinstance(value, dict | list | tuple):
+            raise DataError(f"{where}row {row} (0-based), column {text_column!r} holds a JSON {type(value).__name__}, "
+                            f"not a text: {str(value)[:60]}. Point --text_column at a column of strings, or make "
+                            "that value a string.")
 
 
 def find_bad_rows(dataset, text_column, label_columns, limit=None):
@@ -338,6 +320,36 @@ def label_statistics(dataset, label_columns):
     return values.mean(axis=1).tolist(), stds.tolist()
 
 
+# A text is cut to this many characters per token of max_length before it is tokenized: tokenizers build per-character
+# alignments and the whole token list before truncating (a 25 MB line took 3.2 GB), so the cut bounds memory per row.
+# The first max_length tokens of a text reach past the cut only if they average more than 64 characters each; a token
+# of English covers about 4.5 (EmoBank with MiniLM's WordPiece: 4.5 on average, 13 at most in any one text), and
+# WordPiece maps a word of over 100 characters to one [UNK]. Only text made mostly of such words, or of whitespace and
+# characters the tokenizer drops, can lose tokens to the cut; those rows are counted as truncated.
+CHARS_PER_TOKEN = 64
+
+
+def cut_long_texts(texts, max_length):
+    """(texts, cut): each text longer than max_length * CHARS_PER_TOKEN characters cut there, at the last whitespace
+    before the bound when there is one in its second half (so no word is split and the tokens kept are the same as
+    from the whole text), and which texts were cut. max_length None: no cut."""
+    if not max_length:
+        return list(texts), [False] * len(texts)
+    bound = max_length * CHARS_PER_TOKEN
+    kept, cut = [], []
+    for text in texts:
+        if len(text) <= bound:
+            kept.append(text)
+            cut.append(False)
+            continue
+        end = bound
+        while end > bound // 2 and not text[end].isspace():  # text[end] is the first character dropped
+            end -= 1
+        kept.append(text[: end if end > bound // 2 else bound])
+        cut.append(True)
+    return kept, cut
+
+
 def tokenize_splits(raw, tokenizer, text_column, label_columns, max_length, num_proc=None):
     """Batched map through the model's tokenizer: input_ids, attention_mask, a float `labels` list per row and the
     `length` that length-grouped sampling reads, and nothing else: the raw columns are removed, so no stray column
@@ -345,7 +357,8 @@ def tokenize_splits(raw, tokenizer, text_column, label_columns, max_length, num_
     lazily."""
 
     def encode(batch):
-        encoded = tokenizer([str(t) for t in batch[text_column]], truncation=True, max_length=max_length)
+        texts, _ = cut_long_texts([str(t) for t in batch[text_column]], max_length)
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)
         if label_columns and all(c in batch for c in label_columns):
             encoded["labels"] = [[float(v) for v in row] for row in zip(*(batch[c] for c in label_columns))]
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
@@ -383,9 +396,9 @@ def exact_length_batches(lengths, batch_size, generator=None):
 
 
 def read_texts(path, text_column="text"):
-    """Texts of one file (CSV / JSON / JSONL / Parquet, or plain .txt with one text per line)."""
-    if os.fspath(path).lower().endswith(".txt"):
-        with open(path, encoding="utf-8") as handle:
+    """Texts of one file (CSV / TSV / JSON / JSONL / Parquet, or .txt with one text per line; see `formats.py`)."""
+    if file_format(path)[1].builder is None:
+        with open_text(path) as handle:
             return [line.rstrip("\n") for line in handle]
     dataset = load_raw_datasets(train_file=path)["train"]
     check_columns(dataset.column_names, os.fspath(path), text_column)
@@ -416,6 +429,7 @@ def clean_stream(stream, split, text_column, label_columns, on_bad_rows="drop"):
     for index, row in enumerate(stream):
         if index == 0:
             check_columns(list(row), split, text_column, label_columns)
+        refuse_nested_text([row.get(text_column)], text_column, first_row=index, where=f"{split} split, ")
         problem = _stream_row_problem(row, text_column, label_columns)
         if problem:
             if on_bad_rows == "error":

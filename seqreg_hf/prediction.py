@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import threading
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import exact_length_batches
+from .data import cut_long_texts, exact_length_batches, refuse_nested_text
 from .loading import load_model_dir
 from .logs import progress_enabled
 from .tokenization import pad_right
@@ -97,10 +96,12 @@ class Predictor:
         return self.config.ensemble_size > 1
 
     def encode(self, texts):
-        """Token ids per text, and how many texts lost tokens to truncation."""
+        """Token ids per text, and how many texts lost tokens to truncation (long texts are cut before tokenizing,
+        so that memory per row stays bounded: see `cut_long_texts`)."""
+        texts, cut = cut_long_texts(texts, self.max_length)
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        truncated = sum(1 for e in (encoded.encodings or []) if e.overflowing)
-        return encoded["input_ids"], truncated
+        overflowing = [bool(e.overflowing) for e in encoded.encodings] if encoded.encodings else [False] * len(texts)
+        return encoded["input_ids"], sum(o or c for o, c in zip(overflowing, cut))
 
     def _run(self, input_ids, want_members):
         """(scores, member scores or None) of one unpadded batch, as numpy arrays."""
@@ -178,12 +179,14 @@ def prediction_columns(label_names):
 
 
 def iter_input(path, text_column, chunk_rows):
-    """DataFrames of at most `chunk_rows` rows from a CSV / TSV / JSONL file (optionally compressed), a .txt file
-    or stdin ('-'), read lazily so that memory stays constant; a .json array is read whole. A file that cannot be
-    read stops with one line naming it (and the row, for bytes that are not UTF-8)."""
+    """DataFrames of at most `chunk_rows` rows from a file named as the format table says (`formats.py`: CSV, TSV,
+    JSON Lines, a JSON array, Parquet, or .txt with one text per line; compressed or not) or from stdin ('-'), read
+    lazily so that memory stays constant (a JSON array is read whole). A file that cannot be read stops with one
+    line naming it (and the row, for bytes that are not UTF-8)."""
     import pandas as pd
 
-    from .data import _COMPRESSIONS, _plain_name, read_error
+    from .data import read_error
+    from .formats import file_format, open_binary, open_text
 
     def lines(handle):
         chunk = []
@@ -200,29 +203,76 @@ def iter_input(path, text_column, chunk_rows):
         return
     if not os.path.isfile(path):
         raise FileNotFoundError(f"input file {path!r} does not exist.")
-    name = _plain_name(path)
+    ext, found, _ = file_format(path)
     try:
-        if name.endswith((".csv", ".tsv")):
-            chunks = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", dtype=str, keep_default_na=False,
-                                 na_values=[], chunksize=chunk_rows)
-        elif name.endswith(".jsonl"):
-            chunks = pd.read_json(path, lines=True, dtype=False, chunksize=chunk_rows)
-        elif name.endswith(".json"):
-            chunks = [pd.read_json(path, dtype=False)]
-        elif name.endswith(".txt") and name == path.lower():
-            with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is not part of the first text
+        if found.builder is None:
+            with open_text(path) as handle:  # a byte-order mark is not part of the first text
                 yield from lines(handle)
-            return
+        elif found.builder == "parquet":
+            yield from _parquet_chunks(path, chunk_rows)
         else:
-            raise ValueError(f"{path}: unsupported input type; use .csv, .tsv, .jsonl, .json (each may be compressed: "
-                             f"{', '.join(_COMPRESSIONS)}) or .txt.")
-        yield from chunks
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise read_error([path], error) from None
-    except ValueError as error:  # pandas' JSON reader: malformed JSON / JSON Lines
-        if "unsupported input type" in str(error):
-            raise
-        raise read_error([path], error) from None
+            with open_binary(path) as handle:
+                if found.builder == "csv":
+                    chunks = pd.read_csv(handle, sep=found.options.get("delimiter", ","), dtype=str,
+                                         keep_default_na=False, na_values=[], chunksize=chunk_rows,
+                                         encoding="utf-8-sig")
+                elif ext == ".jsonl":
+                    chunks = pd.read_json(handle, lines=True, dtype=False, chunksize=chunk_rows, encoding="utf-8-sig")
+                else:
+                    chunks = [pd.read_json(handle, dtype=False, encoding="utf-8-sig")]
+                yield from chunks
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError, EOFError) as error:
+        raise read_error([path], error) from None  # pandas' JSON reader and pyarrow raise ValueError; gzip OSError
+
+
+def _parquet_chunks(path, chunk_rows):
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    rows = 0
+    for batch in parquet.iter_batches(batch_size=chunk_rows):
+        rows += batch.num_rows
+        yield batch.to_pandas()
+    if rows == 0:  # no rows: the columns still name the output's
+        yield parquet.schema_arrow.empty_table().to_pandas()
+
+
+def check_output(output_file):
+    """The writer of `output_file`, checked before anything is scored: a name of the format table, in a folder that
+    exists and takes new files (a probe file is made and removed: permission bits do not tell, e.g. to root on a
+    read-only mount)."""
+    import tempfile
+
+    from .formats import OutputWriter
+
+    if output_file == "-":
+        return OutputWriter(output_file)
+    if os.path.isdir(output_file):
+        raise IsADirectoryError(f"--output_file {output_file} is a folder; name a file in it, e.g. "
+                                f"{os.path.join(output_file, 'predictions.csv')}.")
+    writer = OutputWriter(output_file)
+    target = os.path.abspath(output_file)
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise FileNotFoundError(f"--output_file {output_file}: {folder} {what}; create the folder or choose another "
+                                "--output_file.")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".probe", dir=folder)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        raise PermissionError(f"--output_file {output_file}: cannot write in {folder} ({error.strerror}); make the "
+                              "folder writable or choose another --output_file.") from None
+    return writer
+
+
+def check_input(test_file):
+    """Refuse an input name that the format table does not know, before the model is loaded."""
+    from .formats import file_format
+
+    if test_file not in (None, "-"):
+        file_format(test_file)
 
 
 def process_group():
@@ -237,28 +287,44 @@ def process_group():
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _chunk_text(frame, output_file, header):
-    if output_file.lower().endswith(".jsonl") or output_file == "-":
-        text = frame.to_json(orient="records", lines=True, force_ascii=False)
-        return text if text.endswith("\n") or not text else text + "\n"
-    return frame.to_csv(index=False, header=header)
+def run_id(world):
+    """A name for this run's part files that no other run shares (process id and a random suffix), the same on
+    every rank: two runs writing one output file never touch each other's parts."""
+    import secrets
+
+    run = f"{os.getpid()}-{secrets.token_hex(4)}"
+    if world > 1:
+        import torch.distributed as dist
+
+        shared = [run]
+        dist.broadcast_object_list(shared, src=0)  # rank 0's name for all ranks
+        run = shared[0]
+    return run
 
 
 def predict_file(predictor, test_file, output_file, text_column="text", batch_size=256, with_std=False,
                  chunk_rows=100_000, rank=0, world=1):
-    """Score a file chunk by chunk in constant memory and write the rows with their scores, in input order.
+    """Score a file chunk by chunk in constant memory and write the rows with their scores, in input order, in the
+    format the output's name says (`formats.py`; stdout '-' gets JSON Lines).
 
     Under several processes chunk i is scored by rank i % world into a part file of its own; rank 0 then joins the
-    parts in chunk order. The output appears under its name only when complete. Returns the counts (all ranks)."""
+    parts in chunk order into a temporary file and renames it to the output in one step, so a reader sees a whole
+    file, never half of one. Part and temporary names carry this run's id, so two runs writing one output file each
+    leave a whole file (the last to finish wins) and never remove each other's parts. Returns the counts (all
+    ranks)."""
     if world > 1 and "-" in (output_file, test_file or "-"):
         raise ValueError("several processes cannot share stdin or stdout: give --test_file and --output_file.")
+    writer = check_output(output_file)
+    check_input(test_file)
     columns = prediction_columns(predictor.label_names)
     std_columns = [f"{c}_std" for c in columns] if with_std else []
     target = os.path.abspath(output_file) if output_file != "-" else None
+    run = run_id(world) if target else None
     stem = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}") if target else None
-    part = lambda i: f"{stem}.chunk{i:07d}.part"  # noqa: E731
+    part = lambda i: f"{stem}.chunk{i:07d}.{run}.part"  # noqa: E731
     counts = {"rows": 0, "empty": 0, "truncated": 0, "chunks": 0}
-    bar, finished = None, False
+    bar, written, all_written = None, [], False
+    offset = 0  # rows before this chunk, to name a bad row in the whole file
     try:
         for index, frame in enumerate(iter_input(test_file, text_column, chunk_rows)):
             if bar is None:  # made once the file reads: an error in its first rows prints on a line of its own
@@ -271,10 +337,12 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
                 if taken := [c for c in columns + std_columns if c in frame.columns]:
                     raise ValueError(f"{test_file} already has column(s) {taken}, where the predictions go; rename "
                                      "them (or drop them, if they are an earlier run's predictions).")
+            offset += len(frame)
             if index % world != rank:
                 continue
-            result = predictor.predict(frame[text_column].tolist(), batch_size=batch_size, return_std=with_std,
-                                       progress=False)
+            texts = frame[text_column].tolist()
+            refuse_nested_text(texts, text_column, first_row=offset - len(frame), where=f"{test_file}: ")
+            result = predictor.predict(texts, batch_size=batch_size, return_std=with_std, progress=False)
             scores, spread = result if with_std else (result, None)
             for i, column in enumerate(columns):
                 frame[column] = scores[:, i]
@@ -283,12 +351,11 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
             for key in ("rows", "empty", "truncated"):
                 counts[key] += predictor.report[key]
             counts["chunks"] += 1
-            text = _chunk_text(frame, output_file, header=index == 0)
             if target is None:
-                sys.stdout.write(text)
+                sys.stdout.write(writer.chunk_text(frame, first=index == 0))
             else:
-                with open(part(index), "w", encoding="utf-8", newline="") as handle:
-                    handle.write(text)
+                written.append(part(index))
+                writer.write_part(frame, part(index), first=index == 0)
             bar.update(len(frame))
         if bar is not None:
             bar.close()
@@ -298,42 +365,35 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
             totals = torch.tensor([counts[k] for k in ("rows", "empty", "truncated", "chunks")], dtype=torch.long)
             dist.all_reduce(totals)  # also the barrier: every part is written once this returns
             counts = dict(zip(("rows", "empty", "truncated", "chunks"), totals.tolist()))
+        all_written = True
         if target is not None and rank == 0:
-            _join_parts(part, counts["chunks"], stem, target, output_file, [text_column, *columns, *std_columns])
-            counts["joined"] = True
-        finished = True
+            header = [text_column, *columns, *std_columns]
+            _join_parts(writer, [part(i) for i in range(counts["chunks"])], f"{stem}.{run}.part", target, header)
     finally:
         if bar is not None:
             bar.close()
-        if target is not None:  # no parts are left behind: rank 0 removes them all once joined; after a failure,
-            joined = counts.get("joined", False)  # each rank removes its own (the others may still be writing)
-            for leftover in _parts_of(stem):
-                mine = int(leftover.rsplit("chunk", 1)[1][:7]) % world == rank
-                if (rank == 0 and joined) or (mine and not finished):
+        if target is not None:  # only this run's parts: once every rank has written its own, rank 0 removes them
+            if all_written:  # all (joined or not); before that, each rank removes the ones it wrote
+                leftovers = [part(i) for i in range(counts["chunks"])] if rank == 0 else []
+            else:
+                leftovers = written
+            for leftover in leftovers:
+                if os.path.exists(leftover):
                     os.remove(leftover)
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()
-    counts.pop("joined", None)
     return counts
 
 
-def _parts_of(stem):
-    folder, prefix = os.path.dirname(stem), os.path.basename(stem) + ".chunk"
-    return [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(".part")]
-
-
-def _join_parts(part, chunks, stem, target, output_file, header):
-    """Concatenate the chunk parts in order under a temporary name, then rename it to `target`."""
-    partial = f"{stem}.{os.getpid()}.part"
+def _join_parts(writer, parts, partial, target, header):
+    """Join the chunk parts in order under a temporary name of this run, flush it to disk, then rename it to
+    `target` in one step (os.replace: a reader sees the old file or the new one, whole)."""
     try:
-        with open(partial, "w", encoding="utf-8", newline="") as out:
-            if chunks == 0 and not output_file.lower().endswith(".jsonl"):  # no rows: the header alone
-                out.write(",".join(header) + "\n")
-            for i in range(chunks):
-                with open(part(i), encoding="utf-8", newline="") as handle:
-                    shutil.copyfileobj(handle, out, 1 << 20)
+        writer.join(parts, header, partial)
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
@@ -348,6 +408,8 @@ def main(argv=None):
     configure(run.log_level, run.disable_tqdm)
     if not args.model_name_or_path:
         raise ValueError("--model_name_or_path is required: the model directory or Hub id to predict with.")
+    check_input(args.test_file)  # a wrong name or folder is found before the model loads, not after scoring
+    check_output(args.output_file)
     import signal
 
     def stop(signum, frame):  # SIGTERM (torchrun sends it to the other ranks when one fails): clean up, then exit
