@@ -119,6 +119,9 @@ class ModelArguments:
         "help": "Stop after this many evaluations without improving metric_for_best_model (0 or none: never; "
                 "off by itself under --eval_strategy no)."})
     plots: bool = field(default=True, metadata={"help": "Write scatter plots and learning curves."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Start a new run in an output_dir that holds another run, removing that run's checkpoints, model, "
+                "results, predictions, plots and logs first (the output_dir's other files stay)."})
     length_buckets: bool = field(default=False, metadata={
         "help": "Train on batches of sentences of exactly one token length: no padding, so the RNN runs its dense "
                 "kernel. Replaces train_sampling_strategy."})

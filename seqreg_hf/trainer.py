@@ -9,7 +9,8 @@ Resume restores what Trainer's own checkpoint leaves out: the training loss accu
 next logged loss and the final train_loss equal an uninterrupted run's; `loss_state.json` in each checkpoint).
 SIGTERM or Ctrl-C during training finish the current step, save a complete checkpoint and raise
 `TrainingInterrupted`; a checkpoint that cannot be written (a full disk) raises `CheckpointWriteError`, naming the
-folder and what to do, after removing the half-written folder.
+folder and what to do, after removing the half-written folder. Each checkpoint records the run it belongs to
+(`run.json`, see `seqreg_hf.checkpoints.run_identity`).
 """
 
 import contextlib
@@ -27,7 +28,7 @@ from torch.utils.data import Sampler
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .checkpoints import TrainingInterrupted, latest_valid_checkpoint
+from .checkpoints import TrainingInterrupted, latest_valid_checkpoint, resolve_resume, write_run_file
 from .data import exact_length_batches
 from .model_card import card_context, metrics_from_history, write_model_card
 
@@ -128,9 +129,10 @@ class LengthBucketBatchSampler(Sampler):
 class SeqRegTrainer(Trainer):
     """Trainer whose train batches, with `length_buckets=True`, hold sentences of exactly one length."""
 
-    def __init__(self, *args, length_buckets=False, **kwargs):
+    def __init__(self, *args, length_buckets=False, run_identity=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.length_buckets = length_buckets
+        self.run_identity = run_identity  # written into each checkpoint as run.json; `last` resumes only its own
         self._signal_stop = _SignalStop()
         self.add_callback(self._signal_stop)
         self._loss_to_restore, self._loss_before = None, None
@@ -139,10 +141,8 @@ class SeqRegTrainer(Trainer):
         """Trainer.train, plus: the loss accumulators come back on resume, and a signal stops with a checkpoint."""
         self._loss_to_restore, self._loss_before = None, None
         checkpoint = resume_from_checkpoint
-        if checkpoint is True:  # Trainer's own spelling of "the last one"
-            from transformers.trainer_utils import get_last_checkpoint
-
-            checkpoint = get_last_checkpoint(self.args.output_dir)
+        if checkpoint is True:  # Trainer's own spelling of "the last one": the newest complete one of this run
+            checkpoint = resume_from_checkpoint = resolve_resume("last", self.args.output_dir, self.run_identity)
         if isinstance(checkpoint, (str, os.PathLike)):
             path = os.path.join(checkpoint, self._loss_state_name())
             if os.path.isfile(path):
@@ -188,17 +188,21 @@ class SeqRegTrainer(Trainer):
         folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         try:
             os.makedirs(folder, exist_ok=True)
+            if self.args.should_save and os.path.isfile(os.path.join(folder, "trainer_state.json")):
+                os.remove(os.path.join(folder, "trainer_state.json"))  # an earlier run's folder: incomplete until ours
             # Written before trainer_state.json, the file that marks a checkpoint complete.
             with open(os.path.join(folder, self._loss_state_name()), "w", encoding="utf-8") as handle:
                 json.dump({"loss_since_last_log": self._tr_loss.item(),
                            "last_logged_step": self._globalstep_last_logged,
                            "total_loss": (self._loss_before or 0.0) + self._total_loss_scalar}, handle)
+            if self.run_identity is not None and self.args.should_save:
+                write_run_file(folder, self.run_identity)
             super()._save_checkpoint(model, trial)
-        except (OSError, RuntimeError, SafetensorError) as error:
+        except (OSError, RuntimeError, SafetensorError, KeyboardInterrupt) as error:
             if os.path.isfile(os.path.join(folder, "trainer_state.json")):
                 raise  # the checkpoint is whole (a later step failed: the Hub push, the rotation): keep it
             shutil.rmtree(folder, ignore_errors=True)  # half a checkpoint is of no use, and it holds disk space
-            if not _out_of_space(error):
+            if isinstance(error, KeyboardInterrupt) or not _out_of_space(error):  # a second Ctrl-C: stop at once
                 raise
             raise _write_failure(folder, error, run_dir) from error
         if self._signal_stop.signum is not None:
@@ -218,12 +222,15 @@ class SeqRegTrainer(Trainer):
     def save_model(self, output_dir=None, _internal_call=False):
         if _internal_call:  # inside _save_checkpoint, which reports the failure for the whole folder
             return super().save_model(output_dir, _internal_call=_internal_call)
+        folder = output_dir or self.args.output_dir
         try:
+            if self.run_identity is not None and self.args.should_save:  # the model says which run made it
+                os.makedirs(folder, exist_ok=True)
+                write_run_file(folder, self.run_identity)
             return super().save_model(output_dir, _internal_call=_internal_call)
         except (OSError, RuntimeError, SafetensorError) as error:
             if not _out_of_space(error):
                 raise
-            folder = output_dir or self.args.output_dir
             raise _write_failure(folder, error, self.args.output_dir) from error
 
     def get_train_dataloader(self):
