@@ -4,7 +4,8 @@
   (Trainer's own `save_metrics` / `save_state`); `metrics.json` keeps every split's metrics and the bad-row
   reports in one file;
 - `<split>_predictions.csv`: the split's rows with one `pred_<label>` column per target (the same names as
-  `seqreg-hf predict` and `seqreg-hf evaluate` write);
+  `seqreg-hf predict` and `seqreg-hf evaluate` write), in `--predictions_dir` (default `<output_dir>/_predictions`):
+  they hold the texts, so they stay out of what a push uploads;
 - scatter plots and learning curves, and the model card.
 
 A new run does not mix with another run's files: an output_dir holding another run's checkpoints or model is refused,
@@ -22,13 +23,15 @@ from .checkpoints import resolve_resume, run_identity
 from .model_card import card_context, write_model_card
 from .prediction import Predictor, prediction_columns
 
+PREDICTIONS_DIR = "_predictions"
 # A model or its checkpoints: what shows that another run used an output_dir.
 _ANOTHER_RUN = ("checkpoint-*", "run.json", "config.json", "model*.safetensors")
 # Everything a run writes into its output_dir; README.md goes only when it is seqreg_hf's card.
 _RUN_FILES = (*_ANOTHER_RUN, "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json",
               "special_tokens_map.json", "vocab.txt", "added_tokens.json", "modeling_seqreg.py",
               "configuration_seqreg.py", "pipelines.py", "*_results.json", "metrics.json", "trainer_state.json",
-              "training_args.bin", "*_predictions.csv", "scatter_*.png", "learning_curves.png", "runs", "*.onnx")
+              "training_args.bin", "*_predictions.csv", "scatter_*.png", "learning_curves.png", "runs",
+              PREDICTIONS_DIR, "*.onnx")
 
 
 def save_results(output_dir, prefix, metrics):
@@ -100,8 +103,9 @@ def start_or_resume(run, config, max_length):
     return resume, identity
 
 
-def write_predictions(output_dir, split, dataset, predicted, true, label_names, plots=True):
-    """`<split>_predictions.csv` (the split's columns plus pred_<label>) and, with `plots`, its scatter plot."""
+def write_predictions(output_dir, split, dataset, predicted, true, label_names, plots=True, plot_dir=None):
+    """`<split>_predictions.csv` (the split's columns plus pred_<label>) and, with `plots`, its scatter plot (in
+    `plot_dir`, default `output_dir`)."""
     frame = dataset.to_pandas()
     for column, values in zip(prediction_columns(label_names), predicted.T):
         frame[column] = values
@@ -109,7 +113,8 @@ def write_predictions(output_dir, split, dataset, predicted, true, label_names, 
     if plots:
         from .plots import scatter_plot
 
-        scatter_plot(predicted, true, label_names, os.path.join(output_dir, f"scatter_{split}.png"), title=split)
+        scatter_plot(predicted, true, label_names, os.path.join(plot_dir or output_dir, f"scatter_{split}.png"),
+                     title=split)
 
 
 def write_run_outputs(trainer, raw, results, run, card_sizes):
@@ -121,12 +126,14 @@ def write_run_outputs(trainer, raw, results, run, card_sizes):
         json.dump(results, handle, indent=2)
     predictor = Predictor(trainer.model, trainer.processing_class)
     names = data_args.label_columns
+    predictions_dir = run.model.predictions_dir or os.path.join(output_dir, PREDICTIONS_DIR)
     for split in ("validation", "test"):
         if split not in raw:
             continue
         predicted = predictor.predict(raw[split][data_args.text_column])
         true = np.array([[float(v) for v in raw[split][c]] for c in names]).T.reshape(len(raw[split]), -1)
-        write_predictions(output_dir, split, raw[split], predicted, true, names, run.model.plots)
+        os.makedirs(predictions_dir, exist_ok=True)
+        write_predictions(predictions_dir, split, raw[split], predicted, true, names, run.model.plots, output_dir)
     if run.model.plots:
         from .plots import learning_curves
 

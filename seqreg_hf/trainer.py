@@ -11,6 +11,9 @@ SIGTERM or Ctrl-C during training finish the current step, save a complete check
 `TrainingInterrupted`; a checkpoint that cannot be written (a full disk) raises `CheckpointWriteError`, naming the
 folder and what to do, after removing the half-written folder. Each checkpoint records the run it belongs to
 (`run.json`, see `seqreg_hf.checkpoints.run_identity`).
+
+A push uploads a model repository (weights, config, tokenizer, code, card, results), never a file that holds the
+user's texts: the same filter for `push_to_hub` and for the pushes Trainer makes at each save.
 """
 
 import contextlib
@@ -26,6 +29,7 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import Sampler
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+from transformers import trainer as hf_trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .checkpoints import TrainingInterrupted, latest_valid_checkpoint, resolve_resume, write_run_file
@@ -104,6 +108,50 @@ class _SignalStop(TrainerCallback):
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+
+# What a push uploads: the files of a model repository. Never the predictions (they hold the texts), logs, plots,
+# metrics.json (its bad-row examples quote the data), trainer_state.json or training_args.bin (local paths, options).
+HUB_FILES = ("config.json", "model*.safetensors", "model.safetensors.index.json", "tokenizer.json",
+             "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "added_tokens.json", "*.py", "README.md",
+             "*_results.json", "*.onnx")
+# A checkpoint pushed to resume from (--hub_strategy checkpoint / all_checkpoints) adds its training state.
+HUB_CHECKPOINT_FILES = (*HUB_FILES, "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "trainer_state.json",
+                        "loss_state*.json", "run.json")
+
+
+class _ModelRepositoryApi:
+    """The Hub client as Trainer's push paths call it, whose `upload_folder` takes a model repository's files only:
+    the top level of the folder, by name (HUB_FILES), whatever else lies there."""
+
+    def __init__(self, api):
+        self._api = api
+
+    def __getattr__(self, name):
+        return getattr(self._api, name)
+
+    def upload_folder(self, *, path_in_repo=None, allow_patterns=None, ignore_patterns=None, **kwargs):
+        checkpoint = path_in_repo is not None  # Trainer uploads a checkpoint folder under a path, the model at the root
+        ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
+        return self._api.upload_folder(path_in_repo=path_in_repo,
+                                       allow_patterns=list(HUB_CHECKPOINT_FILES if checkpoint else HUB_FILES),
+                                       ignore_patterns=[*ignore, "*/*"], **kwargs)
+
+
+@contextlib.contextmanager
+def _model_repository_uploads():
+    """While Trainer pushes, its Hub client (transformers.trainer.hf_api) uploads model repository files only.
+    Trainer fixes what it uploads inside its push methods; swapping the client it calls is the one way to choose."""
+    if not callable(getattr(hf_trainer, "hf_api", None)):
+        raise RuntimeError("this transformers version pushes through another client than transformers.trainer.hf_api,"
+                           " so seqreg_hf cannot limit what a push uploads; install the transformers version that "
+                           "seqreg_hf requires.")
+    api = hf_trainer.hf_api
+    hf_trainer.hf_api = lambda: _ModelRepositoryApi(api())
+    try:
+        yield
+    finally:
+        hf_trainer.hf_api = api
 
 
 class LengthBucketBatchSampler(Sampler):
@@ -218,6 +266,14 @@ class SeqRegTrainer(Trainer):
                     logger.info("keeping seqreg_hf's model card %s", card)
                     return
         return super().create_model_card(*args, **kwargs)
+
+    def push_to_hub(self, *args, **kwargs):
+        with _model_repository_uploads():
+            return super().push_to_hub(*args, **kwargs)
+
+    def _push_from_checkpoint(self, checkpoint_folder):
+        with _model_repository_uploads():
+            return super()._push_from_checkpoint(checkpoint_folder)
 
     def save_model(self, output_dir=None, _internal_call=False):
         if _internal_call:  # inside _save_checkpoint, which reports the failure for the whole folder
