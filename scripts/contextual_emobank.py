@@ -50,7 +50,8 @@ def main(argv=None):
                 metrics = json.load(handle)
         else:
             metrics = seqreg_hf.train(RECIPE_FILE, train_file=DATA, split_column="split", output_dir=out, seed=seed,
-                                      label_columns=["V", "A", "D"], disable_tqdm=True, report_to="none")
+                                      label_columns=["V", "A", "D"], disable_tqdm=True, report_to="none",
+                                      overwrite_output_dir=True)  # an unfinished or --retrain run starts over
         seconds = time.perf_counter() - start
         live, _, _ = evaluate_model_dir(out, DATA, split_column="split", split="validation")
         runs.append({"seed": seed, "seconds": round(seconds, 1),

@@ -135,6 +135,12 @@ class ModelArguments:
         "help": "Stop after this many evaluations without improving metric_for_best_model (0 or none: never; "
                 "off by itself under --eval_strategy no)."})
     plots: bool = field(default=True, metadata={"help": "Write scatter plots and learning curves."})
+    predictions_dir: str | None = field(default=None, metadata={
+        "help": "Where <split>_predictions.csv go: the validation and test rows, texts included, with their scores "
+                "(default: OUTPUT_DIR/_predictions). A push never uploads them."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Start a new run in an output_dir that holds another run, removing that run's checkpoints, model, "
+                "results, predictions, plots and logs first (the output_dir's other files stay)."})
     length_buckets: bool = field(default=False, metadata={
         "help": "Train on batches of sentences of exactly one token length: no padding, so the RNN runs its dense "
                 "kernel. Replaces train_sampling_strategy."})
@@ -170,6 +176,9 @@ class DataArguments:
     dataset_license: str | None = field(default=None, metadata={"help": "Dataset license for the model card."})
     dataset_attribution: str | None = field(default=None, metadata={
         "help": "Citation / attribution text the dataset's license asks for (model card)."})
+    widget_examples: list[str] = field(default_factory=list, metadata={
+        "help": "Texts for the model card's widget, written by you (default: examples of the known dataset, or "
+                "generic ones; never the data's own texts)."})
 
 
 @dataclass

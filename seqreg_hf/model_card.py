@@ -46,7 +46,8 @@ def dataset_info(data_args):
         "license": getattr(data_args, "dataset_license", None) or known.get("license"),
         "attribution": getattr(data_args, "dataset_attribution", None) or known.get("attribution"),
         "language": known.get("language"),
-        "examples": known.get("examples"),
+        # The widget shows texts the user wrote or ours, never the data's: the card is published with the model.
+        "examples": list(getattr(data_args, "widget_examples", None) or []) or known.get("examples"),
     }
 
 

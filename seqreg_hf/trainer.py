@@ -9,7 +9,11 @@ Resume restores what Trainer's own checkpoint leaves out: the training loss accu
 next logged loss and the final train_loss equal an uninterrupted run's; `loss_state.json` in each checkpoint).
 SIGTERM or Ctrl-C during training finish the current step, save a complete checkpoint and raise
 `TrainingInterrupted`; a checkpoint that cannot be written (a full disk) raises `CheckpointWriteError`, naming the
-folder and what to do, after removing the half-written folder.
+folder and what to do, after removing the half-written folder. Each checkpoint records the run it belongs to
+(`run.json`, see `seqreg_hf.checkpoints.run_identity`).
+
+A push uploads a model repository (weights, config, tokenizer, code, card, results), never a file that holds the
+user's texts: the same filter for `push_to_hub` and for the pushes Trainer makes at each save.
 """
 
 import contextlib
@@ -25,9 +29,10 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import Sampler
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+from transformers import trainer as hf_trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .checkpoints import TrainingInterrupted, latest_valid_checkpoint
+from .checkpoints import TrainingInterrupted, latest_valid_checkpoint, resolve_resume, write_run_file
 from .data import exact_length_batches
 from .model_card import card_context, metrics_from_history, write_model_card
 
@@ -105,6 +110,50 @@ class _SignalStop(TrainerCallback):
                 signal.signal(s, h)
 
 
+# What a push uploads: the files of a model repository. Never the predictions (they hold the texts), logs, plots,
+# metrics.json (its bad-row examples quote the data), trainer_state.json or training_args.bin (local paths, options).
+HUB_FILES = ("config.json", "model*.safetensors", "model.safetensors.index.json", "tokenizer.json",
+             "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "added_tokens.json", "*.py", "README.md",
+             "*_results.json", "*.onnx")
+# A checkpoint pushed to resume from (--hub_strategy checkpoint / all_checkpoints) adds its training state.
+HUB_CHECKPOINT_FILES = (*HUB_FILES, "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "trainer_state.json",
+                        "loss_state*.json", "run.json")
+
+
+class _ModelRepositoryApi:
+    """The Hub client as Trainer's push paths call it, whose `upload_folder` takes a model repository's files only:
+    the top level of the folder, by name (HUB_FILES), whatever else lies there."""
+
+    def __init__(self, api):
+        self._api = api
+
+    def __getattr__(self, name):
+        return getattr(self._api, name)
+
+    def upload_folder(self, *, path_in_repo=None, allow_patterns=None, ignore_patterns=None, **kwargs):
+        checkpoint = path_in_repo is not None  # Trainer uploads a checkpoint folder under a path, the model at the root
+        ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
+        return self._api.upload_folder(path_in_repo=path_in_repo,
+                                       allow_patterns=list(HUB_CHECKPOINT_FILES if checkpoint else HUB_FILES),
+                                       ignore_patterns=[*ignore, "*/*"], **kwargs)
+
+
+@contextlib.contextmanager
+def _model_repository_uploads():
+    """While Trainer pushes, its Hub client (transformers.trainer.hf_api) uploads model repository files only.
+    Trainer fixes what it uploads inside its push methods; swapping the client it calls is the one way to choose."""
+    if not callable(getattr(hf_trainer, "hf_api", None)):
+        raise RuntimeError("this transformers version pushes through another client than transformers.trainer.hf_api,"
+                           " so seqreg_hf cannot limit what a push uploads; install the transformers version that "
+                           "seqreg_hf requires.")
+    api = hf_trainer.hf_api
+    hf_trainer.hf_api = lambda: _ModelRepositoryApi(api())
+    try:
+        yield
+    finally:
+        hf_trainer.hf_api = api
+
+
 class LengthBucketBatchSampler(Sampler):
     def __init__(self, lengths, batch_size, seed=0, rank=0, world_size=1):
         self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
@@ -153,9 +202,10 @@ check_trainer_api()
 class SeqRegTrainer(Trainer):
     """Trainer whose train batches, with `length_buckets=True`, hold sentences of exactly one length."""
 
-    def __init__(self, *args, length_buckets=False, **kwargs):
+    def __init__(self, *args, length_buckets=False, run_identity=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.length_buckets = length_buckets
+        self.run_identity = run_identity  # written into each checkpoint as run.json; `last` resumes only its own
         self._signal_stop = _SignalStop()
         self.add_callback(self._signal_stop)
         self._loss_to_restore, self._loss_before = None, None
@@ -164,10 +214,8 @@ class SeqRegTrainer(Trainer):
         """Trainer.train, plus: the loss accumulators come back on resume, and a signal stops with a checkpoint."""
         self._loss_to_restore, self._loss_before = None, None
         checkpoint = resume_from_checkpoint
-        if checkpoint is True:  # Trainer's own spelling of "the last one"
-            from transformers.trainer_utils import get_last_checkpoint
-
-            checkpoint = get_last_checkpoint(self.args.output_dir)
+        if checkpoint is True:  # Trainer's own spelling of "the last one": the newest complete one of this run
+            checkpoint = resume_from_checkpoint = resolve_resume("last", self.args.output_dir, self.run_identity)
         if isinstance(checkpoint, (str, os.PathLike)):
             path = os.path.join(checkpoint, self._loss_state_name())
             if os.path.isfile(path):
@@ -213,17 +261,21 @@ class SeqRegTrainer(Trainer):
         folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         try:
             os.makedirs(folder, exist_ok=True)
+            if self.args.should_save and os.path.isfile(os.path.join(folder, "trainer_state.json")):
+                os.remove(os.path.join(folder, "trainer_state.json"))  # an earlier run's folder: incomplete until ours
             # Written before trainer_state.json, the file that marks a checkpoint complete.
             with open(os.path.join(folder, self._loss_state_name()), "w", encoding="utf-8") as handle:
                 json.dump({"loss_since_last_log": self._tr_loss.item(),
                            "last_logged_step": self._globalstep_last_logged,
                            "total_loss": (self._loss_before or 0.0) + self._total_loss_scalar}, handle)
+            if self.run_identity is not None and self.args.should_save:
+                write_run_file(folder, self.run_identity)
             super()._save_checkpoint(model, trial)
-        except (OSError, RuntimeError, SafetensorError) as error:
+        except (OSError, RuntimeError, SafetensorError, KeyboardInterrupt) as error:
             if os.path.isfile(os.path.join(folder, "trainer_state.json")):
                 raise  # the checkpoint is whole (a later step failed: the Hub push, the rotation): keep it
             shutil.rmtree(folder, ignore_errors=True)  # half a checkpoint is of no use, and it holds disk space
-            if not _out_of_space(error):
+            if isinstance(error, KeyboardInterrupt) or not _out_of_space(error):  # a second Ctrl-C: stop at once
                 raise
             raise _write_failure(folder, error, run_dir) from error
         if self._signal_stop.signum is not None:
@@ -240,15 +292,26 @@ class SeqRegTrainer(Trainer):
                     return
         return super().create_model_card(*args, **kwargs)
 
+    def push_to_hub(self, *args, **kwargs):
+        with _model_repository_uploads():
+            return super().push_to_hub(*args, **kwargs)
+
+    def _push_from_checkpoint(self, checkpoint_folder):
+        with _model_repository_uploads():
+            return super()._push_from_checkpoint(checkpoint_folder)
+
     def save_model(self, output_dir=None, _internal_call=False):
         if _internal_call:  # inside _save_checkpoint, which reports the failure for the whole folder
             return super().save_model(output_dir, _internal_call=_internal_call)
+        folder = output_dir or self.args.output_dir
         try:
+            if self.run_identity is not None and self.args.should_save:  # the model says which run made it
+                os.makedirs(folder, exist_ok=True)
+                write_run_file(folder, self.run_identity)
             return super().save_model(output_dir, _internal_call=_internal_call)
         except (OSError, RuntimeError, SafetensorError) as error:
             if not _out_of_space(error):
                 raise
-            folder = output_dir or self.args.output_dir
             raise _write_failure(folder, error, self.args.output_dir) from error
 
     def get_train_dataloader(self):

@@ -14,13 +14,13 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_see
 
 from .arguments import EMBEDDING_OPTIONS, TRAINING_TIME_OPTIONS, architecture_from, parse_arguments
 from .builder import build_from
-from .checkpoints import resolve_resume
+from .checkpoints import TrainingInterrupted
 from .data import DataError, check_selection_split, load_clean_data, tokenize_splits
 from .embeddings import load_embeddings
 from .loading import load_model_dir
 from .logs import configure
 from .metrics import metrics_fn
-from .outputs import write_run_outputs
+from .outputs import refuse_another_run, start_or_resume, write_run_outputs
 from .states import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
 from .trainer import CardCallback, SeqRegTrainer, early_stopping
 
@@ -31,6 +31,7 @@ def check_run(run):
     """Refuse, before any work, what cannot run."""
     if "output_dir" not in run.explicit:  # TrainingArguments would quietly fall back to ./trainer_output
         raise ValueError("--output_dir is required: where the model, metrics and card go.")
+    refuse_another_run(run)  # a new run, before any work, where another run lies
     embedding_options = sorted(run.explicit & set(EMBEDDING_OPTIONS) - {"max_length"})
     if run.model.model_name_or_path and embedding_options:
         raise ValueError(f"{embedding_options} choose the embeddings of a new model, but --model_name_or_path starts "
@@ -72,6 +73,13 @@ def load_or_build_model(run, train_texts):
 def main(argv=None, values=None):
     """Train, evaluate and write every output; returns the metrics (as metrics.json holds them)."""
     run = parse_arguments(argv, values)
+    try:
+        return train_run(run)
+    except KeyboardInterrupt:  # Ctrl-C before training, or a second one during it: one line and 130, no traceback
+        raise TrainingInterrupted.at_once(run.training.output_dir) from None
+
+
+def train_run(run):
     model_args, data_args, training_args = run.model, run.data, run.training
     configure(training_args.log_level, training_args.disable_tqdm)
     check_run(run)
@@ -97,6 +105,7 @@ def main(argv=None, values=None):
         model.config.set_label_stats(*label_stats)
     if not model_args.model_name_or_path or "max_length" in run.explicit:  # a checkpoint keeps its own otherwise
         tokenizer.model_max_length = run.embeddings.max_length  # saved with the tokenizer: predict truncates alike
+    resume, identity = start_or_resume(run, model.config, tokenizer.model_max_length)  # `last`: this run's only
 
     start = time.perf_counter()
     tokenized = tokenize_splits(raw, tokenizer, data_args.text_column, data_args.label_columns,
@@ -112,19 +121,11 @@ def main(argv=None, values=None):
              for s, d in raw.items()}
     card_callback = CardCallback(data_args, run.embeddings, bad_rows, sizes)
     trainer = SeqRegTrainer(
-        model=model,
-        length_buckets=model_args.length_buckets,
-        args=training_args,
-        train_dataset=tokenized["train"],
-        eval_dataset=tokenized.get("validation"),
-        processing_class=tokenizer,
-        data_collator=collator,
-        compute_metrics=metrics_fn(data_args.label_columns),
-        callbacks=[*early_stopping(model_args.early_stopping_patience, training_args), card_callback],
-    )
-
-    train_result = trainer.train(resume_from_checkpoint=resolve_resume(training_args.resume_from_checkpoint,
-                                                                       training_args.output_dir))
+        model=model, args=training_args, length_buckets=model_args.length_buckets, run_identity=identity,
+        train_dataset=tokenized["train"], eval_dataset=tokenized.get("validation"), processing_class=tokenizer,
+        data_collator=collator, compute_metrics=metrics_fn(data_args.label_columns),
+        callbacks=[*early_stopping(model_args.early_stopping_patience, training_args), card_callback])
+    train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()  # model + tokenizer + code into output_dir
     trainer.remove_callback(EarlyStoppingCallback)  # it judges evaluations during training, not the final ones
     train_metrics = {**train_result.metrics, "train_samples": sizes["train"]}

@@ -229,7 +229,7 @@ def test_a_decoy_label_column_does_not_move_the_predictions(decoy_runs):
     texts = ["calm happy warm", "dark loud"]
     np.testing.assert_allclose([list(d.values()) for d in seqreg_hf.predict(decoy_dir, texts)],
                                [list(d.values()) for d in seqreg_hf.predict(plain_dir, texts)], atol=1e-6)
-    frame = pd.read_csv(decoy_dir / "validation_predictions.csv")
+    frame = pd.read_csv(decoy_dir / "_predictions" / "validation_predictions.csv")
     assert list(frame.columns) == ["text", "y", "label", "pred_y"]  # the decoy is kept in the output, untouched
 
 

@@ -55,11 +55,13 @@ def test_tensorboard_logs_by_default(run_dir):
 
 
 def test_run_writes_every_artefact(run_dir):
-    names = {p.name for p in run_dir.iterdir()}
+    names = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if "checkpoint-" not in str(p)}
     expected = {"config.json", "model.safetensors", "modeling_seqreg.py", "configuration_seqreg.py", "tokenizer.json",
-                "tokenizer_config.json", "README.md", "metrics.json", "validation_predictions.csv",
-                "test_predictions.csv", "scatter_validation.png", "scatter_test.png", "learning_curves.png"}
+                "tokenizer_config.json", "README.md", "metrics.json", "run.json", "scatter_validation.png",
+                "scatter_test.png", "learning_curves.png", "_predictions/validation_predictions.csv",
+                "_predictions/test_predictions.csv"}
     assert expected <= names
+    assert not [n for n in names if n.endswith(".csv") and not n.startswith("_predictions/")]  # texts stay out
     assert not [n for n in names if n.endswith((".bin", ".pt")) and n != "training_args.bin"]
     for image in ("scatter_test.png", "learning_curves.png"):
         assert (run_dir / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -68,14 +70,14 @@ def test_run_writes_every_artefact(run_dir):
 def test_saved_model_loads_with_auto_classes_and_reproduces_the_predictions(run_dir):
     assert isinstance(AutoModel.from_pretrained(run_dir), SeqRegModel)
     predictor = Predictor.from_dir(run_dir)
-    frame = pd.read_csv(run_dir / "test_predictions.csv", keep_default_na=False)
+    frame = pd.read_csv(run_dir / "_predictions" / "test_predictions.csv", keep_default_na=False)
     again = predictor.predict(frame["text"].tolist())
     np.testing.assert_allclose(again, frame[["pred_V", "pred_A", "pred_D"]].to_numpy(), atol=1e-5)
 
 
 def test_reported_metrics_equal_scipy_on_the_saved_predictions(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    frame = pd.read_csv(run_dir / "test_predictions.csv", keep_default_na=False)
+    frame = pd.read_csv(run_dir / "_predictions" / "test_predictions.csv", keep_default_na=False)
     assert len(frame) == 150
     for name in "VAD":
         r = stats.pearsonr(frame[f"pred_{name}"], frame[name])[0]
@@ -151,7 +153,7 @@ def test_predict_command_on_hostile_csv_and_jsonl(run_dir, tmp_path):
 def test_evaluate_command_matches_training_report(run_dir, tmp_path, capsys):
     """evaluate on the rows the run validated on reproduces the run's own eval_* metrics, key for key."""
     trained = json.loads((run_dir / "eval_results.json").read_text())
-    dev = run_dir / "validation_predictions.csv"  # the 120 validation rows the run used, with their predictions
+    dev = run_dir / "_predictions" / "validation_predictions.csv"  # the 120 validation rows the run used, predicted
     assert cli(["evaluate", "--model_name_or_path", str(run_dir), "--validation_file", str(dev), "--output_dir",
                 str(tmp_path)]) == 0
     evaluated = json.loads((tmp_path / "eval_results.json").read_text())
