@@ -260,12 +260,12 @@ def model(files, vectors):
 
 def test_evaluate_on_a_file_without_a_usable_row_is_one_line_and_writes_nothing(files, model, capsys):
     frame = texts_and_scores(6)
-    frame["y"] = ["n/a"] * 6
+    frame["y"] = ["unknown"] * 6
     frame.to_csv(files / "bad.csv", index=False)
     code = cli(["evaluate", "--model_name_or_path", str(model), "--validation_file", str(files / "dev.csv"),
                 "--test_file", str(files / "bad.csv"), "--output_dir", str(files / "out")])
     line = refused(files, capsys, code, "evaluate")  # the good validation file's results are not written either
-    assert f"test split ({files / 'bad.csv'})" in line and "none of its 6 rows" in line and "'n/a'" in line
+    assert f"test split ({files / 'bad.csv'})" in line and "none of its 6 rows" in line and "'unknown'" in line
     frame["y"], frame["text"] = 1.0, ""
     frame.to_csv(files / "bad.csv", index=False)
     code = cli(["evaluate", "--model_name_or_path", str(model), "--test_file", str(files / "bad.csv")])
@@ -297,3 +297,15 @@ def test_evaluate_on_one_row_writes_strict_json_with_null_for_undefined_metrics(
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "null" in r.getMessage()]
     assert len(warnings) == 1 and "pearson, spearman and r2" in warnings[0] and "1 row" in warnings[0]
     assert all(math.isfinite(v) for v in written.values() if v is not None)
+
+
+def test_evaluate_on_a_constant_target_names_it_in_the_warning(files, model, capsys, caplog):
+    frame = texts_and_scores(5)
+    frame["y"] = 2.0
+    frame.to_csv(files / "flat.csv", index=False)
+    assert cli(["evaluate", "--model_name_or_path", str(model), "--validation_file", str(files / "flat.csv")]) == 0
+    printed = _strict(capsys.readouterr().out)
+    assert printed["eval_pearson_y"] is None and printed["eval_mse_y"] > 0 and printed["eval_samples"] == 5
+    warnings = [r.getMessage() for r in caplog.records if "written as null" in r.getMessage()]
+    assert warnings == [f"validation split ({files / 'flat.csv'}): pearson, spearman and r2 are undefined because "
+                        "the true 'y' is constant; written as null."]
