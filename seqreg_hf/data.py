@@ -434,8 +434,8 @@ def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop", 
         raise DataError(f"{where}, row {row} (0-based, header excluded): {why}. {len(rows)} bad row(s) in "
                         "all; fix them, or pass --on_bad_rows drop to drop and count them.")
     if len(rows):
-        logger.warning("%s: dropping %d of %d rows: %s", where, len(rows), len(dataset),
-                       "; ".join(report["examples"]))
+        logger.warning("%s split: dropping %d of %d rows%s: %s", split, len(rows), len(dataset),
+                       f" of {os.fspath(source)}" if source else "", "; ".join(report["examples"]))
         keep = np.ones(len(dataset), dtype=bool)
         keep[rows] = False
         dataset = dataset.select(np.flatnonzero(keep))

@@ -19,7 +19,7 @@ from .data import DataError, check_selection_split, load_clean_data, tokenize_sp
 from .embeddings import load_embeddings
 from .loading import load_model_dir
 from .logs import configure
-from .metrics import check_metric_for_best_model, metrics_fn
+from .metrics import metrics_fn
 from .outputs import write_run_outputs
 from .states import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
 from .trainer import CardCallback, SeqRegTrainer, early_stopping
@@ -37,8 +37,6 @@ def check_run(run):
                          "from a model that has its own; drop one or the other.")
     if not (run.data.train_file or run.data.dataset_name):
         raise DataError("no data: give --train_file (and --validation_file / --test_file) or --dataset_name.")
-    if run.data.label_columns:  # without them load_clean_data says what is missing
-        check_metric_for_best_model(run.training.metric_for_best_model, run.data.label_columns)
     if run.architecture.num_token_features:
         raise ValueError("seqreg-hf train reads texts only; a model with num_token_features > 0 needs the "
                          "token_features input, which a Trainer script of your own has to provide.")
