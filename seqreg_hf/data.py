@@ -388,6 +388,10 @@ def describe_split(split, source=None):
     return f"{split} split ({os.fspath(source)})" if source else f"{split} split"
 
 
+def _of(source):
+    return f" of {os.fspath(source)}" if source else ""
+
+
 def check_columns(column_names, split, text_column, label_columns=(), source=None):
     missing = [c for c in [text_column, *label_columns] if c not in column_names]
     if missing:
@@ -431,11 +435,11 @@ def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop", 
     report = {"rows": len(dataset), "dropped": len(rows), "examples": [f"row {r}: {why}" for r, why in reasons.items()]}
     if len(rows) and on_bad_rows == "error":
         row, why = next(iter(reasons.items()))
-        raise DataError(f"{where}, row {row} (0-based, header excluded): {why}. {len(rows)} bad row(s) in "
-                        "all; fix them, or pass --on_bad_rows drop to drop and count them.")
+        raise DataError(f"{split} split, row {row} (0-based, header excluded){_of(source)}: {why}. {len(rows)} bad "
+                        "row(s) in all; fix them, or pass --on_bad_rows drop to drop and count them.")
     if len(rows):
-        logger.warning("%s split: dropping %d of %d rows%s: %s", split, len(rows), len(dataset),
-                       f" of {os.fspath(source)}" if source else "", "; ".join(report["examples"]))
+        logger.warning("%s split: dropping %d of %d rows%s: %s", split, len(rows), len(dataset), _of(source),
+                       "; ".join(report["examples"]))
         keep = np.ones(len(dataset), dtype=bool)
         keep[rows] = False
         dataset = dataset.select(np.flatnonzero(keep))

@@ -96,14 +96,15 @@ def test_one_nan_string_in_a_jsonl_label_drops_that_row_only_through_the_python_
 # 2. A duplicate header.
 
 
-@pytest.mark.parametrize("name", ["train.csv", "train.tsv"])
-def test_a_duplicate_header_is_refused_naming_the_file_and_the_column(files, vectors, capsys, name):
+@pytest.mark.parametrize("name, streaming", [("train.csv", []), ("train.tsv", []),
+                                             ("train.csv", ["--streaming", "--max_steps", "2"])])
+def test_a_duplicate_header_is_refused_naming_the_file_and_the_column(files, vectors, capsys, name, streaming):
     frame = texts_and_scores(40)
     sep = "\t" if name.endswith(".tsv") else ","
     lines = [sep.join(["text", "y", "z", "y"])] + [sep.join([t, str(y), str(z), str(y + 1)])
                                                    for t, y, z in zip(frame.text, frame.y, frame.z)]
     (files / name).write_text("\n".join(lines) + "\n")
-    line = refused(files, capsys, train(files, vectors, train_file=name))
+    line = refused(files, capsys, train(files, vectors, *streaming, train_file=name))
     assert str(files / name) in line and "'y'" in line and "twice" in line and "columns 2 and 4" in line
     assert "rename" in line.lower()
 
@@ -137,7 +138,7 @@ def test_a_non_numeric_label_in_another_file_names_that_file_and_row(files, vect
     extra = ["--test_file", str(files / "bad.csv")] if split == "test" else []
     code = train(files, vectors, "--on_bad_rows", "error", *extra, dev="bad.csv" if split == "validation" else "dev.csv")
     line = refused(files, capsys, code)
-    assert f"{split} split ({files / 'bad.csv'}), row 4" in line and "label 'y' is 'high'" in line
+    assert f"{split} split, row 4 (0-based, header excluded) of {files / 'bad.csv'}: label 'y' is 'high'" in line
     assert str(files / "train.csv") not in line and "cannot be read" not in line
 
 
