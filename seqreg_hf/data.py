@@ -349,10 +349,11 @@ def _bad_masks(dataset, text_column, label_columns):
 
 def bad_row_mask(dataset, text_column, label_columns):
     """True for each row that :func:`row_problem` refuses, computed column-wise with pyarrow and numpy."""
-    bad, labels = _bad_masks(dataset, text_column, label_columns)
-    for mask in labels.values():
-        bad = bad | mask
-    return bad
+    return _any_bad(*_bad_masks(dataset, text_column, label_columns))
+
+
+def _any_bad(empty_texts, bad_labels):
+    return np.logical_or.reduce([empty_texts, *bad_labels.values()])
 
 
 def _as_written(dataset, row, column, value):
@@ -375,21 +376,13 @@ def _reasons(dataset, rows, text_column, label_columns):
     return reasons
 
 
-def find_bad_rows(dataset, text_column, label_columns, limit=None):
-    """(rows, {row: reason}) for the rows that :func:`row_problem` refuses (the first `limit` of them with a
-    reason; the reasons come from the one rule, the mask that finds the rows is vectorized)."""
-    rows = np.flatnonzero(bad_row_mask(dataset, text_column, label_columns))
-    return rows, _reasons(dataset, rows[:limit].tolist() if limit is not None else rows.tolist(), text_column,
-                          label_columns)
+def _of(source):
+    return f" of {os.fspath(source)}" if source else ""
 
 
 def describe_split(split, source=None):
-    """How messages name a split: 'validation split', or 'validation split (dev.csv)' when a file holds it."""
-    return f"{split} split ({os.fspath(source)})" if source else f"{split} split"
-
-
-def _of(source):
-    return f" of {os.fspath(source)}" if source else ""
+    """How messages name a split: 'validation split', or 'validation split of dev.csv' when a file holds it."""
+    return f"{split} split{_of(source)}"
 
 
 def check_columns(column_names, split, text_column, label_columns=(), source=None):
@@ -399,12 +392,11 @@ def check_columns(column_names, split, text_column, label_columns=(), source=Non
                         f"{list(column_names)}. Set --text_column / --label_columns to the right names.")
 
 
-def _refuse_unusable(dataset, where, text_column, label_columns):
+def _refuse_unusable(dataset, where, text_column, label_columns, empty_texts, bad_labels):
     """A split that has rows but not one usable row, or a label column without one usable value, is refused
     whatever the bad-row policy: dropping would leave nothing to train or evaluate on."""
     if len(dataset) == 0:
         return
-    empty_texts, bad_labels = _bad_masks(dataset, text_column, label_columns)
     for column, mask in bad_labels.items():
         if mask.all():
             first = label_problem(column, _as_written(dataset, 0, column, dataset[0][column]))
@@ -414,10 +406,9 @@ def _refuse_unusable(dataset, where, text_column, label_columns):
     if empty_texts.all():
         raise DataError(f"{where}: none of its {len(dataset)} rows is usable: empty text in every row of column "
                         f"{text_column!r}. Fix the file, or name the text column in --text_column.")
-    bad = empty_texts | np.any(np.stack(list(bad_labels.values())), axis=0) if bad_labels else empty_texts
-    if bad.all():
-        examples = "; ".join(f"row {r}: {why}" for r, why in _reasons(dataset, [0, 1, 2][: len(dataset)],
-                                                                      text_column, label_columns).items())
+    if _any_bad(empty_texts, bad_labels).all():
+        reasons = _reasons(dataset, range(min(3, len(dataset))), text_column, label_columns)
+        examples = "; ".join(f"row {row}: {why}" for row, why in reasons.items())
         raise DataError(f"{where}: none of its {len(dataset)} rows is usable ({examples}). Fix the file.")
 
 
@@ -427,11 +418,12 @@ def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop", 
     `source`, the file the split was read from, is named in every message about it."""
     if on_bad_rows not in BAD_ROW_POLICIES:
         raise ValueError(f"on_bad_rows={on_bad_rows!r} is not supported; choose one of {BAD_ROW_POLICIES}.")
-    where = describe_split(split, source)
     check_columns(dataset.column_names, split, text_column, label_columns, source)
     start = time.perf_counter()
-    _refuse_unusable(dataset, where, text_column, label_columns)
-    rows, reasons = find_bad_rows(dataset, text_column, label_columns, limit=5)
+    empty_texts, bad_labels = _bad_masks(dataset, text_column, label_columns)
+    _refuse_unusable(dataset, describe_split(split, source), text_column, label_columns, empty_texts, bad_labels)
+    rows = np.flatnonzero(_any_bad(empty_texts, bad_labels))
+    reasons = _reasons(dataset, rows[:5].tolist(), text_column, label_columns)
     report = {"rows": len(dataset), "dropped": len(rows), "examples": [f"row {r}: {why}" for r, why in reasons.items()]}
     if len(rows) and on_bad_rows == "error":
         row, why = next(iter(reasons.items()))

@@ -150,7 +150,7 @@ def test_labels_with_decimal_commas_name_the_column_and_the_fix(files, vectors, 
     frame["y"] = [f"{v + 0.5:.1f}".replace(".", ",") for v in frame.y]
     frame.to_csv(files / "comma.csv", index=False)
     line = refused(files, capsys, train(files, vectors, train_file="comma.csv"))
-    assert f"train split ({files / 'comma.csv'})" in line and "label column 'y'" in line
+    assert f"train split of {files / 'comma.csv'}" in line and "label column 'y'" in line
     assert "'0,5'" in line and "decimal point" in line and "label_means" not in line
 
 
@@ -171,7 +171,7 @@ def test_a_label_column_without_any_number_is_named(files, vectors, capsys, name
     else:
         write_jsonl(files / name, [{**r, "y": None} for r in frame.to_dict("records")])
     line = refused(files, capsys, train(files, vectors, train_file=name))
-    assert f"train split ({files / name})" in line and "label column 'y'" in line and "none of its 40 rows" in line
+    assert f"train split of {files / name}" in line and "label column 'y'" in line and "none of its 40 rows" in line
     assert "label_means" not in line
 
 
@@ -266,7 +266,7 @@ def test_evaluate_on_a_file_without_a_usable_row_is_one_line_and_writes_nothing(
     code = cli(["evaluate", "--model_name_or_path", str(model), "--validation_file", str(files / "dev.csv"),
                 "--test_file", str(files / "bad.csv"), "--output_dir", str(files / "out")])
     line = refused(files, capsys, code, "evaluate")  # the good validation file's results are not written either
-    assert f"test split ({files / 'bad.csv'})" in line and "none of its 6 rows" in line and "'unknown'" in line
+    assert f"test split of {files / 'bad.csv'}" in line and "none of its 6 rows" in line and "'unknown'" in line
     frame["y"], frame["text"] = 1.0, ""
     frame.to_csv(files / "bad.csv", index=False)
     code = cli(["evaluate", "--model_name_or_path", str(model), "--test_file", str(files / "bad.csv")])
@@ -308,5 +308,5 @@ def test_evaluate_on_a_constant_target_names_it_in_the_warning(files, model, cap
     printed = _strict(capsys.readouterr().out)
     assert printed["eval_pearson_y"] is None and printed["eval_mse_y"] > 0 and printed["eval_samples"] == 5
     warnings = [r.getMessage() for r in caplog.records if "written as null" in r.getMessage()]
-    assert warnings == [f"validation split ({files / 'flat.csv'}): pearson, spearman and r2 are undefined because "
+    assert warnings == [f"validation split of {files / 'flat.csv'}: pearson, spearman and r2 are undefined because "
                         "the true 'y' is constant; written as null."]
