@@ -108,7 +108,11 @@ def main(argv=None):
             from seqreg_hf.arguments import command_parser, read_config_file
 
             parser = command_parser(command)
-            parser.layer(read_config_file(argv[1]), argv[1])
+            try:
+                parser.layer(read_config_file(argv[1]), argv[1])
+            except (ValueError, TypeError, OSError, ImportError) as error:  # as a run of the command reports it
+                print(f"seqreg-hf {command}: error: {error}", file=sys.stderr)
+                return 1
             print(parser.format_help(), end="")
         else:
             print(help_text(command), end="")

@@ -25,6 +25,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .configuration_seqreg import CHOICES, SeqRegConfig
 from .data import BAD_ROW_POLICIES
+from .metrics import check_metric_for_best_model
 
 RECIPE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes", "emobank.json")
 
@@ -549,6 +550,8 @@ def parse_arguments(argv=None, values=None):
     if layered:
         parser.layer(layered, config_file or "train()")
     groups = parser.parse(argv)
+    if groups[1].label_columns:  # a misspelt name would be a KeyError after the first epoch
+        check_metric_for_best_model(groups[4].metric_for_best_model, groups[1].label_columns)
     return RunArguments(*groups, explicit=frozenset(parser.explicit(argv) | set(layered)))
 
 

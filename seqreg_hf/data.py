@@ -6,9 +6,11 @@ or with ``on_bad_rows="error"`` the first one stops the run with its row and col
 """
 
 import importlib.util
+import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 
@@ -130,6 +132,29 @@ def _load_files(builder, files, **options):
             reader.removeFilter(quiet)
 
 
+def check_header(path):
+    """Refuse a CSV / TSV file whose header names one column twice: its reader would silently rename the second
+    one 'NAME.1', and the run would train on (or ignore) a column the user never named."""
+    import collections
+    import csv
+    import io
+
+    builder, options = _reader(path)
+    if builder != "csv":
+        return
+    with open_binary(path) as binary:
+        text = io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="")
+        header = next(csv.reader(text, delimiter=options.get("delimiter", ",")), [])
+    counts = collections.Counter(name for name in header if name)  # empty names become "Unnamed: N", not dupes
+    for name, count in counts.items():
+        if count > 1:
+            positions = [str(i + 1) for i, other in enumerate(header) if other == name]
+            times = "twice" if count == 2 else f"{count} times"
+            raise DataError(f"{os.fspath(path)}: the header names column {name!r} {times} (columns "
+                            f"{', '.join(positions[:-1])} and {positions[-1]}), and the reader would rename the "
+                            f"copy to '{name}.1'. Rename or remove the duplicate column.")
+
+
 def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dataset_name=None,
                       dataset_config_name=None, split_column=None, cache_dir=None):
     """A DatasetDict with any of "train", "validation", "test"."""
@@ -142,12 +167,11 @@ def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dat
         for path in files.values():
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"data file {path!r} does not exist.")
-        if len({(builder, tuple(options.items())) for builder, options in readers.values()}) == 1:
-            builder, options = next(iter(readers.values()))
-            raw = _load_files(builder, files, cache_dir=cache_dir, **options)
-        else:  # e.g. a TSV train file beside CSV or JSONL validation and test files: each read its own way
-            raw = DatasetDict({split: _load_files(readers[split][0], {"train": path}, cache_dir=cache_dir,
-                                                  **readers[split][1])["train"] for split, path in files.items()})
+            check_header(path)
+        # Each file is read on its own, even when all share one format: read together, a column missing from one
+        # file would be filled with nulls, and a value of another type in one file would fail all of them.
+        raw = DatasetDict({split: _load_files(readers[split][0], {"train": path}, cache_dir=cache_dir,
+                                              **readers[split][1])["train"] for split, path in files.items()})
     else:
         raise DataError("no data: give --train_file (and --validation_file / --test_file) or --dataset_name.")
     if split_column:
@@ -184,51 +208,105 @@ def split_by_column(raw, split_column):
     return DatasetDict(splits)
 
 
-def _as_float(value):
+# The largest label magnitude accepted. The model computes in float32 (largest number 3.4e38): labels up to 1e18
+# keep every difference of two labels, and its square in a loss or an error metric, finite there (4e36). A label
+# such as 1e300 would turn the label statistics, the standardized targets and the loss into inf.
+LABEL_LIMIT = 1e18
+
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+\s*$")
+
+
+def _number(value):
+    """float(value), or None for a missing, boolean or non-numeric value."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError):
         return None
-    return number if math.isfinite(number) else None
+
+
+def _as_float(value):
+    """The value as a usable label (a finite number within ±LABEL_LIMIT), or None."""
+    number = _number(value)
+    return number if number is not None and math.isfinite(number) and abs(number) <= LABEL_LIMIT else None
+
+
+def label_problem(column, value):
+    """Why one label value cannot be trained on, with the fix where there is one; None for a usable label."""
+    if _as_float(value) is not None:
+        return None
+    if isinstance(value, str) and _DECIMAL_COMMA.match(value):
+        return (f"label {column!r} is {value!r}, a number written with a comma: write it with a decimal point "
+                f"({value.strip().replace(',', '.')})")
+    number = _number(value)
+    if number is not None and math.isfinite(number):
+        return (f"label {column!r} is {number:g}, beyond ±{LABEL_LIMIT:g}, where float32 arithmetic overflows: "
+                "rescale the column")
+    return f"label {column!r} is {value!r}, not a finite number"
 
 
 def row_problem(text, labels, text_column):
-    """Why a row cannot be trained on (an empty/null text, or a missing/NaN/infinite/non-numeric label), or None.
+    """Why a row cannot be trained on (an empty/null text, or a missing/NaN/infinite/non-numeric/huge label), or
+    None.
 
     `labels` yields (column, value) pairs. The one rule for files read whole and for streamed ones.
     """
     if text is None or not str(text).strip():
         return f"empty text in column {text_column!r}"
     for column, value in labels:
-        if _as_float(value) is None:
-            return f"label {column!r} is {value!r}, not a finite number"
+        problem = label_problem(column, value)
+        if problem:
+            return problem
     return None
 
 
+def _parse_strings(array, decode=None):
+    """Strings as float64 (NaN where a string is not a usable label), vectorized by pandas; the strings pandas
+    cannot read go through `decode` (JSON texts) and the one rule, :func:`_as_float`, one by one."""
+    import pandas as pd
+
+    strings = array.to_pandas()
+    values = pd.to_numeric(strings, errors="coerce")
+    retry = values.isna() & strings.notna()  # forms float() reads and pandas does not ("1_0", other digits)
+    if retry.any():
+        values[retry] = [np.nan if (v := _as_float(decode(s) if decode else s)) is None else v
+                         for s in strings[retry]]
+    return values.to_numpy(dtype=np.float64)
+
+
+def _json_text(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 def label_values(dataset, column):
-    """A label column as float64, NaN where a value is missing, non-numeric or a boolean (vectorized)."""
+    """A label column as float64, NaN where a value is not a usable label (:func:`_as_float`): missing,
+    non-numeric, a boolean, not finite or beyond ±LABEL_LIMIT (vectorized)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     array = _arrow_column(dataset, column)
     if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_decimal(array.type):
-        return pc.fill_null(array.cast(pa.float64()), float("nan")).to_numpy()
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        import pandas as pd
+        values = pc.fill_null(array.cast(pa.float64()), float("nan")).to_numpy()
+    elif pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        values = _parse_strings(array)
+    elif isinstance(array.type, pa.BaseExtensionType) and (pa.types.is_string(array.type.storage_type)
+                                                         or pa.types.is_large_string(array.type.storage_type)):
+        # A JSON column mixing numbers with a string ("NaN", "2.5") is read as JSON texts, one per value: parse
+        # each, so that one bad value costs one row and not the whole column.
+        storage = pa.chunked_array([chunk.storage for chunk in array.chunks], type=array.type.storage_type)
+        values = _parse_strings(storage, decode=_json_text)
+    else:
+        return np.full(len(array), np.nan)  # booleans, lists, structs: not a score
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(values) > LABEL_LIMIT, np.nan, values)
 
-        strings = array.to_pandas()
-        values = pd.to_numeric(strings, errors="coerce")
-        retry = values.isna() & strings.notna()  # forms float() reads and pandas does not ("1_0", other digits)
-        if retry.any():
-            values[retry] = [np.nan if (v := _as_float(s)) is None else v for s in strings[retry]]
-        return values.to_numpy(dtype=np.float64)
-    return np.full(len(array), np.nan)  # booleans, lists, structs: not a score
 
-
-def bad_row_mask(dataset, text_column, label_columns):
-    """True for each row that :func:`row_problem` refuses, computed column-wise with pyarrow and numpy."""
+def _bad_masks(dataset, text_column, label_columns):
+    """(bad text mask, {label column: bad value mask}): what :func:`row_problem` refuses, column by column."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -238,10 +316,7 @@ def bad_row_mask(dataset, text_column, label_columns):
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
         texts = texts.cast(pa.string())
     empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(texts), ""), True).to_numpy(zero_copy_only=False)
-    bad = np.asarray(empty, dtype=bool)
-    for column in label_columns:
-        bad |= ~np.isfinite(label_values(dataset, column))
-    return bad
+    return np.asarray(empty, dtype=bool), {c: ~np.isfinite(label_values(dataset, c)) for c in label_columns}
 
 
 def refuse_nested_text(values, text_column, first_row=0, where=""):
@@ -254,39 +329,90 @@ def refuse_nested_text(values, text_column, first_row=0, where=""):
                             "that value a string.")
 
 
-def find_bad_rows(dataset, text_column, label_columns, limit=None):
-    """{row: reason} for the rows that :func:`row_problem` refuses (the first `limit` of them with a reason; the
-    reasons come from the one rule, the mask that finds the rows is vectorized)."""
-    rows = np.flatnonzero(bad_row_mask(dataset, text_column, label_columns))
+def bad_row_mask(dataset, text_column, label_columns):
+    """True for each row that :func:`row_problem` refuses, computed column-wise with pyarrow and numpy."""
+    return _any_bad(*_bad_masks(dataset, text_column, label_columns))
+
+
+def _any_bad(empty_texts, bad_labels):
+    return np.logical_or.reduce([empty_texts, *bad_labels.values()])
+
+
+def _as_written(dataset, row, column, value):
+    """The value to quote in a reason: a JSON column's NaN decodes to None, so quote the text the file holds."""
+    import pyarrow as pa
+
+    if value is not None:
+        return value
+    array = _arrow_column(dataset.select([row]), column).combine_chunks()
+    return array.storage[0].as_py() if isinstance(array.type, pa.BaseExtensionType) else None
+
+
+def _reasons(dataset, rows, text_column, label_columns):
+    """{row: reason} for `rows`, from the one rule."""
     reasons = {}
-    for row in rows[:limit].tolist() if limit is not None else rows.tolist():
+    for row in rows:
         record = dataset[row]
-        reasons[row] = (row_problem(record[text_column], ((c, record[c]) for c in label_columns), text_column)
-                        or "a label is not a finite number")
-    return rows, reasons
+        labels = ((c, _as_written(dataset, row, c, record[c])) for c in label_columns)
+        reasons[row] = row_problem(record[text_column], labels, text_column) or "a label is not a finite number"
+    return reasons
 
 
-def check_columns(column_names, split, text_column, label_columns=()):
+def _of(source):
+    return f" of {os.fspath(source)}" if source else ""
+
+
+def describe_split(split, source=None):
+    """How messages name a split: 'validation split', or 'validation split of dev.csv' when a file holds it."""
+    return f"{split} split{_of(source)}"
+
+
+def check_columns(column_names, split, text_column, label_columns=(), source=None):
     missing = [c for c in [text_column, *label_columns] if c not in column_names]
     if missing:
-        raise DataError(f"{split} split: column(s) {missing} not found; the data has {list(column_names)}. "
-                        "Set --text_column / --label_columns to the right names.")
+        raise DataError(f"{describe_split(split, source)}: column(s) {missing} not found; the data has "
+                        f"{list(column_names)}. Set --text_column / --label_columns to the right names.")
 
 
-def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop"):
-    """Drop (or refuse) bad rows; returns (dataset, report) where report counts what was dropped and why."""
+def _refuse_unusable(dataset, where, text_column, label_columns, empty_texts, bad_labels):
+    """A split that has rows but not one usable row, or a label column without one usable value, is refused
+    whatever the bad-row policy: dropping would leave nothing to train or evaluate on."""
+    if len(dataset) == 0:
+        return
+    for column, mask in bad_labels.items():
+        if mask.all():
+            first = label_problem(column, _as_written(dataset, 0, column, dataset[0][column]))
+            raise DataError(f"{where}: label column {column!r} has no usable value: none of its {len(dataset)} "
+                            f"rows holds a usable number (row 0: {first}). Fix the column, or name another one "
+                            "in --label_columns.")
+    if empty_texts.all():
+        raise DataError(f"{where}: none of its {len(dataset)} rows is usable: empty text in every row of column "
+                        f"{text_column!r}. Fix the file, or name the text column in --text_column.")
+    if _any_bad(empty_texts, bad_labels).all():
+        reasons = _reasons(dataset, range(min(3, len(dataset))), text_column, label_columns)
+        examples = "; ".join(f"row {row}: {why}" for row, why in reasons.items())
+        raise DataError(f"{where}: none of its {len(dataset)} rows is usable ({examples}). Fix the file.")
+
+
+def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop", source=None):
+    """Drop (or refuse) bad rows; returns (dataset, report) where report counts what was dropped and why.
+
+    `source`, the file the split was read from, is named in every message about it."""
     if on_bad_rows not in BAD_ROW_POLICIES:
         raise ValueError(f"on_bad_rows={on_bad_rows!r} is not supported; choose one of {BAD_ROW_POLICIES}.")
-    check_columns(dataset.column_names, split, text_column, label_columns)
+    check_columns(dataset.column_names, split, text_column, label_columns, source)
     start = time.perf_counter()
-    rows, reasons = find_bad_rows(dataset, text_column, label_columns, limit=5)
+    empty_texts, bad_labels = _bad_masks(dataset, text_column, label_columns)
+    _refuse_unusable(dataset, describe_split(split, source), text_column, label_columns, empty_texts, bad_labels)
+    rows = np.flatnonzero(_any_bad(empty_texts, bad_labels))
+    reasons = _reasons(dataset, rows[:5].tolist(), text_column, label_columns)
     report = {"rows": len(dataset), "dropped": len(rows), "examples": [f"row {r}: {why}" for r, why in reasons.items()]}
     if len(rows) and on_bad_rows == "error":
         row, why = next(iter(reasons.items()))
-        raise DataError(f"{split} split, row {row} (0-based, header excluded): {why}. {len(rows)} bad row(s) in "
-                        "all; fix them, or pass --on_bad_rows drop to drop and count them.")
+        raise DataError(f"{split} split, row {row} (0-based, header excluded){_of(source)}: {why}. {len(rows)} bad "
+                        "row(s) in all; fix them, or pass --on_bad_rows drop to drop and count them.")
     if len(rows):
-        logger.warning("%s split: dropping %d of %d rows: %s", split, len(rows), len(dataset),
+        logger.warning("%s split: dropping %d of %d rows%s: %s", split, len(rows), len(dataset), _of(source),
                        "; ".join(report["examples"]))
         keep = np.ones(len(dataset), dtype=bool)
         keep[rows] = False
@@ -312,6 +438,8 @@ def check_selection_split(dataset, split, label_columns):
 
 def label_statistics(dataset, label_columns):
     """Per-target mean and standard deviation of the (clean) train split."""
+    if len(dataset) == 0:
+        raise DataError("the train split has no rows: there is nothing to learn from. Give a train file with rows.")
     values = np.stack([label_values(dataset, c) for c in label_columns])
     stds = values.std(axis=1)
     if (stds == 0).any():
@@ -493,6 +621,7 @@ def load_clean_data(data_args, seed=42, progress=True):
               "test": data_args.max_test_samples}
     if data_args.streaming:
         raw, reports = _load_eval_splits_for_streaming(data_args)
+        check_header(data_args.train_file)
         train = stream_split(data_args.train_file, "train", data_args.split_column)
         if limits["train"]:
             train = train.take(limits["train"])
@@ -506,7 +635,8 @@ def load_clean_data(data_args, seed=42, progress=True):
                                 data_args.dataset_name, data_args.dataset_config_name, data_args.split_column)
         reports = {}
         for split in list(raw):
-            raw[split], reports[split] = clean_split(raw[split], split, text, labels, data_args.on_bad_rows)
+            raw[split], reports[split] = clean_split(raw[split], split, text, labels, data_args.on_bad_rows,
+                                                     source=split_source(data_args, split))
     for split in ("validation", "test") if data_args.streaming else list(raw):
         if split in raw and limits.get(split):
             raw[split] = raw[split].select(range(min(limits[split], len(raw[split]))))
@@ -534,5 +664,12 @@ def _load_eval_splits_for_streaming(data_args):
         else:
             continue
         raw[split], reports[split] = clean_split(dataset, split, data_args.text_column, data_args.label_columns,
-                                                 data_args.on_bad_rows)
+                                                 data_args.on_bad_rows, source=split_source(data_args, split))
     return raw, reports
+
+
+def split_source(data_args, split):
+    """The file a split was read from (its own file, or the one file a split column divides); None for a Hub
+    dataset."""
+    own = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
+    return own.get(split) or (data_args.train_file if data_args.split_column else None)

@@ -5,14 +5,18 @@ A validation file is reported with the `eval_` prefix (`eval_results.json`), a t
 """
 
 import json
+import logging
 import os
 import sys
 
 import numpy as np
 
-from .data import DataError, clean_split, load_raw_datasets
-from .metrics import compute_regression_metrics
+from .data import DataError, clean_split, describe_split, load_raw_datasets
+from .metrics import compute_regression_metrics, json_safe
+from .metrics.regression_metrics import METRICS
 from .prediction import Predictor
+
+logger = logging.getLogger(__name__)
 
 SPLIT_PREFIXES = {"train": "train", "validation": "eval", "test": "test"}
 
@@ -21,9 +25,11 @@ def prefixed(metrics, prefix):
     return {f"{prefix}_{key}": value for key, value in metrics.items()}
 
 
-def evaluate_dataset(predictor, dataset, split, text_column, label_columns, on_bad_rows="drop", batch_size=256):
-    """(metrics with the split's prefix, predictions, true scores, the cleaned dataset) of one labelled split."""
-    dataset, bad = clean_split(dataset, split, text_column, label_columns, on_bad_rows)
+def evaluate_dataset(predictor, dataset, split, text_column, label_columns, on_bad_rows="drop", batch_size=256,
+                     source=None):
+    """(metrics with the split's prefix, predictions, true scores, the cleaned dataset) of one labelled split
+    (read from the file `source`, which messages name)."""
+    dataset, bad = clean_split(dataset, split, text_column, label_columns, on_bad_rows, source=source)
     predicted = predictor.predict(dataset[text_column], batch_size=batch_size)
     true = np.array([[float(v) for v in dataset[c]] for c in label_columns]).T.reshape(len(dataset), -1)
     prefix = SPLIT_PREFIXES[split]
@@ -49,8 +55,26 @@ def evaluate_model_dir(model_name_or_path, data_file, label_columns=None, text_c
     label_columns = _label_columns(predictor, label_columns, model_name_or_path)
     dataset = _rows_of(data_file, split_column, split)
     metrics, predicted, true, _ = evaluate_dataset(predictor, dataset, split, text_column, label_columns, on_bad_rows,
-                                                   batch_size)
+                                                   batch_size, source=data_file)
     return metrics, predicted, true
+
+
+def _as_json(metrics, where, predicted, true, label_columns):
+    """The metrics as strict JSON allows (null for an undefined value), and one warning that says which are null
+    and why: a demanding reader wants the metrics that exist, and no NaN that breaks a JSON parser."""
+    metrics, undefined = json_safe(metrics)
+    if undefined:
+        families = [m for m in METRICS if any(f"_{m}_" in key for key in undefined)]
+        named = ", ".join(families[:-1]) + (" and " if len(families) > 1 else "") + families[-1]
+        if len(true) < 2:
+            why = f"on {len(true)} row (they need at least 2 rows whose scores vary)"
+        else:
+            constant = [f"the {kind} {column!r} is constant" for i, column in enumerate(label_columns)
+                        for kind, values in (("true", true[:, i]), ("predicted", predicted[:, i]))
+                        if np.ptp(values) == 0]
+            why = f"because {' and '.join(constant) or 'a score is not finite'}"
+        logger.warning("%s: %s are undefined %s; written as null.", where, named, why)
+    return metrics
 
 
 def _label_columns(predictor, label_columns, where):
@@ -79,15 +103,19 @@ def main(argv=None):
         files = [({"dev": "validation"}.get(args.split, args.split), files[0][1])]
     predictor = Predictor.from_dir(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
     label_columns = _label_columns(predictor, args.label_columns, args.model_name_or_path)
-    results = {}
-    for split, path in files:
+    results, outputs = {}, []
+    for split, path in files:  # every file is evaluated before anything is written: no half output_dir
         dataset = _rows_of(path, args.split_column, split)
         metrics, predicted, true, dataset = evaluate_dataset(predictor, dataset, split, args.text_column,
-                                                             label_columns, args.on_bad_rows, args.batch_size)
+                                                             label_columns, args.on_bad_rows, args.batch_size,
+                                                             source=path)
+        metrics = _as_json(metrics, describe_split(split, path), predicted, true, label_columns)
         results.update(metrics)
-        if args.output_dir:
-            os.makedirs(args.output_dir, exist_ok=True)
+        outputs.append((split, metrics, dataset, predicted, true))
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+        for split, metrics, dataset, predicted, true in outputs:
             save_results(args.output_dir, SPLIT_PREFIXES[split], metrics)
             write_predictions(args.output_dir, split, dataset, predicted, true, label_columns, plots=True)
-    print(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2, allow_nan=False))
     return results

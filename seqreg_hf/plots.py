@@ -7,6 +7,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
+# Every text is drawn as written: a label named "$x$" or "$\frac{$" is a name, not mathtext to typeset (parsing it
+# as mathtext fails after training and left the run without plots and card).
+LITERAL = {"parse_math": False}
+
 
 def scatter_plot(predicted, true, label_names, path, title=""):
     predicted, true = np.asarray(predicted), np.asarray(true)
@@ -20,12 +24,12 @@ def scatter_plot(predicted, true, label_names, path, title=""):
         ax.plot([low, high], [low, high], color="black", linewidth=1, label="identity")
         ax.set_xlim(low, high)
         ax.set_ylim(low, high)
-        ax.set_xlabel(f"true {name}")
-        ax.set_ylabel(f"predicted {name}")
-        ax.set_title(f"{name}: r = {r:.3f}  (n = {len(t)})")
+        ax.set_xlabel(f"true {name}", **LITERAL)
+        ax.set_ylabel(f"predicted {name}", **LITERAL)
+        ax.set_title(f"{name}: r = {r:.3f}  (n = {len(t)})", **LITERAL)
         ax.legend(loc="upper left", fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, **LITERAL)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -54,8 +58,8 @@ def learning_curves(log_history, path, metric="eval_pearson_mean"):
     if scores:
         right.plot(*zip(*scores), marker="o", color="tab:green")
     right.set_xlabel("epoch")
-    right.set_ylabel(metric)
-    right.set_title(f"{metric} on the validation split")
+    right.set_ylabel(metric, **LITERAL)
+    right.set_title(f"{metric} on the validation split", **LITERAL)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

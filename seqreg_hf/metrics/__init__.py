@@ -1,6 +1,7 @@
 """The regression metric: an `evaluate` module shipped here (loadable by path, never from the Hub), whose
 computation is also called directly on the training path."""
 
+import math
 import os
 
 import numpy as np
@@ -25,6 +26,30 @@ def compute_regression_metrics(predictions, references, label_names=None, metric
     if metric is not None:
         return metric.compute(predictions=predictions, references=references, label_names=label_names)
     return regression_metrics(predictions, references, label_names)
+
+
+def json_safe(metrics):
+    """(metrics with None for every undefined value, the keys that were undefined). A correlation on fewer than 2
+    rows, or on a constant column, is NaN, which strict JSON cannot hold (json.dump would write a bare NaN)."""
+    undefined = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    return {k: None if k in undefined else v for k, v in metrics.items()}, undefined
+
+
+def metric_names(label_names):
+    """What `metric_for_best_model` may name: the keys compute_metrics returns for these targets, and Trainer's
+    loss."""
+    from .regression_metrics import METRICS
+
+    return ["loss", *(f"{metric}_{name}" for name in [*label_names, "mean"] for metric in METRICS)]
+
+
+def check_metric_for_best_model(name, label_names):
+    """Refuse, before training, a selection metric that no evaluation will report: Trainer would raise a KeyError
+    at the end of the first epoch."""
+    valid = metric_names(label_names)
+    if name is not None and name.removeprefix("eval_") not in valid:
+        raise ValueError(f"--metric_for_best_model {name!r} is not a metric of this run; choose one of "
+                         f"{', '.join(valid)} (the eval_ prefix is optional).")
 
 
 def metrics_fn(label_names):
