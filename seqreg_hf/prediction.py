@@ -185,7 +185,7 @@ def iter_input(path, text_column, chunk_rows):
     line naming it (and the row, for bytes that are not UTF-8)."""
     import pandas as pd
 
-    from .data import read_error
+    from .data import check_header, read_error
     from .formats import file_format, open_binary, open_text
 
     def lines(handle):
@@ -204,6 +204,8 @@ def iter_input(path, text_column, chunk_rows):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"input file {path!r} does not exist.")
     ext, found, _ = file_format(path)
+    if found.builder == "csv":
+        check_header(path)  # pandas would rename a repeated column 'NAME.1' and score the wrong one
     try:
         if found.builder is None:
             with open_text(path) as handle:  # a byte-order mark is not part of the first text

@@ -118,6 +118,17 @@ def test_a_duplicate_header_is_refused_by_evaluate_too(files, vectors, capsys):
     assert str(files / "test.csv") in line and "'y'" in line and "twice" in line
 
 
+def test_a_duplicate_header_is_refused_by_predict_too(files, vectors, capsys):
+    """pandas would rename the second `text` column 'text.1' and score the first one without a word."""
+    seqreg_hf.init_model_dir(files / "model", str(vectors), id2label={0: "y"}, hidden_size=8)
+    (files / "texts.csv").write_text("text,text\ncalm day,sad day\n")
+    code = cli(["predict", "--model_name_or_path", str(files / "model"), "--test_file", str(files / "texts.csv"),
+                "--output_file", str(files / "scored.csv")])
+    line = refused(files, capsys, code, "predict")
+    assert str(files / "texts.csv") in line and "'text'" in line and "twice" in line
+    assert not (files / "scored.csv").exists()
+
+
 # 3. A validation file missing one label column.
 
 
