@@ -139,12 +139,12 @@ def check_header(path):
     import csv
     import io
 
-    builder, options = _reader(path)
-    if builder != "csv":
+    _, found, _ = file_format(path)  # the format table alone: predict reads .zst where `datasets` cannot
+    if found.builder != "csv":
         return
     with open_binary(path) as binary:
         text = io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="")
-        header = next(csv.reader(text, delimiter=options.get("delimiter", ",")), [])
+        header = next(csv.reader(text, delimiter=found.options.get("delimiter", ",")), [])
     counts = collections.Counter(name for name in header if name)  # empty names become "Unnamed: N", not dupes
     for name, count in counts.items():
         if count > 1:

@@ -32,7 +32,7 @@ def check_run(run):
     if "output_dir" not in run.explicit:  # TrainingArguments would quietly fall back to ./trainer_output
         raise ValueError("--output_dir is required: where the model, metrics and card go.")
     refuse_another_run(run)  # a new run, before any work, where another run lies
-    embedding_options = sorted(run.explicit & set(EMBEDDING_OPTIONS) - {"max_length"})
+    embedding_options = sorted(run.explicit & set(EMBEDDING_OPTIONS) - {"max_length", "trust_remote_code"})
     if run.model.model_name_or_path and embedding_options:
         raise ValueError(f"{embedding_options} choose the embeddings of a new model, but --model_name_or_path starts "
                          "from a model that has its own; drop one or the other.")
@@ -87,10 +87,9 @@ def train_run(run):
 
     raw, bad_rows, label_stats = load_clean_data(data_args, training_args.seed, not training_args.disable_tqdm)
     if "validation" not in raw and training_args.eval_strategy != "no":
-        raise DataError(
-            "no validation split: each epoch is evaluated on it and the best one kept. Give --validation_file, or a "
-            "split column with dev/validation rows; or train without selection: --eval_strategy no "
-            "--save_strategy no --load_best_model_at_end false.")
+        raise DataError("no validation split: each epoch is evaluated on it and the best one kept. Give "
+                        "--validation_file, or a split column with dev/validation rows; or train without selection: "
+                        "--eval_strategy no --save_strategy no --load_best_model_at_end false.")
     selects_by_correlation = any(m in (training_args.metric_for_best_model or "") for m in ("pearson", "spearman"))
     if "validation" in raw and training_args.eval_strategy != "no" and selects_by_correlation:
         check_selection_split(raw["validation"], "validation", data_args.label_columns)

@@ -134,3 +134,22 @@ def test_our_own_checkpoint_loads_without_trusting_remote_code(tmp_path):
     ids = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)(["calm evening"], return_tensors="pt")
     with torch.no_grad():
         torch.testing.assert_close(auto(ids["input_ids"]).logits, model.eval()(ids["input_ids"]).logits)
+
+
+def test_train_from_a_model_directory_with_custom_code_runs_it_only_when_asked(tmp_path):
+    folder = seqreg_dir(tmp_path / "model")
+    plant_custom_code(folder, tmp_path / "ran")
+    rows = "text,V,A\n" + "".join(f"{a} {b},{i % 5},{(i * 3) % 5}\n" for i, (a, b) in
+                                  enumerate(zip(WORDS * 3, reversed(WORDS * 3))))
+    (tmp_path / "train.csv").write_text(rows)
+    common = ["train", "--model_name_or_path", str(folder), "--train_file", str(tmp_path / "train.csv"),
+              "--validation_file", str(tmp_path / "train.csv"), "--label_columns", "V", "A", "--num_train_epochs",
+              "1", "--report_to", "none", "--disable_tqdm", "true", "--plots", "false"]
+    result = cli([*common, "--output_dir", str(tmp_path / "refused")], tmp_path, "y\n")
+    assert not (tmp_path / "ran").exists(), "evil.py ran"
+    assert result.returncode == 1 and not (tmp_path / "refused").exists(), result.stderr[-3000:]
+    one_line_refusal(result.stderr, folder)
+    # Asked for, the flag reaches the loader (it used to be refused as an option that picks new embeddings).
+    result = cli([*common, "--output_dir", str(tmp_path / "out"), "--trust_remote_code"], tmp_path, "")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ran").exists() and (tmp_path / "out" / "model.safetensors").exists()
