@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
 . "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-seqreg-hf train scripts/configs/emobank.json
+seqreg-hf train scripts/configs/emobank.json --overwrite_output_dir  # a rerun replaces the last one
 python - <<'PY'
 import json
 metrics = json.load(open("outputs/emobank/metrics.json"))

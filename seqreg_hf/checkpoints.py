@@ -133,6 +133,18 @@ def _zip_problem(path):
     return f"corrupt member {bad}" if bad else None
 
 
+def _tensor_problem(folder):
+    """What the model's own header check finds (a missing, unexpected or misshapen tensor), or None. Trainer's
+    resume loads a checkpoint's weights with strict=False, so without this a missing head would resume at random."""
+    from .modeling_seqreg import LEGACY_KEYS, SeqRegForSequenceRegression
+
+    try:
+        SeqRegForSequenceRegression.check_stored_weights(folder, {"key_mapping": LEGACY_KEYS})
+    except ValueError as error:
+        return str(error).split(": ", 1)[-1]
+    return None
+
+
 def checkpoint_problems(folder):
     """A list of 'file: problem' strings; empty for a complete checkpoint."""
     problems = []
@@ -148,6 +160,8 @@ def checkpoint_problems(folder):
     if RUN_FILE in names and (problem := _run_file_problem(os.path.join(folder, RUN_FILE))):
         problems.append(f"{RUN_FILE}: {problem}")
     if problem := safetensors_problem(os.path.join(folder, "model.safetensors")):
+        problems.append(f"model.safetensors: {problem}")
+    elif not problems and (problem := _tensor_problem(folder)):
         problems.append(f"model.safetensors: {problem}")
     for name in _TORCH_FILES:
         path = os.path.join(folder, name)
@@ -263,7 +277,11 @@ def _last_of_this_run(output_dir, identity, replace_others):
         if problems:
             logger.warning("ignoring incomplete checkpoint %s: %s", folder, "; ".join(problems))
             continue
-        differences = identity_differences(folder, identity) if identity is not None else []
+        if identity is not None and not os.path.exists(os.path.join(folder, RUN_FILE)):
+            differences = [f"no {RUN_FILE}: saved by an earlier seqreg_hf, so whose run it was is unknown (resume it "
+                           "by its path to compare its config alone)"]
+        else:
+            differences = identity_differences(folder, identity) if identity is not None else []
         if not differences:
             return folder
         logger.warning("skipping %s: another run's checkpoint (%s)", folder, "; ".join(differences))

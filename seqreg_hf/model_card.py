@@ -1,4 +1,4 @@
-"""Model cards: rendered from the Jinja template in model_cards/ with huggingface_hub's ModelCard.
+"""Model cards: rendered from the Jinja template templates/model_card.md.j2 with huggingface_hub's ModelCard.
 
 A `TrainerCallback` (`seqreg_hf.trainer.CardCallback`) collects what the card needs during training, and every
 save (the final model and each checkpoint) gets a README.md with metadata, a model-index of the eval results and the

@@ -511,7 +511,7 @@ class SeqRegPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
-    def _check_stored_weights(cls, where, kwargs):
+    def check_stored_weights(cls, where, kwargs):
         """Compare the checkpoint's tensors (names, shapes, dtypes, read from the safetensors header) with the model
         its config builds, before anything is allocated: a missing or unexpected tensor is never re-initialized or
         dropped in silence, and a config.json asking for a huge matrix fails here instead of allocating it."""
@@ -560,7 +560,7 @@ class SeqRegPreTrainedModel(PreTrainedModel):
         where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
         try:
             if where is not None and kwargs.get("state_dict") is None:
-                cls._check_stored_weights(where, kwargs)
+                cls.check_stored_weights(where, kwargs)
             model = super().from_pretrained(*args, **kwargs)
         except Exception as error:
             if isinstance(error, OSError) and "not a valid JSON file" in str(error):  # a corrupt config.json

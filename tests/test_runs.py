@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from seqreg_hf.checkpoints import checkpoint_problems
 from seqreg_hf.cli import main as cli
@@ -194,12 +194,19 @@ def break_checkpoint(source, target, how):
     (target / "trainer_state.json").write_text(json.dumps(state))
     if how == "empty_trainer_state":
         (target / "trainer_state.json").write_text("{}")
+    elif how == "missing_head_tensor":  # Trainer's resume loads weights with strict=False: it would be random
+        tensors = load_file(target / "model.safetensors")
+        del tensors[next(k for k in sorted(tensors) if "head" in k)]
+        save_file(tensors, target / "model.safetensors", metadata={"format": "pt"})
+    elif how == "no_run_file":  # as an earlier seqreg_hf saved it: whose run it was is unknown
+        (target / "run.json").unlink()
     else:
         (target / "loss_state.json").write_text('{"loss_since_last_log": ')
 
 
 @pytest.mark.parametrize("how,named", [("empty_trainer_state", "trainer_state.json: "),
-                                       ("corrupt_loss_state", "loss_state.json: not valid JSON")])
+                                       ("corrupt_loss_state", "loss_state.json: not valid JSON"),
+                                       ("missing_head_tensor", "model.safetensors: ")])
 def test_broken_training_state_is_skipped_by_last_and_named_when_given(data, first_run, tmp_path, capsys, how, named):
     output_dir = tmp_path / "run"
     shutil.copytree(first_run, output_dir)
@@ -213,6 +220,18 @@ def test_broken_training_state_is_skipped_by_last_and_named_when_given(data, fir
     assert cli([*args_for(data, output_dir), "--resume_from_checkpoint", "last"]) == 0
     err = capsys.readouterr().err
     assert f"ignoring incomplete checkpoint {broken}: {named}" in err
+    assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 20  # went on from 20
+
+
+def test_last_does_not_take_a_checkpoint_that_records_no_run(data, first_run, tmp_path, capsys):
+    """A newer checkpoint without run.json may be anyone's: `last` skips it (a path given by hand compares its
+    config alone, as for checkpoints saved before runs recorded their identity)."""
+    output_dir = tmp_path / "run"
+    shutil.copytree(first_run, output_dir)
+    anonymous = output_dir / "checkpoint-25"
+    break_checkpoint(output_dir / "checkpoint-20", anonymous, "no_run_file")
+    assert cli([*args_for(data, output_dir), "--resume_from_checkpoint", "last"]) == 0
+    assert f"skipping {anonymous}" in capsys.readouterr().err
     assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 20  # went on from 20
 
 
