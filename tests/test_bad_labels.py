@@ -321,3 +321,14 @@ def test_evaluate_on_a_constant_target_names_it_in_the_warning(files, model, cap
     warnings = [r.getMessage() for r in caplog.records if "written as null" in r.getMessage()]
     assert warnings == [f"validation split of {files / 'flat.csv'}: pearson, spearman and r2 are undefined because "
                         "the true 'y' is constant; written as null."]
+
+
+def test_whole_number_labels_in_train_and_decimals_in_dev_train_together(files, vectors):
+    """Read together, the files' schemas had to agree: int64 labels in train.csv and 0.5-steps in dev.csv stopped
+    with ArrowInvalid ('Float value 0.500000 was truncated'). Each file is now read on its own."""
+    frame = texts_and_scores(40)
+    frame.assign(y=frame.y.astype(int)).to_csv(files / "whole.csv", index=False)
+    frame.head(20).assign(y=frame.y.head(20) + 0.5).to_csv(files / "halves.csv", index=False)
+    assert train(files, vectors, train_file="whole.csv", dev="halves.csv") == 0
+    results = json.loads((files / "out" / "eval_results.json").read_text())
+    assert results["eval_samples"] == 20 and math.isfinite(results["eval_mse_y"])
