@@ -214,6 +214,7 @@ def split_by_column(raw, split_column):
 LABEL_LIMIT = 1e18
 
 _DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+\s*$")
+_THOUSANDS_COMMA = re.compile(r"^\s*[+-]?\d{1,3}(,\d{3})+\s*$")  # "1,000": a decimal comma or a thousands separator
 
 
 def _number(value):
@@ -236,6 +237,11 @@ def label_problem(column, value):
     """Why one label value cannot be trained on, with the fix where there is one; None for a usable label."""
     if _as_float(value) is not None:
         return None
+    if isinstance(value, str) and _THOUSANDS_COMMA.match(value):
+        plain = value.strip()
+        decimal = f"a decimal point ({plain.replace(',', '.')}) or " if plain.count(",") == 1 else ""
+        return (f"label {column!r} is {value!r}: its comma is {decimal}a thousands separator "
+                f"({plain.replace(',', '')}); write the number it means without the comma")
     if isinstance(value, str) and _DECIMAL_COMMA.match(value):
         return (f"label {column!r} is {value!r}, a number written with a comma: write it with a decimal point "
                 f"({value.strip().replace(',', '.')})")

@@ -173,6 +173,16 @@ def test_one_decimal_comma_names_its_row_and_the_fix(files, vectors, capsys):
     assert "row 6" in line and "label 'y' is '3,5'" in line and "decimal point" in line
 
 
+@pytest.mark.parametrize("written,meanings", [("1,000", ("1.000", "1000")), ("-2,500,000", ("-2500000",))])
+def test_a_comma_that_may_separate_thousands_names_both_readings(files, vectors, capsys, written, meanings):
+    frame = texts_and_scores(40).astype({"y": object})
+    frame.loc[3, "y"] = written
+    frame.to_csv(files / "comma.csv", index=False)
+    line = refused(files, capsys, train(files, vectors, "--on_bad_rows", "error", train_file="comma.csv"))
+    assert "row 3" in line and f"label 'y' is '{written}'" in line and "thousands separator" in line
+    assert all(f"({meaning})" in line for meaning in meanings) and ("decimal point" in line) == (len(meanings) == 2)
+
+
 @pytest.mark.parametrize("name", ["allnan.csv", "allnan.jsonl"])
 def test_a_label_column_without_any_number_is_named(files, vectors, capsys, name):
     frame = texts_and_scores(40)
