@@ -254,6 +254,20 @@ def wait_for(condition, process, timeout=600):
     assert process.poll() is None, "the run ended before the signal could be sent"
 
 
+def stopped_by_ctrl_c(process, seen, times):
+    """Send Ctrl-C `times` times; the run must end with status 130 and one line naming SIGINT, which is returned."""
+    for _ in range(times):
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+    process.wait(timeout=600)
+    time.sleep(0.2)  # the watcher's last read
+    out = "".join(seen)
+    assert process.returncode == 128 + signal.SIGINT, out[-3000:]
+    line = one_error_line(out)
+    assert "SIGINT" in line
+    return line
+
+
 def test_ctrl_c_during_tokenization_or_twice_during_training_ends_in_one_line(data, tmp_path):
     big = pd.concat([scored_texts(40)] * 2000, ignore_index=True)  # 80,000 rows: tokenizing takes a while
     big["text"] = big["text"] + " " + big.index.astype(str)
@@ -263,13 +277,8 @@ def test_ctrl_c_during_tokenization_or_twice_during_training_ends_in_one_line(da
     process = run_in_background(args)
     seen = watch(process)
     wait_for(lambda: "tokenizing train" in "".join(seen), process)
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=600)
-    time.sleep(0.2)
-    out = "".join(seen)
-    assert process.returncode == 128 + signal.SIGINT, out[-3000:]
-    line = one_error_line(out)
-    assert "SIGINT" in line and "before any checkpoint" in line
+    line = stopped_by_ctrl_c(process, seen, times=1)
+    assert "before any checkpoint" in line
     assert not list((tmp_path / "tokenizing").glob("checkpoint-*"))
 
     often = ["--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "2", "--save_steps", "2",
@@ -278,14 +287,7 @@ def test_ctrl_c_during_tokenization_or_twice_during_training_ends_in_one_line(da
     process = run_in_background(args_for(data, output_dir, *often, test=None))
     seen = watch(process)
     wait_for(lambda: complete(output_dir / "checkpoint-2"), process)
-    process.send_signal(signal.SIGINT)
-    time.sleep(0.01)
-    process.send_signal(signal.SIGINT)  # the second one: stop at once
-    process.wait(timeout=600)
-    time.sleep(0.2)
-    out = "".join(seen)
-    assert process.returncode == 128 + signal.SIGINT, out[-3000:]
-    line = one_error_line(out)
-    assert "SIGINT" in line and "--resume_from_checkpoint last" in line
+    line = stopped_by_ctrl_c(process, seen, times=2)  # the second one: stop at once
+    assert "--resume_from_checkpoint last" in line
     # Whatever the stop cut short is gone: every checkpoint left is whole, and `last` can go on from one.
     assert all(complete(c) for c in output_dir.glob("checkpoint-*"))
