@@ -1,35 +1,45 @@
-"""seqreg-hf: recurrent sentence regressors over frozen pretrained embeddings.
+"""The `seqreg-hf` console script: one table of commands, each run by the `main(argv)` of the module that owns it.
 
-usage: seqreg-hf COMMAND [CONFIG.json|CONFIG.yaml] [--flags]
-
-commands:
-  init      build an untrained model directory from pretrained embeddings
-  train     train (and evaluate) on files of texts and scores
-  evaluate  evaluate a model on labelled files (same metric keys and files as train)
-  predict   score texts from a CSV / TSV / JSONL / TXT file or stdin
-  export    write an ONNX graph of a trained model (checked against torch; int8 on request)
-  oov       out-of-vocabulary rates of a text file under a model's tokenizer
-  explain   RNN output / h_n / c_n shapes and which slice is the sentence vector
-
-options:
-  -h, --help     this help; `seqreg-hf COMMAND --help` lists a command's options and the defaults that run
-  -V, --version  the installed version
-
-Models are given as --model_name_or_path (a directory or a Hub id), data as --train_file / --validation_file /
---test_file with --text_column and --label_columns, results go to --output_dir.
+This module imports neither torch nor transformers: a command's --help is rendered once by the real parser and then
+served from a cache keyed by everything it depends on, so `seqreg-hf COMMAND --help` answers without the 3 s import
+of the training stack. `python -m seqreg_hf.cli` is the same program (for torchrun and accelerate launch).
 """
 
-# This module is the console script's entry point and imports neither torch nor transformers: a command's
-# --help is rendered once by the real parser and then served from a cache keyed by everything it depends on,
-# so `seqreg-hf COMMAND --help` answers without the 3 s import of the training stack.
-
 import hashlib
+import importlib
 import importlib.util
 import os
 import shutil
 import sys
 
-COMMANDS = ("init", "train", "evaluate", "predict", "export", "oov", "explain")
+# name -> (the module whose main(argv) runs it, what it does)
+COMMANDS = {
+    "init": ("seqreg_hf.builder", "build an untrained model directory from pretrained embeddings"),
+    "train": ("seqreg_hf.training", "train (and evaluate) on files of texts and scores"),
+    "evaluate": ("seqreg_hf.evaluation", "evaluate a model on labelled files (same metric keys and files as train)"),
+    "predict": ("seqreg_hf.prediction", "score texts from a CSV / TSV / JSONL / TXT file or stdin"),
+    "export": ("seqreg_hf.export", "write an ONNX graph of a trained model (checked against torch; int8 on request)"),
+    "oov": ("seqreg_hf.oov", "out-of-vocabulary rates of a text file under a model's tokenizer"),
+    "explain": ("seqreg_hf.explain", "RNN output / h_n / c_n shapes and which slice is the sentence vector"),
+}
+
+USAGE = "\n".join([
+    "seqreg-hf: recurrent sentence regressors over frozen pretrained embeddings.",
+    "",
+    "usage: seqreg-hf COMMAND [CONFIG.json|CONFIG.yaml] [--flags]",
+    "",
+    "commands:",
+    *(f"  {name:9} {summary}" for name, (_, summary) in COMMANDS.items()),
+    "",
+    "options:",
+    "  -h, --help     this help; `seqreg-hf COMMAND --help` lists a command's options and the defaults that run",
+    "  -V, --version  the installed version",
+    "",
+    "Models are given as --model_name_or_path (a directory or a Hub id), data as --train_file / --validation_file /",
+    "--test_file with --text_column and --label_columns, results go to --output_dir. The defaults are the recommended",
+    "model (seqreg_hf.SeqRegConfig) and training (seqreg_hf.arguments.SeqRegTrainingArguments); a config file named",
+    "first (scripts/configs/emobank.json) is merged under the flags.",
+])
 
 
 def version():
@@ -47,8 +57,8 @@ def cache_dir():
     return os.environ.get("SEQREG_HF_CACHE", default)
 
 
-def _help_key():
-    """A digest of what a command's help depends on: the package's code and recipe, transformers' version (its
+def help_key():
+    """A digest of what a command's help depends on: the package's code, transformers' version (its
     TrainingArguments) and the terminal width argparse wraps to."""
     from importlib.metadata import version as installed
 
@@ -67,17 +77,21 @@ def _help_key():
     return digest.hexdigest()[:20]
 
 
+def render_help(command, config_file=None):
+    from seqreg_hf.arguments import command_parser
+
+    return command_parser(command, config_file, description=COMMANDS[command][1].capitalize() + ".").format_help()
+
+
 def help_text(command):
-    path = os.path.join(cache_dir(), "help", f"{command}-{_help_key()}.txt")
+    path = os.path.join(cache_dir(), "help", f"{command}-{help_key()}.txt")
     try:
         with open(path, encoding="utf-8") as handle:
             return handle.read()
     except OSError:
         pass
-    from seqreg_hf.arguments import command_parser
-
-    text = command_parser(command).format_help()
-    try:
+    text = render_help(command)
+    try:  # written whole, then renamed: a second process reads the old help or the new one, never half
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(f"{path}.{os.getpid()}", "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -87,38 +101,47 @@ def help_text(command):
     return text
 
 
+def run_command(name, argv):
+    """Run one command; bad input ends in one line on stderr and exit status 1, never a traceback."""
+    from seqreg_hf.checkpoints import TrainingInterrupted
+
+    try:
+        importlib.import_module(COMMANDS[name][0]).main(argv)
+    except TrainingInterrupted as stop:  # a complete checkpoint was saved; 128 + signal, as the shell reports it
+        print(f"seqreg-hf {name}: {stop}", file=sys.stderr)
+        return 128 + stop.signum
+    except (ValueError, TypeError, OSError, ImportError) as error:
+        print(f"seqreg-hf {name}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv:
-        print(__doc__.strip())
+        print(USAGE)
         return 2
     command = argv[0]
     if command in ("-h", "--help"):
-        print(__doc__.strip())
+        print(USAGE)
         return 0
     if command in ("-V", "--version"):
         print(f"seqreg-hf {version()}")
         return 0
     if command not in COMMANDS:
-        print(__doc__.strip(), file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         print(f"\nseqreg-hf: unknown command {command!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
     if "-h" in argv[1:] or "--help" in argv[1:]:
         if argv[1:] and not argv[1].startswith("-"):  # a config file first: its values are the defaults shown
-            from seqreg_hf.arguments import command_parser, read_config_file
-
-            parser = command_parser(command)
             try:
-                parser.layer(read_config_file(argv[1]), argv[1])
+                print(render_help(command, argv[1]), end="")
             except (ValueError, TypeError, OSError, ImportError) as error:  # as a run of the command reports it
                 print(f"seqreg-hf {command}: error: {error}", file=sys.stderr)
                 return 1
-            print(parser.format_help(), end="")
         else:
             print(help_text(command), end="")
         return 0
-    from seqreg_hf.cli import run_command
-
     return run_command(command, argv[1:])
 
 

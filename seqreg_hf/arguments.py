@@ -1,15 +1,20 @@
-"""Every command-line option of seqreg-hf, and the one rule for their defaults.
+"""Every option of the seqreg-hf commands: dataclass groups that transformers' HfArgumentParser turns into flags.
 
-- The architecture options are derived from `SeqRegConfig`'s own signature and docstring: a new config option
-  is a new flag, with its type, its choices and its help, and nothing here needs editing.
-- The defaults that run are layered, lowest first: the dataclass defaults (`SeqRegConfig`'s, and the Trainer
-  conventions of :class:`SeqRegTrainingArguments`), then the EmoBank recipe (`seqreg_hf/recipes/emobank.json`,
-  the same file as `scripts/configs/emobank.json`), then a config file (JSON or YAML) or the Python API's keyword
-  arguments, then the flags. They are the parser's own defaults, so `--help` prints the values that run and every
-  spelling argparse accepts (`--learning_rate`, `--learning-rate`, an unambiguous prefix) means the same thing.
+Each default has one home, and `--help` prints it:
+
+- the architecture's: `SeqRegConfig`'s signature. `ArchitectureArguments` is derived from it (a new config option is
+  a new flag, with its type, choices and the config docstring's text as help), so `seqreg-hf train` with no options
+  builds `SeqRegConfig()`'s model, the recommended one;
+- training's: `SeqRegTrainingArguments`, transformers' `TrainingArguments` with the defaults that suit a recurrent
+  model over frozen vectors (as sentence-transformers and setfit subclass it);
+- every other option's: the group below that owns it.
+
+A config file (JSON or YAML, named first on the command line) and the Python API's keyword arguments are merged under
+the flags by `Parser.merge_under_flags`: their values become the parser's defaults, typed and checked by the same flags.
+A dataset recipe (`scripts/configs/emobank.json`) is such a file: the dataset's files and columns, and only the values
+where it deviates from these defaults.
 """
 
-import argparse
 import dataclasses
 import importlib.util
 import inspect
@@ -17,7 +22,6 @@ import json
 import os
 import re
 import sys
-import types
 import typing
 from dataclasses import dataclass, field
 
@@ -26,9 +30,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from .configuration_seqreg import CHOICES, SeqRegConfig
 from .data import BAD_ROW_POLICIES
 from .metrics import check_metric_for_best_model
-
-RECIPE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes", "emobank.json")
-
+from .tokenization import MAX_LENGTH
 
 # --------------------------------------------------------------------------------------------------------------
 # Architecture: derived from SeqRegConfig
@@ -37,9 +39,6 @@ RECIPE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes"
 # Config arguments that are not architecture choices: read from the embeddings, the train split or the run.
 NOT_FLAGS = ("vocab_size", "embedding_dim", "pad_token_id", "label_means", "label_stds", "embeddings_source",
              "contextual_config")
-# Options that only change how a trained model learns from here on; the rest fix the shape of its weights.
-TRAINING_TIME_OPTIONS = ("embedding_dropout", "word_dropout", "rnn_dropout", "head_dropout", "loss", "huber_delta",
-                         "freeze_embeddings", "embeddings_dtype")
 
 
 def _docstring_help(cls):
@@ -84,6 +83,7 @@ ArchitectureArguments = dataclasses.make_dataclass(
     "ArchitectureArguments", _architecture_fields(), namespace={"config_kwargs": _config_kwargs,
                                                                 "__doc__": "SeqRegConfig's options, as flags."})
 ArchitectureArguments.__module__ = __name__
+ARCHITECTURE_OPTIONS = tuple(f.name for f in dataclasses.fields(ArchitectureArguments))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -132,9 +132,6 @@ class ModelArguments:
     config_overrides: str | None = field(default=None, metadata={
         "help": "Architecture options as 'key=value,key=value' (as in transformers' run_clm.py), e.g. "
                 "'hidden_size=128,pooling=attention'. An option may be given here or as a flag, not both."})
-    early_stopping_patience: int | None = field(default=None, metadata={
-        "help": "Stop after this many evaluations without improving metric_for_best_model (0 or none: never; "
-                "off by itself under --eval_strategy no)."})
     plots: bool = field(default=True, metadata={"help": "Write scatter plots and learning curves."})
     predictions_dir: str | None = field(default=None, metadata={
         "help": "Where <split>_predictions.csv go: the validation and test rows, texts included, with their scores "
@@ -142,9 +139,6 @@ class ModelArguments:
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "Start a new run in an output_dir that holds another run, removing that run's checkpoints, model, "
                 "results, predictions, plots and logs first (the output_dir's other files stay)."})
-    length_buckets: bool = field(default=False, metadata={
-        "help": "Train on batches of sentences of exactly one token length: no padding, so the RNN runs its dense "
-                "kernel. Replaces train_sampling_strategy."})
 
 
 @dataclass
@@ -199,7 +193,9 @@ class EmbeddingArguments:
         "help": "A word repeated in a vector file: error, or keep the first / last occurrence."})
     top_n: int | None = field(default=None, metadata={
         "help": "Trim the vocabulary: keep the training corpus' words plus the N most frequent words of the file."})
-    max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
+    max_length: int = field(default=MAX_LENGTH, metadata={
+        "help": "Truncate texts to this many tokens (saved with the tokenizer; a model given by --model_name_or_path "
+                "keeps its own unless this is set)."})
     trust_remote_code: bool = _trust_remote_code_field()
 
     def __post_init__(self):
@@ -325,10 +321,18 @@ class OovArguments:
 
 @dataclass
 class ExplainArguments:
-    rnn_type: typing.Literal[CHOICES["rnn_type"]] = field(default="lstm", metadata={"help": "Recurrent cell."})
-    bidirectional: bool = field(default=False, metadata={"help": "Add a backward direction."})
-    num_layers: int = field(default=1, metadata={"help": "Stacked layers."})
+    """A bare torch RNN of this shape is run on a padded batch; the cell and directions default to SeqRegConfig's."""
+
+    rnn_type: typing.Literal[CHOICES["rnn_type"]] = field(
+        default=SeqRegConfig().rnn_type, metadata={"help": "Recurrent cell."})
+    bidirectional: bool = field(default=SeqRegConfig().bidirectional, metadata={"help": "Add a backward direction."})
+    num_layers: int = field(default=SeqRegConfig().num_layers, metadata={"help": "Stacked layers."})
+    # Not the model's 256: a state of 4 numbers keeps the printed tensors readable.
     hidden_size: int = field(default=4, metadata={"help": "State size of one direction."})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training: TrainingArguments with this model's defaults
 
 
 def _tensorboard_installed():
@@ -341,64 +345,150 @@ def _cuda_available():
     return torch.cuda.is_available()
 
 
-# Trainer conventions of this tool (the recipe's hyperparameters come from the recipe file on top of these).
-_TRAINING_CONVENTIONS = {
-    "eval_strategy": "epoch",
-    "save_strategy": "epoch",
-    "logging_strategy": "epoch",
-    "load_best_model_at_end": True,
-    "metric_for_best_model": "pearson_mean",
-    "greater_is_better": True,
-    "save_total_limit": 2,
-    "train_sampling_strategy": "group_by_length",
-    "per_device_eval_batch_size": 256,
-    "report_to": "tensorboard" if _tensorboard_installed() else "none",  # logs under output_dir/runs
-    "restore_callback_states_from_checkpoint": True,  # early stopping's patience survives a resume
-}
+def _type(name):
+    return TrainingArguments.__dataclass_fields__[name].type
 
 
-def _training_post_init(self):
-    # Under torchrun / accelerate on a machine without CUDA, ranks must talk over gloo; otherwise accelerate runs
-    # every rank alone on all the data.
-    if not _cuda_available():
-        self.dataloader_pin_memory = False  # pinning needs an accelerator; without one torch only warns
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend is None:
+def _default(name, value, why=""):
+    """TrainingArguments' field `name` (its help text, with `why` added) with another default."""
+    metadata = dict(TrainingArguments.__dataclass_fields__[name].metadata)
+    metadata["help"] = " ".join(filter(None, (metadata.get("help", "").strip(), why)))
+    return field(default=value, metadata=metadata)
+
+
+@dataclass
+class SeqRegTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with defaults that suit a recurrent model over frozen vectors: a few hundred thousand
+    trainable weights learn fast (Adam at 2e-3, batches of 32), every epoch is evaluated and the best kept by dev
+    Pearson r, training stops after 4 epochs without a better one, and batches are grouped by length (less padding).
+    Measured on EmoBank, see the README's recipe section."""
+
+    learning_rate: _type("learning_rate") = _default("learning_rate", 2e-3)
+    num_train_epochs: _type("num_train_epochs") = _default("num_train_epochs", 15.0)
+    per_device_train_batch_size: _type("per_device_train_batch_size") = _default("per_device_train_batch_size", 32)
+    per_device_eval_batch_size: _type("per_device_eval_batch_size") = _default("per_device_eval_batch_size", 256)
+    eval_strategy: _type("eval_strategy") = _default("eval_strategy", "epoch")
+    save_strategy: _type("save_strategy") = _default("save_strategy", "epoch")
+    logging_strategy: _type("logging_strategy") = _default("logging_strategy", "epoch")
+    load_best_model_at_end: _type("load_best_model_at_end") = _default("load_best_model_at_end", True)
+    metric_for_best_model: _type("metric_for_best_model") = _default("metric_for_best_model", "pearson_mean")
+    greater_is_better: _type("greater_is_better") = _default("greater_is_better", True)
+    save_total_limit: _type("save_total_limit") = _default("save_total_limit", 2)
+    train_sampling_strategy: _type("train_sampling_strategy") = _default("train_sampling_strategy", "group_by_length")
+    report_to: _type("report_to") = _default(  # logs under output_dir/runs when tensorboard is installed
+        "report_to", "tensorboard" if _tensorboard_installed() else "none")
+    restore_callback_states_from_checkpoint: _type("restore_callback_states_from_checkpoint") = _default(
+        "restore_callback_states_from_checkpoint", True, "(On: early stopping's patience survives a resume.)")
+    # transformers' None ("off unless logging is quieter than WARNING") makes a bare --disable_tqdm an error.
+    disable_tqdm: bool = _default("disable_tqdm", False)
+    dataloader_pin_memory: bool | None = field(default=None, metadata={
+        "help": "Pin batches in page-locked memory (default: on when CUDA is available; pinning needs an "
+                "accelerator)."})
+    ddp_backend: _type("ddp_backend") = _default(
+        "ddp_backend", None, "(Under torchrun / accelerate launch without CUDA, seqreg-hf uses gloo on the CPU.)")
+    early_stopping_patience: int | None = field(default=4, metadata={
+        "help": "Stop after this many evaluations without improving metric_for_best_model (0 or none: never; "
+                "off by itself under --eval_strategy no)."})
+    length_buckets: bool = field(default=False, metadata={
+        "help": "Train on batches of sentences of exactly one token length: no padding, so the RNN runs its dense "
+                "kernel. Replaces train_sampling_strategy."})
+    # run_glue's switches: `seqreg-hf train` always trains and evaluates the splits it is given, so they are not
+    # offered (a flag that changes nothing would mislead); see RETIRED_FLAGS.
+    do_train: bool = field(default=False, init=False, repr=False)
+    do_eval: bool = field(default=False, init=False, repr=False)
+    do_predict: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self):
+        if self.dataloader_pin_memory is None:
+            self.dataloader_pin_memory = _cuda_available()
+        # Under torchrun / accelerate on a machine without CUDA, ranks must talk over gloo; otherwise accelerate runs
+        # every rank alone on all the data.
+        if not _cuda_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend is None:
             self.use_cpu, self.ddp_backend = True, "gloo"
-    TrainingArguments.__post_init__(self)
-
-
-SeqRegTrainingArguments = dataclasses.make_dataclass(
-    "SeqRegTrainingArguments",
-    [(name, TrainingArguments.__dataclass_fields__[name].type,
-      field(default=value, metadata=TrainingArguments.__dataclass_fields__[name].metadata))
-     for name, value in _TRAINING_CONVENTIONS.items()],
-    bases=(TrainingArguments,),
-    namespace={"__post_init__": _training_post_init,
-               "__doc__": "TrainingArguments with seqreg-hf's conventions as defaults (evaluate and save every epoch, "
-                          "keep the best by dev Pearson r, length-grouped batches)."},
-)
-SeqRegTrainingArguments.__module__ = __name__  # picklable as training_args.bin
+        super().__post_init__()
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Parsing
 
+# Options a command once took or that run_glue users type: refused with what to do instead.
+RETIRED_FLAGS = {
+    "do_train": "seqreg-hf train always trains; drop --do_train.",
+    "do_eval": "seqreg-hf train evaluates --validation_file every epoch and at the end; drop --do_eval.",
+    "do_predict": "seqreg-hf train writes the predictions of --validation_file and --test_file; drop --do_predict, "
+                  "or score other texts with `seqreg-hf predict`.",
+}
 
-TRAIN_GROUPS = (ModelArguments, DataArguments, EmbeddingArguments, ArchitectureArguments, SeqRegTrainingArguments)
-# Recipe keys that describe the recipe's data and destination, not defaults for other runs.
-_RUN_SPECIFIC = {f.name for f in dataclasses.fields(DataArguments)} | {"output_dir"}
+
+class Parser(HfArgumentParser):
+    """HfArgumentParser that merges a config file under the flags and reads an option however it is spelt:
+    `--learning_rate`, `--learning-rate` and an unambiguous prefix (`--learn`) are one option."""
+
+    def __init__(self, groups, prog=None, description=None):
+        super().__init__(groups, prog=prog, description=description, allow_abbrev=False)
+        self.fields = {f.name: f for group in groups for f in dataclasses.fields(group) if f.init}
+        self.names = {}  # every spelling, with underscores -> the option it sets
+        for name, f in self.fields.items():
+            for spelling in (name, *(a.lstrip("-") for a in f.metadata.get("aliases", ()))):
+                self.names[spelling.replace("-", "_")] = name
+            if f.default is True:  # HfArgumentParser adds --no_<name> for a switch that is on by default
+                self.names[f"no_{name}"] = name
+        self.reading = None  # the file (or API call) whose values are being merged: errors name it
+
+    def error(self, message):
+        if self.reading:  # a bad value in a config file is a ValueError naming the file, not a usage screen
+            raise ValueError(f"{self.reading}: {message}. Fix the value there, or give the option as a flag.")
+        super().error(message)
+
+    def canonical(self, argv):
+        """`argv` with every option spelt as its field name (prefixes expanded, dashes made underscores)."""
+        spelt = []
+        for token in argv:
+            if token.startswith("--") and len(token) > 2:
+                flag, equals, value = token[2:].partition("=")
+                flag = flag.replace("-", "_")
+                if flag in RETIRED_FLAGS and flag not in self.names:
+                    self.error(f"--{flag} is not an option of {self.prog}: {RETIRED_FLAGS[flag]}")
+                if flag not in self.names:
+                    matches = sorted(n for n in self.names if n.startswith(flag))
+                    if len({self.names[m] for m in matches}) > 1:
+                        self.error(f"ambiguous option: --{flag} could match {', '.join('--' + m for m in matches)}")
+                    flag = matches[0] if matches else flag
+                token = f"--{flag}{equals}{value}"
+            spelt.append(token)
+        return spelt
+
+    def given(self, argv):
+        """The options that (canonical) `argv` sets."""
+        return {self.names[t[2:].partition("=")[0]] for t in argv if t[2:].partition("=")[0] in self.names}
+
+    def merge_under_flags(self, values, where):
+        """Make `values` (a config file's, or keyword arguments) the defaults, so that flags still win and --help
+        shows them; each value is typed and checked by its own flag, as if it had been typed on the command line."""
+        unknown = sorted(set(values) - set(self.fields))
+        if unknown:
+            raise ValueError(f"{where}: unknown option(s) {unknown}. See --help for the options of this command.")
+        unset = {k: v for k, v in values.items() if v is None or v == []}  # no flag spells "nothing"
+        flags = [token for k, v in values.items() if k not in unset for token in (f"--{k}", *_as_arguments(v))]
+        self.reading = where
+        try:
+            namespace = self.parse_args(flags)
+        finally:
+            self.reading = None
+        self.set_defaults(**{k: getattr(namespace, k) for k in values if k not in unset}, **unset)
 
 
-EMBEDDING_OPTIONS = tuple(f.name for f in dataclasses.fields(EmbeddingArguments))
-
-
-class RunArguments(typing.NamedTuple):
-    model: ModelArguments
-    data: DataArguments
-    embeddings: EmbeddingArguments
-    architecture: object  # ArchitectureArguments
-    training: SeqRegTrainingArguments
-    explicit: frozenset  # the options the user set (flags, config file, keyword arguments), by field name
+def _as_arguments(value):
+    """A value from a file, as the command-line words that spell it."""
+    if isinstance(value, list | tuple):
+        return [word for item in value for word in _as_arguments(item)]
+    if isinstance(value, bool):
+        return [str(value).lower()]
+    if isinstance(value, float) and value.is_integer():  # 2.0 is a valid count; argparse's int() refuses "2.0"
+        return [str(int(value))]
+    if isinstance(value, dict):
+        return [json.dumps(value)]
+    return [str(value)]
 
 
 def read_config_file(path):
@@ -421,109 +511,6 @@ def read_config_file(path):
     return values
 
 
-def recipe_defaults():
-    """The EmoBank recipe's architecture and training values: the command line's defaults."""
-    values = read_config_file(RECIPE_PATH)
-    return {k: v for k, v in values.items() if k not in _RUN_SPECIFIC}
-
-
-class Parser(HfArgumentParser):
-    """HfArgumentParser whose defaults can be layered, and which knows which options were set explicitly."""
-
-    def __init__(self, groups, prog=None, description=None, defaults=None):
-        super().__init__(groups, prog=prog, description=description, allow_abbrev=True)
-        self.fields = {f.name: (group, f) for group in groups for f in dataclasses.fields(group) if f.init}
-        if defaults:  # the recipe: only the options this command has
-            self.set_defaults(**{k: v for k, v in defaults.items() if k in self.fields})
-
-    def _get_option_tuples(self, option_string):
-        # `--learning_rate` and `--learning-rate` are one option: a prefix of both is not ambiguous.
-        unique, seen = [], set()
-        for candidate in super()._get_option_tuples(option_string):
-            if id(candidate[0]) not in seen:
-                seen.add(id(candidate[0]))
-                unique.append(candidate)
-        return unique
-
-    def layer(self, values, where):
-        """Make `values` the defaults (what --help shows and what runs unless a flag says otherwise)."""
-        unknown = sorted(set(values) - set(self.fields))
-        if unknown:
-            raise ValueError(f"{where}: unknown option(s) {unknown}. See --help for the options of this command.")
-        self.set_defaults(**{k: self._coerce(k, v, where) for k, v in values.items()})
-
-    def _coerce(self, name, value, where):
-        """A value from a file or a keyword argument, typed like the flag would type it (argparse converts only
-        strings given on the command line)."""
-        if value is None:
-            return None
-        field_type = self.fields[name][1].type
-        options = [t for t in typing.get_args(field_type) if t is not type(None)] if typing.get_origin(
-            field_type) in (typing.Union, types.UnionType) else [field_type]
-        kind = options[0]
-        if isinstance(typing.get_origin(kind), type) and issubclass(typing.get_origin(kind), list):
-            element = (typing.get_args(kind) or (str,))[0]
-            items = value if isinstance(value, list | tuple) else [value]
-            return [self._scalar(name, item, element, where) for item in items]
-        return self._scalar(name, value, kind, where)
-
-    @staticmethod
-    def _scalar(name, value, kind, where):
-        bad = ValueError(f"{where}: {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}.")
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-                return value.lower() in ("true", "yes", "1")
-            raise bad
-        if kind is int:
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                raise bad
-            try:
-                number = float(value)
-            except ValueError:
-                raise bad from None
-            if not number.is_integer():
-                raise bad
-            return int(number)
-        if kind is float:
-            if isinstance(value, bool):
-                raise bad
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                raise bad from None
-        if kind is str:
-            return value if isinstance(value, str) else str(value)
-        return value  # Literal (checked in parse), enums and dicts of TrainingArguments (checked by its __post_init__)
-
-    def explicit(self, argv):
-        """Names of the options that `argv` sets, however they are spelled."""
-        saved = [(action, action.default) for action in self._actions]
-        saved_defaults, self._defaults = self._defaults, {}
-        try:
-            for action in self._actions:
-                action.default = argparse.SUPPRESS
-            namespace, _ = self.parse_known_args(argv)
-        finally:
-            for action, default in saved:
-                action.default = default
-            self._defaults = saved_defaults
-        return {name for name in vars(namespace) if name in self.fields}
-
-    def parse(self, argv):
-        """The dataclasses, with every Literal option checked, defaults from a config file included."""
-        groups = self.parse_args_into_dataclasses(argv)
-        for group in groups:  # argparse checks choices on the command line, not in defaults from a config file
-            for f in dataclasses.fields(group):
-                value = getattr(group, f.name)
-                choices = typing.get_args(f.type) if typing.get_origin(f.type) is typing.Literal else None
-                if choices and value is not None and value not in choices:
-                    raise ValueError(f"{f.name}={value!r} is not supported; choose one of "
-                                     f"{', '.join(map(repr, typing.get_args(f.type)))}.")
-        return groups
-
-
 def split_config_file(argv):
     """(config file or None, the remaining flags): a first argument that is not a flag names a JSON / YAML file."""
     argv = list(argv)
@@ -532,76 +519,8 @@ def split_config_file(argv):
     return None, argv
 
 
-def training_parser():
-    return Parser(TRAIN_GROUPS, prog="seqreg-hf train", description="Train and evaluate a recurrent sentence "
-                  "regressor. Usage: seqreg-hf train [CONFIG.json|CONFIG.yaml] [--flags]; flags override the file.",
-                  defaults=recipe_defaults())
-
-
-def parse_arguments(argv=None, values=None):
-    """RunArguments from flags, optionally after a config file (first argument) and/or a dict of `values`.
-
-    Precedence, highest first: flags, `values`, the config file, the recipe, the dataclass defaults.
-    """
-    config_file, argv = split_config_file(sys.argv[1:] if argv is None else argv)
-    layered = read_config_file(config_file) if config_file else {}
-    layered.update(values or {})
-    parser = training_parser()
-    if layered:
-        parser.layer(layered, config_file or "train()")
-    groups = parser.parse(argv)
-    if groups[1].label_columns:  # a misspelt name would be a KeyError after the first epoch
-        check_metric_for_best_model(groups[4].metric_for_best_model, groups[1].label_columns)
-    return RunArguments(*groups, explicit=frozenset(parser.explicit(argv) | set(layered)))
-
-
-def parse_config_overrides(text, architecture_names):
-    """'k=v,k=v' -> {k: typed value}, typed like the architecture option it names."""
-    fields = {f.name: f for f in dataclasses.fields(ArchitectureArguments)}
-    values = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or key not in fields:
-            raise ValueError(f"--config_overrides: {item!r} is not key=value with an architecture option as key; "
-                             f"options: {', '.join(architecture_names)}.")
-        values[key] = _typed(key, raw.strip(), fields[key].type)
-    return values
-
-
-def _typed(key, raw, annotation):
-    try:
-        if annotation is bool:
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return raw.lower() in ("true", "1", "yes")
-        if typing.get_origin(annotation) is list:
-            return [int(v) for v in raw.replace(" ", ";").split(";") if v]
-        if annotation in (int, float):
-            return annotation(raw)
-        return raw
-    except ValueError:
-        raise ValueError(f"--config_overrides: {key}={raw!r} is not a valid {getattr(annotation, '__name__', annotation)}."
-                         ) from None
-
-
-def architecture_from(run):
-    """The architecture options this run asks for: flags and config overrides merged, conflicts refused."""
-    chosen = run.architecture.config_kwargs()
-    if run.model.config_overrides:
-        overrides = parse_config_overrides(run.model.config_overrides, list(chosen))
-        both = sorted(set(overrides) & run.explicit)
-        if both:
-            raise ValueError(f"{both} given both as option(s) (a flag, the config file or a keyword) and in "
-                             "--config_overrides; give each option once.")
-        chosen.update(overrides)
-        explicit = run.explicit | set(overrides)
-    else:
-        explicit = run.explicit
-    return chosen, {k for k in chosen if k in explicit}
-
-
 COMMAND_GROUPS = {
+    "train": (ModelArguments, DataArguments, EmbeddingArguments, ArchitectureArguments, SeqRegTrainingArguments),
     "init": (InitArguments, EmbeddingArguments, ArchitectureArguments, RunOptions),
     "evaluate": (EvaluateArguments, RunOptions),
     "predict": (PredictArguments, RunOptions),
@@ -609,35 +528,77 @@ COMMAND_GROUPS = {
     "oov": (OovArguments, RunOptions),
     "explain": (ExplainArguments,),
 }
-DESCRIPTIONS = {
-    "init": "Build an untrained model directory (config, frozen embeddings, tokenizer, code, card).",
-    "evaluate": "Metrics, predictions and scatter plots of a model on labelled files.",
-    "predict": "Score texts with a trained model.",
-    "export": "Export a trained model to ONNX (checked against torch), optionally with an int8 variant.",
-    "oov": "Out-of-vocabulary rates of a text file under a model's (or embeddings') tokenizer.",
-    "explain": "Which RNN output is the sentence vector? Shapes and identities from a real forward pass.",
-}
+EMBEDDING_OPTIONS = tuple(f.name for f in dataclasses.fields(EmbeddingArguments))
 
 
-def command_parser(command):
-    """The parser of one seqreg-hf command; `train` and `init` build models, so their defaults are the recipe's."""
-    if command == "train":
-        return training_parser()
-    return Parser(COMMAND_GROUPS[command], prog=f"seqreg-hf {command}", description=DESCRIPTIONS[command],
-                  defaults=recipe_defaults() if command == "init" else None)
+def command_parser(command, config_file=None, description=None):
+    """The parser of one seqreg-hf command, with a config file's values (if any) merged under its flags."""
+    usage = f"seqreg-hf {command} [CONFIG.json|CONFIG.yaml] [--flags]; flags override the file."
+    parser = Parser(COMMAND_GROUPS[command], prog=f"seqreg-hf {command}",
+                    description=" ".join(filter(None, (description, f"Usage: {usage}"))))
+    if config_file:
+        parser.merge_under_flags(read_config_file(config_file), config_file)
+    return parser
 
 
 def parse_command(command, argv):
     """The dataclasses of `command` from `argv`: an optional config file (JSON / YAML) first, flags after it."""
     config_file, argv = split_config_file(argv)
-    parser = command_parser(command)
-    if config_file:
-        parser.layer(read_config_file(config_file), config_file)
-    return parser.parse(argv)
+    parser = command_parser(command, config_file)
+    return parser.parse_args_into_dataclasses(parser.canonical(argv))
+
+
+class RunArguments(typing.NamedTuple):
+    model: ModelArguments
+    data: DataArguments
+    embeddings: EmbeddingArguments
+    architecture: object  # ArchitectureArguments
+    training: SeqRegTrainingArguments
+    explicit: frozenset  # the options the user set (flags, config file, keyword arguments, overrides), by name
+
+
+def parse_arguments(argv=None, values=None):
+    """RunArguments of `seqreg-hf train` from flags, optionally after a config file (first argument) and/or a dict of
+    `values` (the Python API's keyword arguments). Precedence, highest first: flags and --config_overrides (an option
+    may be in one of them only), `values`, the config file, the defaults."""
+    config_file, argv = split_config_file(sys.argv[1:] if argv is None else argv)
+    parser = command_parser("train", config_file)
+    file_values = read_config_file(config_file) if config_file else {}
+    if values:
+        parser.merge_under_flags(values, "train()")
+    argv = parser.canonical(argv)
+    model, data, embeddings, architecture, training = parser.parse_args_into_dataclasses(argv)
+    explicit = parser.given(argv) | set(file_values) | set(values or {})
+    if model.config_overrides:
+        architecture, explicit = apply_config_overrides(architecture, model.config_overrides, explicit)
+    if data.label_columns:  # a misspelt name would be a KeyError after the first epoch
+        check_metric_for_best_model(training.metric_for_best_model, data.label_columns)
+    return RunArguments(model, data, embeddings, architecture, training, frozenset(explicit))
+
+
+def apply_config_overrides(architecture, text, explicit):
+    """(architecture with 'k=v,k=v' applied, explicit with those keys): each value typed by its own flag; list
+    options separate their items by ';' (head_hidden_sizes=128;64)."""
+    words = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in ARCHITECTURE_OPTIONS:
+            raise ValueError(f"--config_overrides: {item!r} is not key=value with an architecture option as key; "
+                             f"options: {', '.join(ARCHITECTURE_OPTIONS)}.")
+        words += [f"--{key}", *raw.replace(";", " ").split()]
+    parser = Parser((ArchitectureArguments,), prog="--config_overrides")
+    overrides = parser.given(words)
+    both = sorted(overrides & explicit)
+    if both:
+        raise ValueError(f"{both} given both as option(s) (a flag, the config file or a keyword) and in "
+                         "--config_overrides; give each option once.")
+    parser.reading = "--config_overrides"
+    namespace = parser.parse_args(words)
+    return dataclasses.replace(architecture, **{k: getattr(namespace, k) for k in overrides}), explicit | overrides
 
 
 __all__ = ["ArchitectureArguments", "DataArguments", "EmbeddingArguments", "ModelArguments", "SeqRegTrainingArguments",
-           "RunArguments", "parse_arguments", "training_parser", "recipe_defaults", "read_config_file", "Parser",
-           "RunOptions", "InitArguments", "PredictArguments", "ExportArguments", "EvaluateArguments", "OovArguments",
-           "ExplainArguments",
-           "command_parser", "parse_command"]
+           "RunArguments", "RunOptions", "InitArguments", "PredictArguments", "ExportArguments", "EvaluateArguments",
+           "OovArguments", "ExplainArguments", "Parser", "parse_arguments", "parse_command", "command_parser",
+           "read_config_file", "COMMAND_GROUPS"]

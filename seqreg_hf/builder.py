@@ -92,3 +92,28 @@ def init_model_dir(output_dir, embeddings=None, *, embeddings_options=None, trus
     save_model_dir(model, source.tokenizer, output_dir, report={"source": source.source, "kind": source.kind,
                                                                 **source.report})
     return model, source
+
+
+def main(argv=None):
+    """`seqreg-hf init`."""
+    import json
+    import sys
+
+    from .arguments import parse_command
+    from .data import read_texts
+    from .logs import configure
+
+    init_args, embedding_args, arch_args, run = parse_command("init", sys.argv[1:] if argv is None else argv)
+    configure(run.log_level, run.disable_tqdm)
+    if not init_args.output_dir:
+        raise ValueError("--output_dir is required: where to write the model directory.")
+    corpus = read_texts(init_args.train_file, init_args.text_column) if init_args.train_file else None
+    model, source = init_model_dir(
+        init_args.output_dir, embedding_args.embeddings,
+        embeddings_options=embedding_args.loader_options(corpus, not run.disable_tqdm),
+        id2label=dict(enumerate(init_args.label_columns)), **arch_args.config_kwargs(),
+    )
+    trainable = model.num_parameters(only_trainable=True)
+    print(f"wrote {init_args.output_dir}: {model.config.vocab_size} x {model.config.embedding_dim} frozen "
+          f"embeddings from {source.source} ({source.kind}), {trainable:,} trainable parameters")
+    print(json.dumps(source.report, indent=2))

@@ -32,6 +32,11 @@ CHOICES = {
     "layer_mix": LAYER_MIXES,
 }
 
+# Options that only change how a trained model learns from here on (a run that continues a checkpoint may set them);
+# every other option fixes the shape or meaning of its weights.
+TRAINING_TIME_OPTIONS = ("embedding_dropout", "word_dropout", "rnn_dropout", "head_dropout", "loss", "huber_delta",
+                         "freeze_embeddings", "embeddings_dtype")
+
 # The auto classes a checkpoint maps to; ``save_pretrained`` writes this into config.json
 # so that AutoConfig / AutoModel / AutoModelForSequenceClassification all resolve with
 # ``trust_remote_code=True`` from any checkpoint of the family.
@@ -78,6 +83,11 @@ class SeqRegConfig(PretrainedConfig):
     r"""
     Configuration of a recurrent sentence regressor over frozen pretrained word embeddings.
 
+    The defaults are the recommended model: the architecture that won on EmoBank's dev split (three bidirectional
+    GRU-256 networks read by mean and max pooling, with dropout on the words, their vectors and the sentence vector;
+    see the README's recipe section). The textbook model, one bidirectional LSTM read at its final states, is
+    `SeqRegConfig(rnn_type="lstm", pooling="last", ensemble_size=1)`.
+
     Args:
         vocab_size (`int`, defaults to 30522): rows of the embedding matrix.
         embedding_dim (`int`, defaults to 384): width of one word vector.
@@ -101,7 +111,7 @@ class SeqRegConfig(PretrainedConfig):
         num_token_features (`int`, defaults to 0): extra numeric features per token, given to
             `forward` as `token_features` (batch, seq_len, num_token_features) and concatenated to
             the word vectors.
-        rnn_type (`str`, defaults to `"lstm"`): one of `"lstm"`, `"gru"`, `"rnn"`.
+        rnn_type (`str`, defaults to `"gru"`): one of `"lstm"`, `"gru"`, `"rnn"`.
         rnn_nonlinearity (`str`, defaults to `"tanh"`): `"tanh"` or `"relu"`, only for `rnn_type="rnn"`.
         hidden_size (`int`, defaults to 256): state size of one direction of one layer.
         num_layers (`int`, defaults to 1): stacked recurrent layers.
@@ -109,17 +119,17 @@ class SeqRegConfig(PretrainedConfig):
         direction_merge (`str`, defaults to `"concat"`): how the forward and backward vectors are
             combined, for the per-token outputs and for the final states alike. `"concat"` gives
             2 * hidden_size features, `"sum"` and `"mean"` give hidden_size.
-        pooling (`str`, defaults to `"last"`): how a sentence vector is made from the merged outputs.
+        pooling (`str`, defaults to `"mean_max"`): how a sentence vector is made from the merged outputs.
             `"last"` is the final state of every direction: the forward state after the last real
             token and the backward state after reading back to the first token (never a state at
             padding). `"mean"` / `"max"` pool over real tokens only, `"mean_max"` concatenates both,
             `"attention"` is a learned softmax over real tokens.
-        embedding_dropout (`float`, defaults to 0.0): dropout on the word vectors.
-        word_dropout (`float`, defaults to 0.0): in training, the probability that a whole token's input vector is
+        embedding_dropout (`float`, defaults to 0.3): dropout on the word vectors.
+        word_dropout (`float`, defaults to 0.2): in training, the probability that a whole token's input vector is
             zeroed (the token is "forgotten"), so the model cannot lean on a few words. Applied after
             `embedding_dropout`; no effect in eval mode.
         rnn_dropout (`float`, defaults to 0.0): dropout between stacked layers (needs num_layers > 1).
-        head_dropout (`float`, defaults to 0.1): dropout on the sentence vector before the head.
+        head_dropout (`float`, defaults to 0.4): dropout on the sentence vector before the head.
         head_hidden_sizes (`list[int]`, defaults to `[]`): hidden layers of an optional MLP head;
             empty means one linear layer. No activation follows the last layer, so any real value,
             negative included, can be predicted.
@@ -129,7 +139,7 @@ class SeqRegConfig(PretrainedConfig):
             Pearson r measures) while still penalizing a shifted or rescaled prediction. It needs batches of at
             least 2 rows; a batch of one row falls back to MSE.
         huber_delta (`float`, defaults to 1.0): the Huber threshold, in standardized units.
-        ensemble_size (`int`, defaults to 1): independent members (each its own recurrent encoder, pooler and
+        ensemble_size (`int`, defaults to 3): independent members (each its own recurrent encoder, pooler and
             head, with its own initialization and dropout masks) over the one shared embedding matrix. `logits` are
             the mean of the members' predictions; the loss is the mean of the members' own losses, so each member
             learns as a separate model would (no co-adaptation) and averaging cancels part of their errors.
@@ -165,22 +175,22 @@ class SeqRegConfig(PretrainedConfig):
         embedding_layers=None,
         layer_mix="mean",
         num_token_features=0,
-        rnn_type="lstm",
+        rnn_type="gru",
         rnn_nonlinearity="tanh",
         hidden_size=256,
         num_layers=1,
         bidirectional=True,
         direction_merge="concat",
-        pooling="last",
-        embedding_dropout=0.0,
-        word_dropout=0.0,
+        pooling="mean_max",
+        embedding_dropout=0.3,
+        word_dropout=0.2,
         rnn_dropout=0.0,
-        head_dropout=0.1,
+        head_dropout=0.4,
         head_hidden_sizes=None,
         head_activation="relu",
         loss="mse",
         huber_delta=1.0,
-        ensemble_size=1,
+        ensemble_size=3,
         label_means=None,
         label_stds=None,
         initializer_range=0.02,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .tokenization import SPECIAL_TOKENS, build_word_tokenizer, pad_right, pre_tokenize
+from .tokenization import MAX_LENGTH, SPECIAL_TOKENS, build_word_tokenizer, pad_right, pre_tokenize
 from .vectors import load_vectors
 
 DEFAULT_EMBEDDINGS = "minilm"
@@ -116,7 +116,8 @@ def _is_model2vec_dir(path):
 
 
 def load_embeddings(spec=None, *, format="auto", limit=None, lowercase=None, unk_init="mean", corpus=None,
-                    top_n=None, on_duplicate="error", model_max_length=512, progress=True, trust_remote_code=False):
+                    top_n=None, on_duplicate="error", model_max_length=MAX_LENGTH, progress=True,
+                    trust_remote_code=False):
     """Load embeddings from a vector file, a transformers directory / Hub id, or a model2vec directory.
 
     Args:

@@ -91,5 +91,11 @@ def explain(rnn_type="lstm", bidirectional=False, num_layers=1, hidden_size=4, i
     return lines
 
 
-def main(args):
+def main(argv=None):
+    """`seqreg-hf explain`."""
+    import sys
+
+    from .arguments import parse_command
+
+    (args,) = parse_command("explain", sys.argv[1:] if argv is None else argv)
     print("\n".join(explain(args.rnn_type, args.bidirectional, args.num_layers, args.hidden_size)))

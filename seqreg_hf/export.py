@@ -381,3 +381,20 @@ class OnnxSession:
 
 __all__ = ["export_onnx", "export_graph", "OnnxGraph", "OnnxSession", "ONNX_FILE", "INT8_FILE", "dense_path_only",
            "check_batches", "random_batches"]
+
+
+def main(argv=None):
+    """`seqreg-hf export`."""
+    import json
+    import sys
+
+    from .arguments import parse_command
+    from .logs import configure
+
+    args, run = parse_command("export", sys.argv[1:] if argv is None else argv)
+    configure(run.log_level, run.disable_tqdm)
+    if not args.model_name_or_path or not args.output_dir:
+        raise ValueError("--model_name_or_path and --output_dir are required: the model to export and where to.")
+    report = export_onnx(args.model_name_or_path, args.output_dir, quantize=args.quantize, opset=args.opset,
+                         trust_remote_code=args.trust_remote_code)
+    print(json.dumps(report, indent=2))

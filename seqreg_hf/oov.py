@@ -38,3 +38,29 @@ def format_report(report):
         "most frequent OOV words: " + ", ".join(f"{w} ({n})" for w, n in report["most_frequent_oov"]),
     ]
     return "\n".join(lines)
+
+
+def main(argv=None):
+    """`seqreg-hf oov`: the report of a file's texts under a model's (or embeddings') tokenizer."""
+    import json
+    import sys
+
+    from .arguments import parse_command
+    from .data import read_texts
+    from .embeddings import load_embeddings
+    from .loading import load_tokenizer
+    from .logs import configure
+
+    args, run = parse_command("oov", sys.argv[1:] if argv is None else argv)
+    configure(run.log_level, run.disable_tqdm)
+    if args.model_name_or_path and args.embeddings:
+        raise ValueError("give --model_name_or_path or --embeddings, not both: the tokenizer comes from one of them.")
+    if not args.train_file:
+        raise ValueError("--train_file is required: the file of texts to measure.")
+    trust = args.trust_remote_code
+    if args.model_name_or_path:
+        tokenizer = load_tokenizer(args.model_name_or_path, trust_remote_code=trust)
+    else:
+        tokenizer = load_embeddings(args.embeddings, progress=not run.disable_tqdm, trust_remote_code=trust).tokenizer
+    report = oov_report(tokenizer, read_texts(args.train_file, args.text_column), top=args.top)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))

@@ -31,12 +31,17 @@ def word_normalizer(lowercase):
     return normalizers.Sequence(steps)
 
 
+# Tokens kept per text by a new model's tokenizer (saved with it, so predict truncates alike): a sentence-regression
+# text is a sentence or a short paragraph, and the RNN's cost grows with the longest row of a batch.
+MAX_LENGTH = 128
+
+
 def word_pre_tokenizer():
     return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
                                     pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated")])
 
 
-def build_word_tokenizer(words, lowercase, model_max_length=512):
+def build_word_tokenizer(words, lowercase, model_max_length=MAX_LENGTH):
     """A WordLevel tokenizer over [PAD], [UNK] and `words` (ids 0, 1, 2, ...), wrapped for transformers.
 
     `words` must not repeat and must not contain the special tokens.

@@ -12,9 +12,10 @@ import time
 from datasets import IterableDataset
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
-from .arguments import EMBEDDING_OPTIONS, TRAINING_TIME_OPTIONS, architecture_from, parse_arguments
+from .arguments import EMBEDDING_OPTIONS, parse_arguments
 from .builder import build_from
 from .checkpoints import TrainingInterrupted
+from .configuration_seqreg import TRAINING_TIME_OPTIONS
 from .data import DataError, check_selection_split, load_clean_data, tokenize_splits
 from .embeddings import load_embeddings
 from .loading import load_model_dir
@@ -45,7 +46,7 @@ def check_run(run):
 
 def load_or_build_model(run, train_texts):
     """(model, tokenizer): the starting model of --model_name_or_path, or a new one over --embeddings."""
-    architecture, explicit = architecture_from(run)
+    architecture, explicit = run.architecture.config_kwargs(), run.explicit
     labels = run.data.label_columns
     start = run.model.model_name_or_path
     if not start:
@@ -53,7 +54,7 @@ def load_or_build_model(run, train_texts):
                                  **run.embeddings.loader_options(train_texts, not run.training.disable_tqdm))
         model = build_from(source, run.embeddings.embeddings, id2label=dict(enumerate(labels)), **architecture)
         return model, source.tokenizer
-    fixed = sorted(explicit - set(TRAINING_TIME_OPTIONS))
+    fixed = sorted(explicit & set(architecture) - set(TRAINING_TIME_OPTIONS))
     model, tokenizer = load_model_dir(start, config_updates={k: architecture[k] for k in explicit
                                                              if k in TRAINING_TIME_OPTIONS},
                                       trust_remote_code=run.embeddings.trust_remote_code)
@@ -120,10 +121,10 @@ def train_run(run):
              for s, d in raw.items()}
     card_callback = CardCallback(data_args, run.embeddings, bad_rows, sizes)
     trainer = SeqRegTrainer(
-        model=model, args=training_args, length_buckets=model_args.length_buckets, run_identity=identity,
+        model=model, args=training_args, length_buckets=training_args.length_buckets, run_identity=identity,
         train_dataset=tokenized["train"], eval_dataset=tokenized.get("validation"), processing_class=tokenizer,
         data_collator=collator, compute_metrics=metrics_fn(data_args.label_columns),
-        callbacks=[*early_stopping(model_args.early_stopping_patience, training_args), card_callback])
+        callbacks=[*early_stopping(training_args.early_stopping_patience, training_args), card_callback])
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()  # model + tokenizer + code into output_dir
     trainer.remove_callback(EarlyStoppingCallback)  # it judges evaluations during training, not the final ones

@@ -15,9 +15,15 @@ REPO = Path(__file__).resolve().parents[1]
 EMOBANK = REPO.parent / "shared" / "data" / "emobank.csv"
 
 
+# The textbook model (one bidirectional LSTM read at its final states, no dropout), which most unit tests take apart;
+# SeqRegConfig's own defaults are the recommended model.
+TEXTBOOK = dict(rnn_type="lstm", pooling="last", ensemble_size=1, head_dropout=0.0, embedding_dropout=0.0,
+                word_dropout=0.0)
+
+
 def tiny_config(**overrides):
     """A vocabulary of tens of words and dims of 8: fast enough to parametrize widely."""
-    values = dict(vocab_size=40, embedding_dim=8, hidden_size=8, num_labels=2, head_dropout=0.0)
+    values = dict(vocab_size=40, embedding_dim=8, hidden_size=8, num_labels=2, **TEXTBOOK)
     values.update(overrides)
     return SeqRegConfig(**values)
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
+import seqreg_hf
 from seqreg_hf import SeqRegForSequenceRegression, init_model_dir
 from seqreg_hf.embeddings import default_embeddings_path, load_embeddings
 
@@ -250,14 +251,13 @@ def test_the_cache_is_reused_and_rebuilt_when_the_layers_change(tiny_bert, token
 
 
 def test_the_contextual_recipe_is_a_config_file_train_reads():
-    from seqreg_hf.arguments import architecture_from, parse_arguments
+    from seqreg_hf.arguments import parse_arguments
 
     from .conftest import REPO
 
-    recipe = REPO / "seqreg_hf" / "recipes" / "emobank_contextual.json"
-    assert (REPO / "scripts" / "configs" / "emobank_contextual.json").resolve() == recipe.resolve()
+    recipe = REPO / "scripts" / "configs" / "emobank_contextual.json"
     run = parse_arguments([str(recipe), "--seed", "3"])
-    architecture, _ = architecture_from(run)
-    assert architecture["embedding_type"] == "contextual" and architecture["ensemble_size"] == 1
+    assert run.architecture.embedding_type == "contextual" and run.architecture.ensemble_size == 1
+    assert run.architecture.rnn_type == seqreg_hf.SeqRegConfig().rnn_type  # the rest: the config's defaults
     assert run.training.seed == 3 and run.training.num_train_epochs == 10
     assert run.data.label_columns == ["V", "A", "D"] and run.data.split_column == "split"

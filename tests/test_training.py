@@ -13,8 +13,8 @@ from huggingface_hub import ModelCard
 from scipy import stats
 from transformers import AutoModel, AutoModelForSequenceClassification, pipeline
 
-from seqreg_hf import SeqRegModel
-from seqreg_hf.arguments import DataArguments, parse_arguments
+from seqreg_hf import SeqRegConfig, SeqRegModel
+from seqreg_hf.arguments import DataArguments, SeqRegTrainingArguments, parse_arguments
 from seqreg_hf.builder import init_model_dir
 from seqreg_hf.cli import main as cli
 from seqreg_hf.data import DataError, fetch_train_file
@@ -272,16 +272,14 @@ def test_missing_label_columns_is_a_clear_error(tmp_path):
 
 
 def test_one_line_defaults_are_the_emobank_recipe(tmp_path):
-    """`seqreg-hf train` with only data arguments must train the recipe's model (the issue's one-line promise)."""
-    recipe = json.loads((REPO / "scripts" / "configs" / "emobank.json").read_text())
-    parsed = parse_arguments(["--train_file", "x.csv", "--label_columns", "y", "--output_dir", str(tmp_path)])
-    defaults = {}
-    for group in parsed[:5]:
-        defaults.update(vars(group) if not hasattr(group, "to_dict") else group.to_dict())
-    data_and_output = {"train_file", "data_url", "split_column", "text_column", "label_columns", "output_dir"}
-    for key, value in recipe.items():
-        if key not in data_and_output:
-            assert defaults[key] == value, f"default {key}={defaults[key]!r} but the recipe has {value!r}"
+    """`seqreg-hf train scripts/configs/emobank.json` trains the recommended model: the recipe names the data, and
+    every architecture and training value comes from the one home of its default."""
+    recipe = REPO / "scripts" / "configs" / "emobank.json"
+    parsed = parse_arguments([str(recipe), "--output_dir", str(tmp_path)])
+    assert parsed.architecture == parse_arguments(["--output_dir", str(tmp_path)]).architecture
+    assert SeqRegConfig(**parsed.architecture.config_kwargs()).to_dict() == SeqRegConfig().to_dict()
+    assert parsed.training.learning_rate == SeqRegTrainingArguments(output_dir=str(tmp_path)).learning_rate == 2e-3
+    assert parsed.data.label_columns == ["V", "A", "D"] and parsed.data.split_column == "split"
 
 
 def test_no_validation_split_is_refused_early_with_the_fix(tmp_path, capsys):
