@@ -81,10 +81,10 @@ def main(argv=None):
         export = export_onnx(args.model_dir, folder, quantize="int8")
         half = os.path.join(folder, "float16_matrix")  # the same model, its frozen matrix stored in float16
         model = backends["torch"].model
-        model.config.embeddings_dtype = "float16"
+        stored, model.config.embeddings_dtype = model.config.embeddings_dtype, "float16"
         model.save_pretrained(half)
         backends["torch"].tokenizer.save_pretrained(half)
-        model.config.embeddings_dtype = "float32"
+        model.config.embeddings_dtype = stored  # the loaded model as it was, not an assumed default
         backends["fp16 matrix"] = Predictor.from_dir(half)
         backends["onnx fp32"] = Predictor.from_dir(folder, backend="onnx")
         backends["onnx int8"] = Predictor.from_dir(folder, backend="onnx", onnx_file=INT8_FILE)
