@@ -1,25 +1,16 @@
 """The speed benchmark counts the sentences that actually ran."""
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 
+from scripts.measure import benchmark
 from seqreg_hf.embeddings import load_embeddings
 from seqreg_hf.trainer import LengthBucketBatchSampler
 
-from .conftest import EMOBANK, REPO
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark", REPO / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import EMOBANK
 
 
 def test_training_throughput_counts_the_rows_the_sampler_yielded():
-    benchmark = load_benchmark()
     source = load_embeddings(None)
     texts = pd.read_csv(EMOBANK, keep_default_na=False).query("split == 'train' and text != ''")["text"].head(400)
     ids = source.tokenizer(texts.tolist(), truncation=True, max_length=128)["input_ids"]

@@ -14,7 +14,7 @@ import pytest
 
 from .conftest import REPO
 
-SOURCES = sorted((REPO / "seqreg_hf").rglob("*.py")) + sorted((REPO / "scripts").glob("*.py")) + [
+SOURCES = sorted((REPO / "seqreg_hf").rglob("*.py")) + sorted((REPO / "scripts").rglob("*.py")) + [
     REPO / "seqreg_hf_cli.py"]
 
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "cloudpickle", "dill", "joblib", "shelve", "marshal"}

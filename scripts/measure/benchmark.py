@@ -1,8 +1,9 @@
 """Speed benchmark on EmoBank's train split: seqreg_hf against the naive loop and the kernel bound.
 
 Everything is measured in one run, on the same sentences, and printed as one JSON object plus a table.
-Fixed model: BiLSTM, hidden 256, one layer, frozen 384-d MiniLM input embeddings, 3 targets, batch 32; the
-recipe's own config (scripts/configs/emobank.json) is a second row. For an ensemble (ensemble_size K), the loop
+Fixed model: BiLSTM, hidden 256, one layer, read at its final states, one network, no dropout, frozen 384-d MiniLM
+input embeddings, 3 targets, batch 32; the recipe (scripts/configs/emobank.json: SeqRegConfig's defaults and the
+values the recipe sets) is a second row. For an ensemble (ensemble_size K), the loop
 (a), the kernel bounds (c), (e), (g) and the FLOP counts run all K members, so every ratio compares the same model.
 
 Every throughput divides the sentences that actually went through (counted by the collator or the predictor)
@@ -23,14 +24,14 @@ Inference:
   (g) bare forward of one sentence, p50 (ms)
 Also: a GEMM peak (GFLOP/s of a 2048^3 fp32 matmul), model FLOP utilization of (b) and (d), peak RSS.
 
-Usage: python scripts/benchmark.py [--quick] [--data ../shared/data/emobank.csv]
+Usage: python -m scripts.measure.benchmark [--quick] [--data ../shared/data/emobank.csv]
 """
 
 import argparse
+import inspect
 import json
 import os
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -39,11 +40,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from scripts.common import EMOBANK_CSV, REPO, gemm_peak
+from seqreg_hf import SeqRegConfig
 from seqreg_hf.modeling_seqreg import RNN_CLASSES
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The textbook model, pinned in every option the recommended model (SeqRegConfig's defaults) sets otherwise, so that
+# this row measures the same network whatever the defaults are.
 FIXED = {"rnn_type": "lstm", "hidden_size": 256, "num_layers": 1, "bidirectional": True, "pooling": "last",
-         "direction_merge": "concat", "head_dropout": 0.0}
+         "direction_merge": "concat", "head_dropout": 0.0, "embedding_dropout": 0.0, "word_dropout": 0.0,
+         "ensemble_size": 1}
+# What a recipe may set of the architecture: SeqRegConfig's own arguments (its defaults fill in the rest).
+ARCHITECTURE_OPTIONS = set(inspect.signature(SeqRegConfig.__init__).parameters) - {"self", "kwargs"}
 
 
 def load_sentences(path, tokenizer, limit):
@@ -67,46 +74,21 @@ def padded(ids, rows, pad_id=0):
 
 def rnn_flops_per_token(config, input_size):
     """Forward FLOPs (2 x multiply-adds) of one token through every layer and direction of every ensemble member:
-    gates x (I + H) x H, with 4 gates for an LSTM, 3 for a GRU, 1 for a plain RNN."""
-    hidden, directions = config["hidden_size"], 2 if config["bidirectional"] else 1
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[config.get("rnn_type", "lstm")]
+    gates x (I + H) x H, with 4 gates for an LSTM, 3 for a GRU, 1 for a plain RNN. `config` is a SeqRegConfig."""
+    hidden, directions = config.hidden_size, 2 if config.bidirectional else 1
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[config.rnn_type]
     flops, width = 0, input_size
-    for _ in range(config["num_layers"]):
+    for _ in range(config.num_layers):
         flops += directions * 2 * gates * hidden * (width + hidden)
         width = hidden * directions
-    return flops * config.get("ensemble_size", 1)
-
-
-def gemm_peak(size=2048, repeats=7):
-    """GFLOP/s of a size^3 fp32 matmul: the better of torch.mm (MKL/OpenBLAS) and a oneDNN linear layer, since
-    the RNN kernels run on oneDNN, which on some CPUs (MKL on AMD) is much faster than torch.mm."""
-    import torch.utils.mkldnn as mkldnn
-
-    def median_seconds(fn):
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    flops = 2 * size**3
-    peaks = {"torch_mm": flops / median_seconds(lambda: torch.mm(a, b)) / 1e9}
-    if torch.backends.mkldnn.is_available():
-        linear = mkldnn.to_mkldnn(nn.Linear(size, size, bias=False))
-        x = a.to_mkldnn()
-        with torch.no_grad():
-            peaks["onednn_linear"] = flops / median_seconds(lambda: linear(x)) / 1e9
-    return max(peaks.values()), {k: round(v, 1) for k, v in peaks.items()}
+    return flops * config.ensemble_size
 
 
 def bare_rnns(config, input_size):
-    """One bare RNN per ensemble member: the kernel work of the same model."""
-    return [RNN_CLASSES[config["rnn_type"]](input_size, config["hidden_size"], num_layers=config["num_layers"],
-                                      bidirectional=config["bidirectional"], batch_first=True)
-            for _ in range(config.get("ensemble_size", 1))]
+    """One bare RNN per ensemble member of `config` (a SeqRegConfig): the kernel work of the same model."""
+    return [RNN_CLASSES[config.rnn_type](input_size, config.hidden_size, num_layers=config.num_layers,
+                                         bidirectional=config.bidirectional, batch_first=True)
+            for _ in range(config.ensemble_size)]
 
 
 def run_all(rnns, x):
@@ -117,8 +99,8 @@ def naive_loop(ids, labels, embedding, config, count):
     """(a): what the seed code does, one sentence per step (with the correct final states, not output[-1])."""
     torch.manual_seed(0)
     rnns = bare_rnns(config, embedding.size(1))
-    directions = 2 if config["bidirectional"] else 1
-    heads = [nn.Linear(directions * config["hidden_size"], 3) for _ in rnns]
+    directions = 2 if config.bidirectional else 1
+    heads = [nn.Linear(directions * config.hidden_size, 3) for _ in rnns]
     parameters = [p for module in rnns + heads for p in module.parameters()]
     optimizer = torch.optim.Adam(parameters, lr=1e-3)
     start = time.perf_counter()
@@ -200,8 +182,9 @@ class StepClock:
 WARMUP_STEPS = 3
 
 
-def trainer_train(source, ids, labels, config, steps, mode):
-    """(b) training through Trainer with batches of 32, counting what ran. `mode`:
+def trainer_train(source, ids, labels, overrides, steps, mode):
+    """(b) training through Trainer with batches of 32, counting what ran. `overrides` are architecture options
+    laid over SeqRegConfig's defaults, as `seqreg-hf train` flags are. `mode`:
     - "plain": a user's own script: transformers' Trainer and TrainingArguments(train_sampling_strategy=
       "group_by_length") with DataCollatorWithPadding over SeqRegForSequenceRegression;
     - "cli": what `seqreg-hf train` builds (SeqRegTrainer, SeqRegTrainingArguments: group_by_length);
@@ -214,7 +197,7 @@ def trainer_train(source, ids, labels, config, steps, mode):
     from seqreg_hf.builder import build_model
     from seqreg_hf.trainer import SeqRegTrainer
 
-    model = build_model(source, num_labels=3, **config)
+    model = build_model(source, num_labels=3, **overrides)
     data = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids],
                               "labels": labels.tolist(), "length": [len(x) for x in ids]})
     collator, clock = CountingCollator(source.tokenizer), StepClock()
@@ -256,9 +239,12 @@ def padded_forward(model, batches, pad_id):
     return sum(len(b) for b in batches) / (time.perf_counter() - start)
 
 
-def row(name, config, source, texts, ids, labels, embedding, quick):
+def row(name, overrides, source, texts, ids, labels, embedding, quick):
+    """One column of the report: the model SeqRegConfig(**overrides) through (a) to (g)."""
     from seqreg_hf.data import exact_length_batches
     from seqreg_hf.prediction import Predictor
+
+    config = SeqRegConfig(**overrides)
 
     infer_count = 512 if quick else len(ids)
     naive_count = 64 if quick else 600
@@ -269,7 +255,7 @@ def row(name, config, source, texts, ids, labels, embedding, quick):
     result["a_naive_loop"] = naive_loop(ids, labels, embedding, config, naive_count)
     trained = {}
     for mode in ("plain", "cli", "buckets"):
-        speed, model, collator = trainer_train(source, ids, labels, config, steps, mode)
+        speed, model, collator = trainer_train(source, ids, labels, overrides, steps, mode)
         result[f"b_{mode}"] = speed
         result[f"c_kernel_{mode}"] = kernel_train(embedding, config, collator.batches[WARMUP_STEPS:])
         result[f"b_{mode}_rows"] = collator.rows
@@ -316,12 +302,11 @@ def row(name, config, source, texts, ids, labels, embedding, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts: finishes in under a minute")
-    parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "emobank.csv"))
+    parser.add_argument("--data", default=EMOBANK_CSV)
     parser.add_argument("--recipe", default=os.path.join(REPO, "scripts", "configs", "emobank.json"))
     args = parser.parse_args()
     from transformers.utils import logging as hf_logging
 
-    from seqreg_hf.arguments import ArchitectureArguments
     from seqreg_hf.embeddings import load_embeddings
     from seqreg_hf.logs import configure
 
@@ -334,7 +319,7 @@ def main():
     peak, peaks = gemm_peak(1024 if args.quick else 2048)
     with open(args.recipe, encoding="utf-8") as handle:
         recipe = json.load(handle)
-    recipe_config = {k: v for k, v in recipe.items() if k in ArchitectureArguments.__dataclass_fields__}
+    recipe_config = {k: v for k, v in recipe.items() if k in ARCHITECTURE_OPTIONS}
     report = {
         "torch": torch.__version__, "threads": torch.get_num_threads(), "sentences": len(ids), "quick": args.quick,
         "gemm_peak_gflops": None,

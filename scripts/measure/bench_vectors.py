@@ -4,7 +4,7 @@ Each reader runs in a fresh subprocess so that its peak RSS is its own. Printed 
 seqreg_hf's reader, gensim's KeyedVectors.load_word2vec_format (the field's reference), and the whole
 `load_embeddings` (reader + [PAD]/[UNK] rows + tokenizer). Peak RSS is divided by the matrix's own size.
 
-Usage: python scripts/bench_vectors.py [--words 400000] [--dim 300] [--file /tmp/glove_bench.txt] [--repeats 1]
+Usage: python -m scripts.measure.bench_vectors [--words 400000] [--dim 300] [--file /tmp/glove_bench.txt] [--repeats 1]
 """
 
 import argparse

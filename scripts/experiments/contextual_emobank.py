@@ -1,12 +1,12 @@
 """The contextual EmoBank recipe over several seeds, beside the static one, measured in one run.
 
-    python scripts/contextual_emobank.py [--seeds 42 43 44] [--output_root outputs/contextual]
+    python -m scripts.experiments.contextual_emobank [--seeds 42 43 44] [--output_root outputs/contextual]
 
 Each seed trains `seqreg_hf.train` with the recipe below (MiniLM-L6's 7 hidden states, their mean, read by one
 BiGRU-256 with mean_max pooling) on EmoBank's train split, selects on dev and reports dev and test. The transformer
 runs once per split (the float16 state cache); the first seed pays for it,
-the others reuse it. The recipe is seqreg_hf/recipes/emobank_contextual.json, laid over the static
-recipe's defaults for everything it does not set. Then:
+the others reuse it. The recipe is scripts/configs/emobank_contextual.json, laid over `seqreg-hf train`'s
+defaults for everything it does not set. Then:
 - the cost of float16 states: dev r of each run as trained (cached float16 states) against `evaluate` run live
   (float32 states through Predictor);
 - sentences/s through Predictor on the test texts, contextual (transformer live) against the static recipe model
@@ -19,25 +19,20 @@ import json
 import os
 import resource
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark import gemm_peak  # noqa: E402
+import seqreg_hf
+from scripts.common import EMOBANK_CSV, REPO, gemm_peak
+from seqreg_hf.evaluation import evaluate_model_dir
 
-import seqreg_hf  # noqa: E402
-from seqreg_hf.evaluation import evaluate_model_dir  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "emobank.csv")
-RECIPE_FILE = os.path.join(ROOT, "seqreg_hf", "recipes", "emobank_contextual.json")  # what `seqreg-hf train FILE` reads
+RECIPE_FILE = os.path.join(REPO, "scripts", "configs", "emobank_contextual.json")  # as a user names it to train
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    parser.add_argument("--output_root", default=os.path.join(ROOT, "outputs", "contextual"))
-    parser.add_argument("--static_model", default=os.path.join(ROOT, "outputs", "emobank"))
+    parser.add_argument("--output_root", default=os.path.join(REPO, "outputs", "contextual"))
+    parser.add_argument("--static_model", default=os.path.join(REPO, "outputs", "emobank"))
     parser.add_argument("--retrain", action="store_true", help="train seeds whose output_dir holds a finished run")
     args = parser.parse_args(argv)
     peak, _ = gemm_peak()
@@ -49,11 +44,11 @@ def main(argv=None):
             with open(os.path.join(out, "metrics.json"), encoding="utf-8") as handle:
                 metrics = json.load(handle)
         else:
-            metrics = seqreg_hf.train(RECIPE_FILE, train_file=DATA, split_column="split", output_dir=out, seed=seed,
+            metrics = seqreg_hf.train(RECIPE_FILE, train_file=EMOBANK_CSV, split_column="split", output_dir=out, seed=seed,
                                       label_columns=["V", "A", "D"], disable_tqdm=True, report_to="none",
                                       overwrite_output_dir=True)  # an unfinished or --retrain run starts over
         seconds = time.perf_counter() - start
-        live, _, _ = evaluate_model_dir(out, DATA, split_column="split", split="validation")
+        live, _, _ = evaluate_model_dir(out, EMOBANK_CSV, split_column="split", split="validation")
         runs.append({"seed": seed, "seconds": round(seconds, 1),
                      "train_runtime": metrics["train"]["train_runtime"],
                      "states_seconds": metrics["contextual_states_seconds"],
@@ -64,7 +59,7 @@ def main(argv=None):
         print(json.dumps(runs[-1]), flush=True)
     import pandas as pd
 
-    texts = pd.read_csv(DATA, keep_default_na=False).query("split == 'test'")["text"].tolist()
+    texts = pd.read_csv(EMOBANK_CSV, keep_default_na=False).query("split == 'test'")["text"].tolist()
     speed = {}
     for name, folder in (("static", args.static_model), ("contextual", os.path.join(args.output_root,
                                                                                     f"seed{args.seeds[0]}"))):

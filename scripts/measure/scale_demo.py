@@ -5,7 +5,7 @@ then runs `seqreg-hf train` on it in a subprocess, once with --streaming (an Ite
 lazily, one pass counts bad rows and computes label statistics in constant memory) and once through the
 `datasets` Arrow cache (memory-mapped). Prints peak RSS and training throughput of each.
 
-Usage: python scripts/scale_demo.py [--rows 2000000] [--max_steps 300] [--modes streaming arrow]
+Usage: python -m scripts.measure.scale_demo [--rows 2000000] [--max_steps 300] [--modes streaming arrow]
 """
 
 import argparse
@@ -16,27 +16,7 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
-LEXICON = {"joy": 1.0, "love": 0.9, "calm": 0.4, "table": 0.0, "walk": 0.1, "rain": -0.3, "fear": -0.8,
-           "anger": -0.9, "grief": -1.0, "noise": -0.2, "sun": 0.6, "friend": 0.7, "storm": -0.6, "door": 0.0}
-
-
-def generate(path, rows, seed=0):
-    rng = np.random.default_rng(seed)
-    words = np.array(list(LEXICON))
-    weights = np.array([LEXICON[w] for w in words])
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("text,score,intensity\n")
-        for start in range(0, rows, 100_000):
-            n = min(100_000, rows - start)
-            lengths = rng.integers(3, 9, size=n)
-            picks = rng.integers(0, len(words), size=(n, 8))
-            for k in range(n):
-                chosen = picks[k, : lengths[k]]
-                score = weights[chosen].mean() + rng.normal(0, 0.1)
-                handle.write(f"{' '.join(words[chosen])},{score:.4f},{np.abs(weights[chosen]).max():.4f}\n")
-
+from scripts.common import write_short_texts
 
 # Runs the CLI, then writes this process's own peak RSS next to the run's outputs.
 CHILD = ("import json, resource, sys; from seqreg_hf.cli import main; code = main(sys.argv[2:]); "
@@ -82,8 +62,8 @@ def main():
     train, dev = os.path.join(workdir, "train.csv"), os.path.join(workdir, "dev.csv")
     if not os.path.exists(train):
         start = time.perf_counter()
-        generate(train, args.rows)
-        generate(dev, 2000, seed=1)
+        write_short_texts(train, args.rows)
+        write_short_texts(dev, 2000, seed=1)
         print(f"generated {args.rows} rows ({os.path.getsize(train) / 2**20:.0f} MiB) in "
               f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
     results = [run(mode, train, dev, args.max_steps, os.path.join(workdir, mode)) for mode in args.modes]

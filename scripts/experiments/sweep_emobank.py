@@ -8,7 +8,7 @@ the second (BiGRU, lr 2e-3, dropouts 0.2 / 0.3); word_dropout* and ccc changed t
 epochs, no word dropout); ensemble3 changed the fourth (word dropout 0.2, 15 epochs, one network), which "single"
 restores; arousal_only is "single" trained on one target, A. "base" is always the recipe file as it is now (a
 3-member ensemble).
-Usage: python scripts/sweep_emobank.py OUT.jsonl [variant ...] [--seeds 42 43 44]
+Usage: python -m scripts.experiments.sweep_emobank OUT.jsonl [variant ...] [--seeds 42 43 44]
 """
 
 import argparse
@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 
+from scripts.common import REPO
 from seqreg_hf import train
 
 VARIANTS = {
@@ -86,7 +87,7 @@ if __name__ == "__main__":
     parser.add_argument("out")
     parser.add_argument("variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
-    parser.add_argument("--recipe", default="scripts/configs/emobank.json")
+    parser.add_argument("--recipe", default=os.path.join(REPO, "scripts", "configs", "emobank.json"))
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "seqreg_sweep"),
                         help="where each variant's run directory goes")
     args = parser.parse_args()

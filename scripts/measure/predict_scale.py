@@ -1,7 +1,7 @@
 """Prediction at scale: N short texts through `seqreg-hf predict` in 1 and in 2 processes (torchrun), with the rows
 that came out, rows/s and the peak RSS of the largest process, measured in one run.
 
-    python scripts/predict_scale.py [--rows 2000000] [--model_dir DIR]
+    python -m scripts.measure.predict_scale [--rows 2000000] [--model_dir DIR]
 
 Without --model_dir a small model (one unidirectional GRU-32 over the frozen MiniLM matrix) is built with
 `seqreg-hf init`: the figure is about reading, tokenizing, chunking and writing, which the model does not change.
@@ -14,17 +14,14 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scale_demo import generate  # noqa: E402  (the same corpus of short texts the training scale demo uses)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from scripts.common import REPO, write_short_texts
 
 
 def run(command, env):
     """(seconds, peak RSS in KiB of the largest process of this command), the RSS by GNU time (wait4's rusage
     covers the command's own children, e.g. torchrun's ranks)."""
     start = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *command], env=env, cwd=ROOT, capture_output=True,
+    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *command], env=env, cwd=REPO, capture_output=True,
                             text=True)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
@@ -45,9 +42,9 @@ def main(argv=None):
         if not args.model_dir:
             subprocess.run([sys.executable, "-m", "seqreg_hf.cli", "init", "--output_dir", model, "--rnn_type", "gru",
                             "--hidden_size", "32", "--bidirectional", "false", "--ensemble_size", "1",
-                            "--label_columns", "score"], env=env, cwd=ROOT, check=True, capture_output=True)
+                            "--label_columns", "score"], env=env, cwd=REPO, check=True, capture_output=True)
         texts = os.path.join(folder, "texts.csv")
-        generate(texts, args.rows)
+        write_short_texts(texts, args.rows)
         size = os.path.getsize(texts)
         common = ["-m", "seqreg_hf.cli", "predict", "--model_name_or_path", model, "--test_file", texts,
                   "--chunk_rows", str(args.chunk_rows), "--disable_tqdm", "true", "--std", "false"]

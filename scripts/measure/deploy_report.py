@@ -1,6 +1,6 @@
 """Deploy figures of a trained model, all measured in one run: ONNX and int8 against torch.
 
-    python scripts/deploy_report.py --model_dir outputs/emobank [--json outputs/deploy_report.json]
+    python -m scripts.measure.deploy_report --model_dir outputs/emobank [--json outputs/deploy_report.json]
 
 1. Export (`seqreg_hf.export.export_onnx`, with the int8 variant) into a temporary directory.
 2. Quality on the EmoBank test split: Pearson r per target for torch, torch with the frozen matrix stored in
@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -27,14 +26,10 @@ import pandas as pd
 import torch
 from scipy import stats
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark import gemm_peak  # noqa: E402
-
-from seqreg_hf import Predictor  # noqa: E402
-from seqreg_hf.export import INT8_FILE, ONNX_FILE, export_onnx  # noqa: E402
-from seqreg_hf.logs import configure  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from scripts.common import EMOBANK_CSV, REPO, gemm_peak
+from seqreg_hf import Predictor
+from seqreg_hf.export import INT8_FILE, ONNX_FILE, export_onnx
+from seqreg_hf.logs import configure
 
 
 def test_split(data, label_names):
@@ -70,8 +65,8 @@ def latency(predictor, texts):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_dir", default=os.path.join(ROOT, "outputs", "emobank"))
-    parser.add_argument("--data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "emobank.csv"))
+    parser.add_argument("--model_dir", default=os.path.join(REPO, "outputs", "emobank"))
+    parser.add_argument("--data", default=EMOBANK_CSV)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--singles", type=int, default=200)
     parser.add_argument("--json", default=None)
@@ -86,10 +81,10 @@ def main(argv=None):
         export = export_onnx(args.model_dir, folder, quantize="int8")
         half = os.path.join(folder, "float16_matrix")  # the same model, its frozen matrix stored in float16
         model = backends["torch"].model
-        model.config.embeddings_dtype = "float16"
+        stored, model.config.embeddings_dtype = model.config.embeddings_dtype, "float16"
         model.save_pretrained(half)
         backends["torch"].tokenizer.save_pretrained(half)
-        model.config.embeddings_dtype = "float32"
+        model.config.embeddings_dtype = stored  # the loaded model as it was, not an assumed default
         backends["fp16 matrix"] = Predictor.from_dir(half)
         backends["onnx fp32"] = Predictor.from_dir(folder, backend="onnx")
         backends["onnx int8"] = Predictor.from_dir(folder, backend="onnx", onnx_file=INT8_FILE)
