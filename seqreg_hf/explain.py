@@ -75,7 +75,8 @@ def explain(rnn_type="lstm", bidirectional=False, num_layers=1, hidden_size=4, i
     lines += ["", "Merging the two directions (config.direction_merge) into the pooled vector"]
     for merge in ("concat", "sum", "mean"):
         config = SeqRegConfig(vocab_size=10, embedding_dim=input_size, hidden_size=h, num_layers=num_layers,
-                              rnn_type=rnn_type, bidirectional=bidirectional, direction_merge=merge)
+                              rnn_type=rnn_type, bidirectional=bidirectional, direction_merge=merge,
+                              pooling="last", ensemble_size=1)  # the final states, of one network, as above
         model = SeqRegModel(config).eval()
         ids = torch.randint(1, 10, (batch, seq_len))
         mask = (torch.arange(seq_len)[None, :] < lengths_t[:, None]).long()

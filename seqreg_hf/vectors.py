@@ -2,7 +2,7 @@
 
 A reader of our own rather than gensim's ``load_word2vec_format`` because every bad line must be named
 (file, line number, reason) and memory must stay near the matrix itself: the matrix is allocated once
-at its final size and filled in place. It is as fast as gensim's reader (``scripts/bench_vectors.py``
+at its final size and filled in place. It is as fast as gensim's reader (``scripts/measure/bench_vectors.py``
 measures both in the same run) and gives the same vectors (``tests/test_vectors.py`` checks against gensim).
 """
 
