@@ -20,7 +20,7 @@ COMMANDS = {
     "predict": ("seqreg_hf.prediction", "score texts from a CSV / TSV / JSONL / TXT file or stdin"),
     "export": ("seqreg_hf.export", "write an ONNX graph of a trained model (checked against torch; int8 on request)"),
     "oov": ("seqreg_hf.oov", "out-of-vocabulary rates of a text file under a model's tokenizer"),
-    "explain": ("seqreg_hf.explain", "RNN output / h_n / c_n shapes and which slice is the sentence vector"),
+    "explain": ("seqreg_hf.shapes", "RNN output / h_n / c_n shapes and which slice is the sentence vector"),
 }
 
 USAGE = "\n".join([

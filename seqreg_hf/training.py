@@ -22,7 +22,7 @@ from .loading import load_model_dir
 from .logs import configure
 from .metrics import metrics_fn
 from .outputs import refuse_another_run, start_or_resume, write_run_outputs
-from .states import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
+from .contextual_cache import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
 from .trainer import CardCallback, SeqRegTrainer, early_stopping
 
 logger = logging.getLogger(__name__)

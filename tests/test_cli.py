@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from seqreg_hf.cli import main as cli
-from seqreg_hf.explain import explain
+from seqreg_hf.shapes import explain
 from seqreg_hf.oov import oov_report
 from seqreg_hf.tokenization import build_word_tokenizer
 

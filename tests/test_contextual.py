@@ -202,7 +202,7 @@ def tokenized_file(tmp_path):
 
 @pytest.mark.parametrize("mix", ["mean", "scalar"])
 def test_cached_states_are_the_live_ones_in_float16(tiny_bert, tokenized_file, tmp_path, mix):
-    from seqreg_hf.states import COLUMN, StatesCollator, cache_contextual_states, stored_layers
+    from seqreg_hf.contextual_cache import COLUMN, StatesCollator, cache_contextual_states, stored_layers
 
     splits, tokenizer = tokenized_file
     model, _ = init_model_dir(tmp_path / "model", str(tiny_bert), embedding_type="contextual", layer_mix=mix,
@@ -228,7 +228,7 @@ def test_cached_states_are_the_live_ones_in_float16(tiny_bert, tokenized_file, t
 
 def test_the_cache_is_reused_and_rebuilt_when_the_layers_change(tiny_bert, tokenized_file, tmp_path, monkeypatch):
     from seqreg_hf.modeling_seqreg import SeqRegEmbeddings
-    from seqreg_hf.states import COLUMN, cache_contextual_states
+    from seqreg_hf.contextual_cache import COLUMN, cache_contextual_states
 
     splits, tokenizer = tokenized_file
     calls = []
