@@ -1,6 +1,7 @@
 """Loading, cleaning and tokenizing regression data with `datasets`.
 
-Files (CSV / JSON / JSONL / Parquet) or a Hub dataset id; splits from separate files or from a split column.
+Files (CSV / JSON / JSONL / Parquet, read through the format table of `formats.py`) or a Hub dataset id; splits
+from separate files or from a split column.
 Bad rows (empty or null text, NaN / infinite / non-numeric labels) are counted and reported, then dropped,
 or with ``on_bad_rows="error"`` the first one stops the run with its row and column named.
 """

@@ -49,19 +49,21 @@ class OutputWriter:
             self.ext, self.format, self.compression = ".jsonl", FORMATS[".jsonl"], ""
         else:
             self.ext, self.format, self.compression = file_format(path, writing=True)
+        # The separator is the table's, the one the readers split on: a writer and a reader never disagree on a name.
+        self.delimiter = self.format.options.get("delimiter", ",")
 
     def chunk_text(self, frame, first):
         """One chunk as text: CSV / TSV (the header with the first chunk), JSON Lines, or the records of a JSON
         array separated by commas (the brackets come when joining)."""
-        if self.ext in (".csv", ".tsv"):
-            return frame.to_csv(index=False, header=first, sep="\t" if self.ext == ".tsv" else ",")
+        if self.format.builder == "csv":
+            return frame.to_csv(index=False, header=first, sep=self.delimiter)
         lines = frame.to_json(orient="records", lines=True, force_ascii=False).rstrip("\n")
         if self.ext == ".json":  # JSON escapes every newline inside a string: each line is one record
             return lines.replace("\n", ",\n")
         return lines + "\n" if lines else ""
 
     def write_part(self, frame, part, first):
-        if self.ext == ".parquet":
+        if self.format.builder == "parquet":
             import pyarrow.parquet as pq
 
             pq.write_table(self._table(frame), part)
@@ -80,7 +82,7 @@ class OutputWriter:
 
     def join(self, parts, header, target):
         """Write the parts, in order, as one file at `target` (header: the columns, for an input without rows)."""
-        if self.ext == ".parquet":
+        if self.format.builder == "parquet":
             return self._join_parquet(parts, header, target)
         with open_binary(target, "wb", self.compression) as out:  # target: a temporary name, so say how
             if self.ext == ".json":
@@ -96,8 +98,8 @@ class OutputWriter:
                 written = True
             if self.ext == ".json":
                 out.write(b"]\n")
-            elif not parts and self.ext in (".csv", ".tsv"):  # no rows: the header alone
-                out.write((("\t" if self.ext == ".tsv" else ",").join(header) + "\n").encode("utf-8"))
+            elif not parts and self.format.builder == "csv":  # no rows: the header alone
+                out.write((self.delimiter.join(header) + "\n").encode("utf-8"))
 
     def _join_parquet(self, parts, header, target):
         import pyarrow as pa
