@@ -1,11 +1,11 @@
 """Loading, cleaning and tokenizing regression data with `datasets`.
 
-Files (CSV / JSON / JSONL / Parquet) or a Hub dataset id; splits from separate files or from a split column.
+Files (CSV / JSON / JSONL / Parquet, read through the format table of `formats.py`) or a Hub dataset id; splits
+from separate files or from a split column.
 Bad rows (empty or null text, NaN / infinite / non-numeric labels) are counted and reported, then dropped,
 or with ``on_bad_rows="error"`` the first one stops the run with its row and column named.
 """
 
-import importlib.util
 import json
 import logging
 import math
@@ -18,141 +18,23 @@ import numpy as np
 from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
 from datasets.exceptions import DatasetGenerationError
 
-from .formats import DataError, accepted_names, file_format, open_binary, open_text, split_name
+from .formats import (
+    DataError,
+    atomic_write,
+    check_header,
+    dataset_builder,
+    file_format,
+    read_dataset,
+    read_error,
+    read_lines,
+    stream_dataset,
+)
 
 logger = logging.getLogger(__name__)
 
 SPLIT_ALIASES = {"train": "train", "dev": "validation", "validation": "validation", "valid": "validation",
                  "val": "validation", "test": "test"}
 BAD_ROW_POLICIES = ("drop", "error")
-
-
-def _reader(path):
-    """(datasets builder, its options) for one data file, from the format table (`formats.py`) by its name."""
-    _, found, compression = file_format(path)
-    if found.builder is None:
-        raise DataError(f"{path}: a .txt file holds texts without labels; give labelled data as "
-                        f"{accepted_names(writing=True)}.")
-    if compression == ".zst" and importlib.util.find_spec("zstandard") is None:
-        raise DataError(f"{path}: the `datasets` library reads .zst only with the zstandard package: pip install "
-                        "zstandard, or decompress the file (zstd -d).")
-    return found.builder, dict(found.options)
-
-
-def _has_bad_bytes(value):
-    return isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value)
-
-
-def undecodable(path):
-    """None if `path` is UTF-8 throughout, else 'row R (0-based, header excluded), column C' where it is not.
-
-    The file is decoded with surrogateescape, so every byte that is not UTF-8 survives as a marker character and
-    the row and field holding the first one can be named, quoted newlines included."""
-    import csv
-    import io
-    import json
-
-    _, found, _ = file_format(path)
-    if found.builder == "parquet":
-        return None
-    with open_binary(path) as binary:
-        text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
-        if found.builder == "csv":
-            rows = csv.reader(text, delimiter=found.options.get("delimiter", ","))
-            header = next(rows, [])
-            if any(_has_bad_bytes(name) for name in header):
-                return "the header row"
-            for index, row in enumerate(rows):
-                for position, value in enumerate(row):
-                    if _has_bad_bytes(value):
-                        column = header[position] if position < len(header) else f"#{position + 1}"
-                        return f"row {index} (0-based, header excluded), column {column!r}"
-            return None
-        content = text.read()
-    lines = content.splitlines() if split_name(path)[0] in (".jsonl", ".txt") else [content]
-    for index, line in enumerate(lines):
-        if not _has_bad_bytes(line):
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            return f"line {index + 1}"
-        if isinstance(record, dict):
-            for key, value in record.items():
-                if _has_bad_bytes(value):
-                    return f"row {index} (0-based), column {key!r}"
-        if isinstance(record, list):  # a .json array of records
-            for row, item in enumerate(record):
-                for key, value in (item.items() if isinstance(item, dict) else ()):
-                    if _has_bad_bytes(value):
-                        return f"row {row} (0-based), column {key!r}"
-        return f"line {index + 1}"
-    return None
-
-
-def read_error(paths, error):
-    """A DataError for a file that could not be read: where its bytes are not UTF-8, or the reader's own reason."""
-    paths = [os.fspath(p) for p in paths]
-    for path in paths:
-        try:
-            where = undecodable(path)
-        except Exception:  # a file too broken to scan: fall back to the reader's reason below
-            where = None
-        if where:
-            return DataError(f"{path}: {where} holds bytes that are not UTF-8. Re-encode the file as UTF-8 (for "
-                             f"example `iconv -f cp1252 -t utf-8 {os.path.basename(path)} > utf8.csv`), or fix that "
-                             "row.")
-    cause = error
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        cause = cause.__cause__ or cause.__context__
-    what = " or ".join(paths)
-    return DataError(f"{what}: cannot be read ({type(cause).__name__}: {cause}). Check that the file is whole and "
-                     "in the format its name says (CSV with a header row, TSV, JSON Lines, JSON or Parquet).")
-
-
-class _ReadFailures(logging.Filter):
-    """Drops datasets' own "Failed to read file" record: the DataError raised after it says it better."""
-
-    def filter(self, record):
-        return not str(record.msg).startswith("Failed to read file")
-
-
-def _load_files(builder, files, **options):
-    """load_dataset over local files; a file it cannot read becomes one DataError naming it and the fix."""
-    quiet = _ReadFailures()
-    readers = [logging.getLogger(f"datasets.packaged_modules.{name}.{name}") for name in ("csv", "json", "parquet")]
-    for reader in readers:
-        reader.addFilter(quiet)
-    try:
-        return load_dataset(builder, data_files=files, **options)
-    except (DatasetGenerationError, UnicodeDecodeError) as error:
-        raise read_error(files.values(), error) from None
-    finally:
-        for reader in readers:
-            reader.removeFilter(quiet)
-
-
-def check_header(path):
-    """Refuse a CSV / TSV file whose header names one column twice: its reader would silently rename the second
-    one 'NAME.1', and the run would train on (or ignore) a column the user never named."""
-    import collections
-    import csv
-    import io
-
-    _, found, _ = file_format(path)  # the format table alone: predict reads .zst where `datasets` cannot
-    if found.builder != "csv":
-        return
-    with open_binary(path) as binary:
-        text = io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="")
-        header = next(csv.reader(text, delimiter=found.options.get("delimiter", ",")), [])
-    counts = collections.Counter(name for name in header if name)  # empty names become "Unnamed: N", not dupes
-    for name, count in counts.items():
-        if count > 1:
-            positions = [str(i + 1) for i, other in enumerate(header) if other == name]
-            times = "twice" if count == 2 else f"{count} times"
-            raise DataError(f"{os.fspath(path)}: the header names column {name!r} {times} (columns "
-                            f"{', '.join(positions[:-1])} and {positions[-1]}), and the reader would rename the "
-                            f"copy to '{name}.1'. Rename or remove the duplicate column.")
 
 
 def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dataset_name=None,
@@ -163,20 +45,30 @@ def load_raw_datasets(train_file=None, validation_file=None, test_file=None, dat
     if dataset_name:
         raw = load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
     elif files:
-        readers = {split: _reader(path) for split, path in files.items()}
+        for path in files.values():  # every name is checked before any file is looked for
+            dataset_builder(path)
         for path in files.values():
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"data file {path!r} does not exist.")
             check_header(path)
         # Each file is read on its own, even when all share one format: read together, a column missing from one
         # file would be filled with nulls, and a value of another type in one file would fail all of them.
-        raw = DatasetDict({split: _load_files(readers[split][0], {"train": path}, cache_dir=cache_dir,
-                                              **readers[split][1])["train"] for split, path in files.items()})
+        raw = DatasetDict({split: read_dataset(path, cache_dir) for split, path in files.items()})
     else:
         raise DataError("no data: give --train_file (and --validation_file / --test_file) or --dataset_name.")
     if split_column:
         raw = split_by_column(raw, split_column)
     return raw
+
+
+def read_split(path, split, split_column=None):
+    """The rows of one file, or with `split_column` only its `split` rows (train, validation or test)."""
+    raw = load_raw_datasets(train_file=path, split_column=split_column)
+    if not split_column:
+        return raw["train"]
+    if split not in raw:
+        raise DataError(f"{path}: no {split!r} rows in column {split_column!r}; it has {list(raw)}.")
+    return raw[split]
 
 
 def _arrow_column(dataset, name):
@@ -532,8 +424,7 @@ def exact_length_batches(lengths, batch_size, generator=None):
 def read_texts(path, text_column="text"):
     """Texts of one file (CSV / TSV / JSON / JSONL / Parquet, or .txt with one text per line; see `formats.py`)."""
     if file_format(path)[1].builder is None:
-        with open_text(path) as handle:
-            return [line.rstrip("\n") for line in handle]
+        return read_lines(path)
     dataset = load_raw_datasets(train_file=path)["train"]
     check_columns(dataset.column_names, os.fspath(path), text_column)
     return ["" if t is None else str(t) for t in dataset[text_column]]
@@ -545,8 +436,7 @@ def _stream_row_problem(row, text_column, label_columns):
 
 def stream_split(path, split, split_column=None):
     """An IterableDataset over one file (rows read lazily, nothing held in memory), filtered to `split`."""
-    builder, options = _reader(path)
-    stream = load_dataset(builder, data_files={"train": os.fspath(path)}, streaming=True, **options)["train"]
+    stream = stream_dataset(path)
     if split_column:
         stream = stream.filter(lambda row: SPLIT_ALIASES.get(str(row[split_column]).lower()) == split)
     return stream
@@ -612,8 +502,8 @@ def fetch_train_file(data_args, progress=True):
     # The cache names files by a hash of the URL; the reader picks its format from the name, so give it one.
     named = f"{local}-{os.path.basename(path)}"
     if not os.path.exists(named):  # every rank of a torchrun job may get here: each copies under its own name
-        shutil.copyfile(local, f"{named}.{os.getpid()}.part")
-        os.replace(f"{named}.{os.getpid()}.part", named)
+        with atomic_write(named) as partial:
+            shutil.copyfile(local, partial)
     data_args.train_file = named
 
 

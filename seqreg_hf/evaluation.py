@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from .data import DataError, clean_split, describe_split, load_raw_datasets
+from .data import clean_split, describe_split, read_split
 from .metrics import compute_regression_metrics, json_safe
 from .metrics.regression_metrics import METRICS
 from .prediction import Predictor
@@ -38,22 +38,13 @@ def evaluate_dataset(predictor, dataset, split, text_column, label_columns, on_b
     return metrics, predicted, true, dataset
 
 
-def _rows_of(path, split_column, split):
-    raw = load_raw_datasets(train_file=path, split_column=split_column)
-    if not split_column:
-        return raw["train"]
-    if split not in raw:
-        raise DataError(f"{path}: no {split!r} rows in column {split_column!r}; it has {list(raw)}.")
-    return raw[split]
-
-
 def evaluate_model_dir(model_name_or_path, data_file, label_columns=None, text_column="text", split_column=None,
                        split="test", on_bad_rows="drop", batch_size=256, trust_remote_code=False):
     """Metrics (keys prefixed as Trainer prefixes them: eval_ for validation, test_ for test), predictions and
     true scores of a model on one labelled file (or the `split` rows of it, with `split_column`)."""
     predictor = Predictor.from_dir(model_name_or_path, trust_remote_code=trust_remote_code)
     label_columns = _label_columns(predictor, label_columns, model_name_or_path)
-    dataset = _rows_of(data_file, split_column, split)
+    dataset = read_split(data_file, split, split_column)
     metrics, predicted, true, _ = evaluate_dataset(predictor, dataset, split, text_column, label_columns, on_bad_rows,
                                                    batch_size, source=data_file)
     return metrics, predicted, true
@@ -105,7 +96,7 @@ def main(argv=None):
     label_columns = _label_columns(predictor, args.label_columns, args.model_name_or_path)
     results, outputs = {}, []
     for split, path in files:  # every file is evaluated before anything is written: no half output_dir
-        dataset = _rows_of(path, args.split_column, split)
+        dataset = read_split(path, split, args.split_column)
         metrics, predicted, true, dataset = evaluate_dataset(predictor, dataset, split, args.text_column,
                                                              label_columns, args.on_bad_rows, args.batch_size,
                                                              source=path)

@@ -18,9 +18,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import cut_long_texts, exact_length_batches, refuse_nested_text
+from .formats import atomic_write, check_input, read_chunks
 from .loading import load_model_dir
 from .logs import progress_enabled
 from .tokenization import pad_right
+from .writers import check_output
 
 logger = logging.getLogger(__name__)
 
@@ -178,105 +180,6 @@ def prediction_columns(label_names):
     return [f"pred_{name}" for name in label_names]
 
 
-def iter_input(path, text_column, chunk_rows):
-    """DataFrames of at most `chunk_rows` rows from a file named as the format table says (`formats.py`: CSV, TSV,
-    JSON Lines, a JSON array, Parquet, or .txt with one text per line; compressed or not) or from stdin ('-'), read
-    lazily so that memory stays constant (a JSON array is read whole). A file that cannot be read stops with one
-    line naming it (and the row, for bytes that are not UTF-8)."""
-    import pandas as pd
-
-    from .data import check_header, read_error
-    from .formats import file_format, open_binary, open_text
-
-    def lines(handle):
-        chunk = []
-        for line in handle:
-            chunk.append(line.rstrip("\n"))
-            if len(chunk) == chunk_rows:
-                yield pd.DataFrame({text_column: chunk})
-                chunk = []
-        if chunk:
-            yield pd.DataFrame({text_column: chunk})
-
-    if path in (None, "-"):
-        yield from lines(sys.stdin)
-        return
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"input file {path!r} does not exist.")
-    ext, found, _ = file_format(path)
-    if found.builder == "csv":
-        check_header(path)  # pandas would rename a repeated column 'NAME.1' and score the wrong one
-    try:
-        if found.builder is None:
-            with open_text(path) as handle:  # a byte-order mark is not part of the first text
-                yield from lines(handle)
-        elif found.builder == "parquet":
-            yield from _parquet_chunks(path, chunk_rows)
-        else:
-            with open_binary(path) as handle:
-                if found.builder == "csv":
-                    chunks = pd.read_csv(handle, sep=found.options.get("delimiter", ","), dtype=str,
-                                         keep_default_na=False, na_values=[], chunksize=chunk_rows,
-                                         encoding="utf-8-sig")
-                elif ext == ".jsonl":
-                    chunks = pd.read_json(handle, lines=True, dtype=False, chunksize=chunk_rows, encoding="utf-8-sig")
-                else:
-                    chunks = [pd.read_json(handle, dtype=False, encoding="utf-8-sig")]
-                yield from chunks
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError, EOFError) as error:
-        raise read_error([path], error) from None  # pandas' JSON reader and pyarrow raise ValueError; gzip OSError
-
-
-def _parquet_chunks(path, chunk_rows):
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    rows = 0
-    for batch in parquet.iter_batches(batch_size=chunk_rows):
-        rows += batch.num_rows
-        yield batch.to_pandas()
-    if rows == 0:  # no rows: the columns still name the output's
-        yield parquet.schema_arrow.empty_table().to_pandas()
-
-
-def check_output(output_file):
-    """The writer of `output_file`, checked before anything is scored: a name of the format table, in a folder that
-    exists and takes new files (a probe file is made and removed: permission bits do not tell, e.g. to root on a
-    read-only mount)."""
-    import tempfile
-
-    from .formats import OutputWriter
-
-    if output_file == "-":
-        return OutputWriter(output_file)
-    if os.path.isdir(output_file):
-        raise IsADirectoryError(f"--output_file {output_file} is a folder; name a file in it, e.g. "
-                                f"{os.path.join(output_file, 'predictions.csv')}.")
-    writer = OutputWriter(output_file)
-    target = os.path.abspath(output_file)
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        what = "is not a folder" if os.path.exists(folder) else "does not exist"
-        raise FileNotFoundError(f"--output_file {output_file}: {folder} {what}; create the folder or choose another "
-                                "--output_file.")
-    try:
-        handle, probe = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".probe", dir=folder)
-        os.close(handle)
-        os.remove(probe)
-    except OSError as error:
-        raise PermissionError(f"--output_file {output_file}: cannot write in {folder} ({error.strerror}); make the "
-                              "folder writable or choose another --output_file.") from None
-    return writer
-
-
-def check_input(test_file):
-    """Refuse an input name that the format table does not know, before the model is loaded."""
-    from .formats import file_format
-
-    if test_file not in (None, "-"):
-        file_format(test_file)
-
-
 def process_group():
     """(rank, world size, local rank) under torchrun / accelerate launch (from their environment), else (0, 1, 0)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -328,7 +231,7 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
     bar, written, all_written = None, [], False
     offset = 0  # rows before this chunk, to name a bad row in the whole file
     try:
-        for index, frame in enumerate(iter_input(test_file, text_column, chunk_rows)):
+        for index, frame in enumerate(read_chunks(test_file, text_column, chunk_rows)):
             if bar is None:  # made once the file reads: an error in its first rows prints on a line of its own
                 bar = tqdm(desc=f"predicting (rank {rank})" if world > 1 else "predicting", unit=" rows",
                            disable=not progress_enabled())
@@ -370,7 +273,8 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
         all_written = True
         if target is not None and rank == 0:
             header = [text_column, *columns, *std_columns]
-            _join_parts(writer, [part(i) for i in range(counts["chunks"])], f"{stem}.{run}.part", target, header)
+            with atomic_write(target, tag=run) as partial:
+                writer.join([part(i) for i in range(counts["chunks"])], header, partial)
     finally:
         if bar is not None:
             bar.close()
@@ -387,19 +291,6 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
 
         dist.barrier()
     return counts
-
-
-def _join_parts(writer, parts, partial, target, header):
-    """Join the chunk parts in order under a temporary name of this run, flush it to disk, then rename it to
-    `target` in one step (os.replace: a reader sees the old file or the new one, whole)."""
-    try:
-        writer.join(parts, header, partial)
-        with open(partial, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
 
 
 def main(argv=None):

@@ -16,6 +16,7 @@ import pytest
 from seqreg_hf.builder import init_model_dir
 from seqreg_hf.cli import main as cli
 from seqreg_hf.embeddings import default_embeddings_path
+from seqreg_hf.formats import atomic_write
 from seqreg_hf.prediction import Predictor, predict_file
 
 from .conftest import EMOBANK
@@ -142,3 +143,21 @@ def test_an_unknown_name_is_refused_before_the_model_loads(setup, tmp_path, monk
     assert len(lines) == 1 and "Traceback" not in err and f"{tmp_path / name}: unsupported file type" in lines[0]
     assert "(each optionally compressed: .gz, .bz2, .xz, .zst) or .parquet" in lines[0]
     assert os.listdir(tmp_path) == ["texts.xlsx"]  # no output, no parts
+
+
+@pytest.mark.parametrize("stop", [RuntimeError("the disk is full"), KeyboardInterrupt()])
+def test_a_write_stopped_half_way_leaves_the_old_file_whole_and_no_temporary_file(tmp_path, stop):
+    target = tmp_path / "scores.csv"
+    target.write_text("text,pred_V\nold,1.0\n")
+    with pytest.raises(type(stop)):
+        with atomic_write(target) as partial:
+            with open(partial, "w") as handle:
+                handle.write("text,pred_V\nnew,")  # half of the new file
+            raise stop
+    assert target.read_text() == "text,pred_V\nold,1.0\n" and os.listdir(tmp_path) == ["scores.csv"]
+    with atomic_write(target) as partial:
+        with open(partial, "w") as handle:
+            handle.write("text,pred_V\nnew,2.0\n")
+        assert os.path.dirname(partial) == str(tmp_path)  # beside the target: the rename cannot cross file systems
+        assert target.read_text() == "text,pred_V\nold,1.0\n"  # nothing shows until the block ends
+    assert target.read_text() == "text,pred_V\nnew,2.0\n" and os.listdir(tmp_path) == ["scores.csv"]
