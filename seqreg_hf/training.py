@@ -16,13 +16,13 @@ from .arguments import EMBEDDING_OPTIONS, parse_arguments
 from .builder import build_from
 from .checkpoints import TrainingInterrupted
 from .configuration_seqreg import TRAINING_TIME_OPTIONS
+from .contextual_cache import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
 from .data import DataError, check_selection_split, load_clean_data, tokenize_splits
 from .embeddings import load_embeddings
 from .loading import load_model_dir
 from .logs import configure
 from .metrics import metrics_fn
 from .outputs import refuse_another_run, start_or_resume, write_run_outputs
-from .contextual_cache import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
 from .trainer import CardCallback, SeqRegTrainer, early_stopping
 
 logger = logging.getLogger(__name__)

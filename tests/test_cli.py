@@ -6,8 +6,8 @@ import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from seqreg_hf.cli import main as cli
-from seqreg_hf.shapes import explain
 from seqreg_hf.oov import oov_report
+from seqreg_hf.shapes import explain
 from seqreg_hf.tokenization import build_word_tokenizer
 
 from .test_vectors import keyed_vectors, vector_files  # noqa: F401  (module fixtures)

@@ -227,8 +227,8 @@ def test_cached_states_are_the_live_ones_in_float16(tiny_bert, tokenized_file, t
 
 
 def test_the_cache_is_reused_and_rebuilt_when_the_layers_change(tiny_bert, tokenized_file, tmp_path, monkeypatch):
-    from seqreg_hf.modeling_seqreg import SeqRegEmbeddings
     from seqreg_hf.contextual_cache import COLUMN, cache_contextual_states
+    from seqreg_hf.modeling_seqreg import SeqRegEmbeddings
 
     splits, tokenizer = tokenized_file
     calls = []

@@ -48,7 +48,7 @@ def files(tmp_path_factory):
     lines[8] = lines[8].replace(b" ", b" caf\xe9 ", 1)  # latin-1 in data row 7
     (folder / "not_utf8.csv").write_bytes(b"\n".join(lines))
     model = folder / "model"
-    init_model_dir(model, default_embeddings_path(), id2label={0: "V"}, hidden_size=8)
+    init_model_dir(model, default_embeddings_path(), id2label={0: "V"}, hidden_size=8, ensemble_size=1)
     return folder, rows
 
 
