@@ -6,33 +6,17 @@ import sys
 
 
 def run_init(argv):
-    from .arguments import parse_command
-    from .builder import init_model_dir
-    from .data import read_texts
-    from .logs import configure
+    from .model_dir import main
 
-    init_args, embedding_args, arch_args, run = parse_command("init", argv)
-    configure(run.log_level, run.disable_tqdm)
-    if not init_args.output_dir:
-        raise ValueError("--output_dir is required: where to write the model directory.")
-    corpus = read_texts(init_args.train_file, init_args.text_column) if init_args.train_file else None
-    model, source = init_model_dir(
-        init_args.output_dir, embedding_args.embeddings,
-        embeddings_options=embedding_args.loader_options(corpus, not run.disable_tqdm),
-        id2label=dict(enumerate(init_args.label_columns)), **arch_args.config_kwargs(),
-    )
-    trainable = model.num_parameters(only_trainable=True)
-    print(f"wrote {init_args.output_dir}: {model.config.vocab_size} x {model.config.embedding_dim} frozen "
-          f"embeddings from {source.source} ({source.kind}), {trainable:,} trainable parameters")
-    print(json.dumps(source.report, indent=2))
+    main(argv)
 
 
 def run_oov(argv):
     from .arguments import parse_command
     from .data import read_texts
     from .embeddings import load_embeddings
-    from .loading import load_tokenizer
     from .logs import configure
+    from .model_dir import load_tokenizer
     from .oov import format_report, oov_report
 
     args, run = parse_command("oov", argv)

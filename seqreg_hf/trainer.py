@@ -8,9 +8,9 @@ world_size-th batch, after trimming the batch list to a multiple of world_size s
 Resume restores what Trainer's own checkpoint leaves out: the training loss accumulated since the last log (so the
 next logged loss and the final train_loss equal an uninterrupted run's; `loss_state.json` in each checkpoint).
 SIGTERM or Ctrl-C during training finish the current step, save a complete checkpoint and raise
-`TrainingInterrupted`; a checkpoint that cannot be written (a full disk) raises `CheckpointWriteError`, naming the
-folder and what to do, after removing the half-written folder. Each checkpoint records the run it belongs to
-(`run.json`, see `seqreg_hf.checkpoints.run_identity`).
+`TrainingInterrupted`; a checkpoint that cannot be written (a full disk) raises `CheckpointWriteError` (see
+`seqreg_hf.model_dir`), naming the folder and what to do, after removing the half-written folder. Each checkpoint
+records the run it belongs to (`run.json`, see `seqreg_hf.checkpoints.run_identity`).
 
 A push uploads a model repository (weights, config, tokenizer, code, card, results), never a file that holds the
 user's texts: the same filter for `push_to_hub` and for the pushes Trainer makes at each save.
@@ -32,38 +32,14 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers import trainer as hf_trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .checkpoints import TrainingInterrupted, latest_valid_checkpoint, resolve_resume, write_run_file
+from .checkpoints import TrainingInterrupted, resolve_resume, write_run_file
 from .data import exact_length_batches
 from .model_card import card_context, metrics_from_history, write_model_card
+from .model_dir import out_of_space, write_failure
 
 logger = logging.getLogger(__name__)
 
 LOSS_STATE = "loss_state.json"
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint or the final model could not be written (typically: the disk is full)."""
-
-
-def _out_of_space(error):
-    """Whether a write failed for want of space: ENOSPC / EFBIG / EDQUOT, raised directly or reported by the
-    safetensors and torch writers in their own words."""
-    import errno
-
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return True
-    text = str(error).lower()
-    return any(words in text for words in ("no space left", "file too large", "disk quota", "os error 27",
-                                            "os error 28", "file write failed"))
-
-
-def _write_failure(folder, error, output_dir):
-    resume = latest_valid_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-    then = (f"resumes from {resume}, the newest complete checkpoint" if resume else
-            "starts over, as no complete checkpoint exists yet")
-    return CheckpointWriteError(
-        f"could not write {folder}: {error}. Free space there (or give --output_dir on another disk), then run the "
-        f"same command with --resume_from_checkpoint last: it {then}.")
 
 
 class _SignalStop(TrainerCallback):
@@ -275,9 +251,9 @@ class SeqRegTrainer(Trainer):
             if os.path.isfile(os.path.join(folder, "trainer_state.json")):
                 raise  # the checkpoint is whole (a later step failed: the Hub push, the rotation): keep it
             shutil.rmtree(folder, ignore_errors=True)  # half a checkpoint is of no use, and it holds disk space
-            if isinstance(error, KeyboardInterrupt) or not _out_of_space(error):  # a second Ctrl-C: stop at once
+            if isinstance(error, KeyboardInterrupt) or not out_of_space(error):  # a second Ctrl-C: stop at once
                 raise
-            raise _write_failure(folder, error, run_dir) from error
+            raise write_failure(folder, error, run_dir) from error
         if self._signal_stop.signum is not None:
             self._signal_stop.saved = folder
 
@@ -310,9 +286,9 @@ class SeqRegTrainer(Trainer):
                 write_run_file(folder, self.run_identity)
             return super().save_model(output_dir, _internal_call=_internal_call)
         except (OSError, RuntimeError, SafetensorError) as error:
-            if not _out_of_space(error):
+            if not out_of_space(error):
                 raise
-            raise _write_failure(folder, error, self.args.output_dir) from error
+            raise write_failure(folder, error, self.args.output_dir) from error
 
     def get_train_dataloader(self):
         dataset = self.train_dataset

@@ -13,13 +13,12 @@ from datasets import IterableDataset
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
 from .arguments import EMBEDDING_OPTIONS, TRAINING_TIME_OPTIONS, architecture_from, parse_arguments
-from .builder import build_from
 from .checkpoints import TrainingInterrupted
 from .data import DataError, check_selection_split, load_clean_data, tokenize_splits
 from .embeddings import load_embeddings
-from .loading import load_model_dir
 from .logs import configure
 from .metrics import metrics_fn
+from .model_dir import build_from, load_model_dir
 from .outputs import refuse_another_run, start_or_resume, write_run_outputs
 from .states import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
 from .trainer import CardCallback, SeqRegTrainer, early_stopping

@@ -13,7 +13,7 @@ from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 
 from seqreg_hf import SeqRegForSequenceRegression
 from seqreg_hf.cli import main as cli
-from seqreg_hf.loading import load_tokenizer
+from seqreg_hf.model_dir import load_tokenizer
 
 WORDS = ["calm", "angry", "happy", "sad", "bright", "dark", "loud", "quiet"]
 MODEL_REPOSITORY = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
@@ -118,8 +118,8 @@ def test_a_push_uploads_a_model_repository_and_never_the_users_texts(tmp_path, h
 
 def test_the_card_shows_no_dataset_text_unless_the_user_gives_examples(tmp_path):
     from seqreg_hf.arguments import DataArguments
-    from seqreg_hf.builder import init_model_dir
     from seqreg_hf.model_card import GENERIC_EXAMPLES, card_context
+    from seqreg_hf.model_dir import init_model_dir
 
     texts = split_file(tmp_path / "train.csv", 10, "train")
     model, _ = init_model_dir(tmp_path / "model", None, id2label={0: "y"}, hidden_size=8, ensemble_size=1)
