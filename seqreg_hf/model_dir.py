@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 from .checkpoints import latest_valid_checkpoint, safetensors_problem
 from .configuration_seqreg import SeqRegConfig
 from .embeddings import Embeddings, check_tokenizer_fits, load_embeddings, remote_code_refusal
-from .model_card import card_context, write_model_card
+from .model_card import write_model_card
 from .modeling_seqreg import SeqRegForSequenceRegression
 from .tokenization import pad_right
 
@@ -120,7 +120,7 @@ def save_model_dir(model, tokenizer, output_dir, report=None):
     os.makedirs(output_dir, exist_ok=True)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
-    write_model_card(output_dir, card_context(model))
+    write_model_card(output_dir, model)
     if report is not None:
         with open(os.path.join(output_dir, REPORT_FILE), "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)

@@ -10,7 +10,8 @@ next logged loss and the final train_loss equal an uninterrupted run's; `loss_st
 SIGTERM or Ctrl-C during training finish the current step, save a complete checkpoint and raise
 `TrainingInterrupted`; a checkpoint that cannot be written (a full disk) raises `CheckpointWriteError` (see
 `seqreg_hf.model_dir`), naming the folder and what to do, after removing the half-written folder. Each checkpoint
-records the run it belongs to (`run.json`, see `seqreg_hf.checkpoints.run_identity`).
+records the run it belongs to (`run.json`, see `seqreg_hf.checkpoints.run_identity`) and holds its model card,
+rendered from the trainer's `CardCallback` (see `seqreg_hf.model_card`) before Trainer pushes the folder.
 
 A push uploads a model repository (weights, config, tokenizer, code, card, results), never a file that holds the
 user's texts: the same filter for `push_to_hub` and for the pushes Trainer makes at each save.
@@ -34,7 +35,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .checkpoints import TrainingInterrupted, resolve_resume, write_run_file
 from .data import exact_length_batches
-from .model_card import card_context, metrics_from_history, write_model_card
+from .model_card import CardCallback, write_model_card
 from .model_dir import out_of_space, write_failure
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,13 @@ class SeqRegTrainer(Trainer):
     """Trainer whose train batches, with `length_buckets=True`, hold sentences of exactly one length."""
 
     def __init__(self, *args, length_buckets=False, run_identity=None, **kwargs):
-        super().__init__(*args, **kwargs)
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        card = next((c for c in callbacks if isinstance(c, CardCallback)), None)
+        if card is None:  # every card this trainer writes (checkpoints, push) has a context, given or its own
+            card = CardCallback()
+            callbacks.append(card)
+        super().__init__(*args, callbacks=callbacks, **kwargs)
+        self.card = card
         self.length_buckets = length_buckets
         self.run_identity = run_identity  # written into each checkpoint as run.json; `last` resumes only its own
         self._signal_stop = _SignalStop()
@@ -246,6 +253,8 @@ class SeqRegTrainer(Trainer):
                            "total_loss": (self._loss_before or 0.0) + self._total_loss_scalar}, handle)
             if self.run_identity is not None and self.args.should_save:
                 write_run_file(folder, self.run_identity)
+            if self.args.should_save:  # before Trainer pushes the folder, and before trainer_state.json completes it
+                write_model_card(folder, self.model, self.card)
             super()._save_checkpoint(model, trial)
         except (OSError, RuntimeError, SafetensorError, KeyboardInterrupt) as error:
             if os.path.isfile(os.path.join(folder, "trainer_state.json")):
@@ -258,21 +267,29 @@ class SeqRegTrainer(Trainer):
             self._signal_stop.saved = folder
 
     def create_model_card(self, *args, **kwargs):
-        """Trainer.push_to_hub calls this before uploading; transformers' generic card would replace seqreg_hf's
-        (its metrics table, model-index, widget and the data's attribution), so a seqreg_hf card is kept."""
+        """Trainer.push_to_hub calls this before uploading: a seqreg_hf card already in output_dir (the final run's,
+        init's) is kept, and otherwise one is written from this trainer's card context; never transformers' generic
+        card, which lacks seqreg_hf's metrics table, model-index, widget and the data's attribution."""
         card = os.path.join(self.args.output_dir, "README.md")
         if os.path.isfile(card):
             with open(card, encoding="utf-8") as handle:
                 if "made with seqreg_hf" in handle.read():
                     logger.info("keeping seqreg_hf's model card %s", card)
                     return
-        return super().create_model_card(*args, **kwargs)
+        write_model_card(self.args.output_dir, self.model, self.card)
 
     def push_to_hub(self, *args, **kwargs):
         with _model_repository_uploads():
             return super().push_to_hub(*args, **kwargs)
 
     def _push_from_checkpoint(self, checkpoint_folder):
+        if self.is_world_process_zero():
+            # Trainer copies the weights, config and tokenizer into output_dir and pushes it as the model; without
+            # the card and the model code (auto_map names it) the repository would not load during training.
+            for name in os.listdir(checkpoint_folder):
+                if name.endswith(".py"):
+                    shutil.copyfile(os.path.join(checkpoint_folder, name), os.path.join(self.args.output_dir, name))
+            write_model_card(self.args.output_dir, self.model, self.card)
         with _model_repository_uploads():
             return super()._push_from_checkpoint(checkpoint_folder)
 
@@ -316,20 +333,3 @@ def early_stopping(patience, training_args):
     if patience and training_args.eval_strategy != "no":
         return [EarlyStoppingCallback(patience)]
     return []
-
-
-class CardCallback(TrainerCallback):
-    """Writes a model card into every checkpoint Trainer saves."""
-
-    def __init__(self, data_args, embedding_args, bad_rows, dataset_sizes):
-        self.data_args, self.embedding_args = data_args, embedding_args
-        self.bad_rows, self.dataset_sizes = bad_rows, dataset_sizes
-
-    def on_save(self, args, state, control, model=None, **kwargs):
-        if not state.is_world_process_zero or model is None:
-            return
-        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        if os.path.isdir(folder):
-            results = {"bad_rows": self.bad_rows, **metrics_from_history(state.log_history)}
-            write_model_card(folder, card_context(model, self.data_args, self.embedding_args, results,
-                                                  state.log_history, self.dataset_sizes, args))

@@ -117,7 +117,7 @@ def train_run(run):
     states_seconds = round(time.perf_counter() - start, 3) - tokenize_seconds
     sizes = {s: len(d) if not isinstance(d, IterableDataset) else bad_rows[s]["rows"] - bad_rows[s]["dropped"]
              for s, d in raw.items()}
-    card_callback = CardCallback(data_args, run.embeddings, bad_rows, sizes)
+    card_callback = CardCallback(data_args, bad_rows, sizes)
     trainer = SeqRegTrainer(
         model=model, args=training_args, length_buckets=model_args.length_buckets, run_identity=identity,
         train_dataset=tokenized["train"], eval_dataset=tokenized.get("validation"), processing_class=tokenizer,
@@ -140,7 +140,7 @@ def train_run(run):
             trainer.save_metrics(prefix, metrics)
             results[split] = metrics
     if trainer.is_world_process_zero():
-        write_run_outputs(trainer, raw, results, run, card_callback.dataset_sizes)
+        write_run_outputs(trainer, raw, results, run)
     if training_args.push_to_hub:
         trainer.push_to_hub()
     return results
