@@ -18,10 +18,11 @@ from .data import DataError, check_selection_split, load_clean_data, tokenize_sp
 from .embeddings import load_embeddings
 from .logs import configure
 from .metrics import metrics_fn
+from .model_card import CardCallback
 from .model_dir import build_from, load_model_dir
 from .outputs import refuse_another_run, start_or_resume, write_run_outputs
 from .states import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
-from .trainer import CardCallback, SeqRegTrainer, early_stopping
+from .trainer import SeqRegTrainer, early_stopping
 
 logger = logging.getLogger(__name__)
 
