@@ -14,7 +14,7 @@ import sys
 
 # name -> (the module whose main(argv) runs it, what it does)
 COMMANDS = {
-    "init": ("seqreg_hf.builder", "build an untrained model directory from pretrained embeddings"),
+    "init": ("seqreg_hf.model_dir", "build an untrained model directory from pretrained embeddings"),
     "train": ("seqreg_hf.training", "train (and evaluate) on files of texts and scores"),
     "evaluate": ("seqreg_hf.evaluation", "evaluate a model on labelled files (same metric keys and files as train)"),
     "predict": ("seqreg_hf.prediction", "score texts from a CSV / TSV / JSONL / TXT file or stdin"),

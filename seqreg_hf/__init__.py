@@ -37,7 +37,7 @@ _LAZY = {
     "predict": "prediction",
     "Predictor": "prediction",
     "load_embeddings": "embeddings",
-    "init_model_dir": "builder",
+    "init_model_dir": "model_dir",
 }
 
 

@@ -1,7 +1,7 @@
 """Pretrained embedding sources: vector files, Hugging Face model directories or Hub ids, model2vec models.
 
 Each source becomes the same thing, an :class:`Embeddings`: a matrix whose row i is the vector of token id i,
-and the tokenizer that produces those ids. ``seqreg_hf.builder`` turns it into a model directory.
+and the tokenizer that produces those ids. ``seqreg_hf.model_dir`` turns it into a model directory.
 """
 
 import json

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .loading import load_model_dir
+from .model_dir import load_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ class OnnxSession:
         self._check_form()
 
     def _refuse(self, expected, found):
-        from .loading import ModelDirError
+        from .model_dir import ModelDirError
 
         folder = os.path.dirname(os.path.abspath(self.path))
         raise ModelDirError(f"{self.path}: not a seqreg-hf graph for this model: expected {expected}, found {found}. "

@@ -1,13 +1,15 @@
 """Model cards: rendered from the Jinja template templates/model_card.md.j2 with huggingface_hub's ModelCard.
 
-A `TrainerCallback` (`seqreg_hf.trainer.CardCallback`) collects what the card needs during training, and every
-save (the final model and each checkpoint) gets a README.md with metadata, a model-index of the eval results and the
-data's attribution.
+Every card (the untrained model of `init`, each checkpoint, the final model, a push) is written by
+`write_model_card` from one context, `CardCallback.context`. The callback collects during training what the card
+shows (hyperparameters, dataset statistics, eval results, the steps trained), as setfit's ModelCardCallback does;
+an untrained model's card comes from a callback that saw no training.
 """
 
 import os
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers import TrainerCallback
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "model_card.md.j2")
 
@@ -76,75 +78,98 @@ def _model_name(training_args):
     return training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))
 
 
-def card_context(model, data_args=None, embedding_args=None, results=None, log_history=None, dataset_sizes=None,
-                 training_args=None):
-    config = model.config
-    data = dataset_info(data_args) if data_args is not None else {}
-    results = results or {}
-    rows, eval_results = [], []
-    for split, prefix in (("validation", "eval"), ("test", "test")):
-        metrics = results.get(split) or {}
-        for name in config.label_names + ["mean"]:
-            if f"{prefix}_pearson_{name}" not in metrics:
-                continue
-            rows.append({"split": split, "target": name,
-                         **{m: f"{metrics[f'{prefix}_{m}_{name}']:.4f}" for m in _METRICS}})
-            for m in _METRICS:
-                eval_results.append(EvalResult(
-                    task_type="text-classification", task_name="Sentence regression",
-                    dataset_type=data.get("id") or "custom", dataset_name=data.get("name") or "custom",
-                    dataset_split=split, metric_type=_HUB_METRIC_TYPES[m],
-                    metric_value=round(float(metrics[f"{prefix}_{m}_{name}"]), 4), metric_name=f"{m} ({name})"))
-    source = config.embeddings_source or "unknown"
-    card_data = ModelCardData(
-        library_name="transformers",
-        license=data.get("license") or "apache-2.0",
-        tags=["seqreg", "sentence-regression", "text-regression", config.rnn_type, "frozen-embeddings"],
-        datasets=[data["id"]] if data.get("id") else None,
-        metrics=[_HUB_METRIC_TYPES[m] for m in _METRICS],
-        base_model=source if _is_hub_id(source) else None,
-        model_name=_model_name(training_args),
-        eval_results=eval_results or None,
-        pipeline_tag="text-classification",
-        language=data.get("language"),
-        widget=[{"text": text} for text in (data.get("examples") or GENERIC_EXAMPLES)],
-    )
-    hyperparameters = []
-    if training_args is not None:
-        for key in ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "seed", "weight_decay",
-                    "lr_scheduler_type", "warmup_steps", "metric_for_best_model", "train_sampling_strategy"):
-            value = getattr(training_args, key)
-            hyperparameters.append((key, getattr(value, "value", value)))  # enums print as their value
-    bad = results.get("bad_rows") or {}
-    dropped = {s: r["dropped"] for s, r in bad.items() if r.get("dropped")}
-    return {
-        "card_data": card_data,
-        "model_name": _model_name(training_args),
-        "repo_id": getattr(training_args, "hub_model_id", None) or "path/to/model",
-        "architecture": _architecture(config),
-        "architecture_table": [(k, getattr(config, k)) for k in (
-            "rnn_type", "hidden_size", "num_layers", "bidirectional", "direction_merge", "pooling",
-            "embedding_dropout", "word_dropout", "rnn_dropout", "head_dropout", "head_hidden_sizes", "loss",
-            "ensemble_size", "freeze_embeddings")],
-        "trainable_parameters": f"{model.num_parameters(only_trainable=True):,}",
-        "vocab_size": config.vocab_size,
-        "embedding_dim": config.embedding_dim,
-        "embeddings_source": source,
-        "num_labels": config.num_labels,
-        "ensemble_size": config.ensemble_size,
-        "contextual_layers": _contextual_layers(config),
-        "label_names": config.label_names,
-        "label_means": [round(m, 4) for m in config.label_means or []],
-        "label_stds": [round(s, 4) for s in config.label_stds or []],
-        "trained": bool(log_history),
-        "dataset_name": data.get("name"),
-        "dataset_sizes": dataset_sizes or {},
-        "bad_rows_note": "Rows dropped as unusable (empty text or non-finite label): " +
-                         ", ".join(f"{s} {n}" for s, n in dropped.items()) + "." if dropped else "",
-        "hyperparameters": hyperparameters,
-        "results_table": rows,
-        "attribution": data.get("attribution"),
-    }
+HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "seed", "weight_decay",
+                   "lr_scheduler_type", "warmup_steps", "metric_for_best_model", "train_sampling_strategy")
+_SPLITS = {"eval": "validation", "test": "test"}  # metric_key_prefix -> the split the card names
+
+
+class CardCallback(TrainerCallback):
+    """Collects what the card shows while a Trainer runs: the hyperparameters (at the start of training), the latest
+    evaluation of each split (at every evaluation, the final ones included) and the steps trained; the dataset's
+    name, sizes and dropped rows are given. `context(model)` is the context every card is rendered from."""
+
+    def __init__(self, data_args=None, bad_rows=None, dataset_sizes=None):
+        self.data_args, self.bad_rows, self.dataset_sizes = data_args, bad_rows or {}, dataset_sizes or {}
+        self.training_args, self.hyperparameters, self.global_step, self.results = None, [], 0, {}
+
+    def on_init_end(self, args, state, control, **kwargs):
+        self.training_args = args
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.training_args, self.global_step = args, state.global_step
+        self.hyperparameters = [(key, getattr(value, "value", value))  # enums print as their value
+                                for key, value in ((k, getattr(args, k)) for k in HYPERPARAMETERS if hasattr(args, k))]
+        # A resumed run's evaluations before the checkpoint are in its restored log history, not seen here.
+        self.results = {**metrics_from_history(state.log_history), **self.results}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.global_step = state.global_step
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        for prefix, split in _SPLITS.items():
+            if any(key.startswith(f"{prefix}_") for key in metrics or {}):
+                self.results[split] = metrics
+
+    def context(self, model):
+        config, training_args, results = model.config, self.training_args, self.results
+        data = dataset_info(self.data_args) if self.data_args is not None else {}
+        rows, eval_results = [], []
+        for split, prefix in (("validation", "eval"), ("test", "test")):
+            metrics = results.get(split) or {}
+            for name in config.label_names + ["mean"]:
+                if f"{prefix}_pearson_{name}" not in metrics:
+                    continue
+                rows.append({"split": split, "target": name,
+                             **{m: f"{metrics[f'{prefix}_{m}_{name}']:.4f}" for m in _METRICS}})
+                for m in _METRICS:
+                    eval_results.append(EvalResult(
+                        task_type="text-classification", task_name="Sentence regression",
+                        dataset_type=data.get("id") or "custom", dataset_name=data.get("name") or "custom",
+                        dataset_split=split, metric_type=_HUB_METRIC_TYPES[m],
+                        metric_value=round(float(metrics[f"{prefix}_{m}_{name}"]), 4), metric_name=f"{m} ({name})"))
+        source = config.embeddings_source or "unknown"
+        card_data = ModelCardData(
+            library_name="transformers",
+            license=data.get("license") or "apache-2.0",
+            tags=["seqreg", "sentence-regression", "text-regression", config.rnn_type, "frozen-embeddings"],
+            datasets=[data["id"]] if data.get("id") else None,
+            metrics=[_HUB_METRIC_TYPES[m] for m in _METRICS],
+            base_model=source if _is_hub_id(source) else None,
+            model_name=_model_name(training_args),
+            eval_results=eval_results or None,
+            pipeline_tag="text-classification",
+            language=data.get("language"),
+            widget=[{"text": text} for text in (data.get("examples") or GENERIC_EXAMPLES)],
+        )
+        dropped = {s: r["dropped"] for s, r in self.bad_rows.items() if r.get("dropped")}
+        return {
+            "card_data": card_data,
+            "model_name": _model_name(training_args),
+            "repo_id": getattr(training_args, "hub_model_id", None) or "path/to/model",
+            "architecture": _architecture(config),
+            "architecture_table": [(k, getattr(config, k)) for k in (
+                "rnn_type", "hidden_size", "num_layers", "bidirectional", "direction_merge", "pooling",
+                "embedding_dropout", "word_dropout", "rnn_dropout", "head_dropout", "head_hidden_sizes", "loss",
+                "ensemble_size", "freeze_embeddings")],
+            "trainable_parameters": f"{model.num_parameters(only_trainable=True):,}",
+            "vocab_size": config.vocab_size,
+            "embedding_dim": config.embedding_dim,
+            "embeddings_source": source,
+            "num_labels": config.num_labels,
+            "ensemble_size": config.ensemble_size,
+            "contextual_layers": _contextual_layers(config),
+            "label_names": config.label_names,
+            "label_means": [round(m, 4) for m in config.label_means or []],
+            "label_stds": [round(s, 4) for s in config.label_stds or []],
+            "trained": self.global_step > 0,
+            "dataset_name": data.get("name"),
+            "dataset_sizes": self.dataset_sizes,
+            "bad_rows_note": "Rows dropped as unusable (empty text or non-finite label): " +
+                             ", ".join(f"{s} {n}" for s, n in dropped.items()) + "." if dropped else "",
+            "hyperparameters": self.hyperparameters,
+            "results_table": rows,
+            "attribution": data.get("attribution"),
+        }
 
 
 def render_model_card(context):
@@ -153,13 +178,15 @@ def render_model_card(context):
     return ModelCard.from_template(card_data, template_path=TEMPLATE, **context)
 
 
-def write_model_card(output_dir, context):
-    card = render_model_card(context)
-    card.save(os.path.join(output_dir, "README.md"))
-    return card
+def write_model_card(output_dir, model, card=None):
+    """README.md in `output_dir`: `model`'s card, rendered from `card`'s context (a CardCallback; none: the card
+    of a model that saw no training)."""
+    rendered = render_model_card((card or CardCallback()).context(model))
+    rendered.save(os.path.join(output_dir, "README.md"))
+    return rendered
 
 
 def metrics_from_history(log_history):
-    """The latest eval metrics in Trainer's log history, in the shape card_context expects."""
+    """The latest eval metrics in Trainer's log history, in the shape CardCallback.results holds."""
     latest = next((h for h in reversed(log_history) if "eval_loss" in h), None)
     return {"validation": latest} if latest else {}

@@ -501,7 +501,9 @@ class SeqRegPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """With config.embeddings_dtype="float16" the frozen matrix is written in float16 (half the bytes);
-        everything else keeps its dtype."""
+        everything else keeps its dtype. This and the pipeline copy below live in the model, not in
+        `seqreg_hf.model_dir`, so that a plain `model.save_pretrained(DIR)` (Trainer's saves included, and the
+        remote-code copy, which cannot import seqreg_hf) writes the same directory."""
         if getattr(self.config, "embeddings_dtype", "float32") == "float16":
             state_dict = dict(kwargs.get("state_dict") or self.state_dict())
             key = self._embedding_key(state_dict)

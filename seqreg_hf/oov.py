@@ -48,8 +48,8 @@ def main(argv=None):
     from .arguments import parse_command
     from .data import read_texts
     from .embeddings import load_embeddings
-    from .loading import load_tokenizer
     from .logs import configure
+    from .model_dir import load_tokenizer
 
     args, run = parse_command("oov", sys.argv[1:] if argv is None else argv)
     configure(run.log_level, run.disable_tqdm)

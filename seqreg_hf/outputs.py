@@ -20,7 +20,7 @@ import shutil
 import numpy as np
 
 from .checkpoints import resolve_resume, run_identity
-from .model_card import card_context, write_model_card
+from .model_card import write_model_card
 from .prediction import Predictor, prediction_columns
 
 PREDICTIONS_DIR = "_predictions"
@@ -117,7 +117,7 @@ def write_predictions(output_dir, split, dataset, predicted, true, label_names, 
                      title=split)
 
 
-def write_run_outputs(trainer, raw, results, run, card_sizes):
+def write_run_outputs(trainer, raw, results, run):
     """Every file of a finished training run (call on the main process only)."""
     output_dir = trainer.args.output_dir
     data_args = run.data
@@ -138,5 +138,4 @@ def write_run_outputs(trainer, raw, results, run, card_sizes):
         from .plots import learning_curves
 
         learning_curves(trainer.state.log_history, os.path.join(output_dir, "learning_curves.png"))
-    write_model_card(output_dir, card_context(trainer.model, data_args, run.embeddings, results,
-                                              trainer.state.log_history, card_sizes, run.training))
+    write_model_card(output_dir, trainer.model, trainer.card)  # the context the checkpoints' cards came from

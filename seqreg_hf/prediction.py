@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 
 from .data import cut_long_texts, exact_length_batches, refuse_nested_text
 from .formats import atomic_write, check_input, read_chunks
-from .loading import load_model_dir
 from .logs import progress_enabled
+from .model_dir import load_model_dir
 from .tokenization import pad_right
 from .writers import check_output
 
@@ -67,7 +67,7 @@ class Predictor:
         trust_remote_code=True runs a custom tokenizer class the directory carries (refused otherwise)."""
         if backend == "onnx":
             from .export import ONNX_FILE, OnnxSession
-            from .loading import ModelDirError, load_config, load_tokenizer, resolve_model_dir
+            from .model_dir import ModelDirError, load_config, load_tokenizer, resolve_model_dir
 
             folder = resolve_model_dir(model_name_or_path)
             config = load_config(folder)
@@ -168,7 +168,7 @@ def predict(model_or_path, texts, batch_size=256, tokenizer=None, return_std=Fal
         predictor = Predictor.from_dir(model_or_path, trust_remote_code=trust_remote_code)
     else:
         if tokenizer is None:
-            from .loading import load_tokenizer
+            from .model_dir import load_tokenizer
 
             tokenizer = load_tokenizer(model_or_path.name_or_path, model_or_path.config, trust_remote_code)
         predictor = Predictor(model_or_path, tokenizer)

@@ -8,9 +8,10 @@ world_size-th batch, after trimming the batch list to a multiple of world_size s
 Resume restores what Trainer's own checkpoint leaves out: the training loss accumulated since the last log (so the
 next logged loss and the final train_loss equal an uninterrupted run's; `loss_state.json` in each checkpoint).
 SIGTERM or Ctrl-C during training finish the current step, save a complete checkpoint and raise
-`TrainingInterrupted`; a checkpoint that cannot be written (a full disk) raises `CheckpointWriteError`, naming the
-folder and what to do, after removing the half-written folder. Each checkpoint records the run it belongs to
-(`run.json`, see `seqreg_hf.checkpoints.run_identity`).
+`TrainingInterrupted`; a checkpoint that cannot be written (a full disk) raises `CheckpointWriteError` (see
+`seqreg_hf.model_dir`), naming the folder and what to do, after removing the half-written folder. Each checkpoint
+records the run it belongs to (`run.json`, see `seqreg_hf.checkpoints.run_identity`) and holds its model card,
+rendered from the trainer's `CardCallback` (see `seqreg_hf.model_card`) before Trainer pushes the folder.
 
 A push uploads a model repository (weights, config, tokenizer, code, card, results), never a file that holds the
 user's texts: the same filter for `push_to_hub` and for the pushes Trainer makes at each save.
@@ -32,38 +33,14 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers import trainer as hf_trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .checkpoints import TrainingInterrupted, latest_valid_checkpoint, resolve_resume, write_run_file
+from .checkpoints import TrainingInterrupted, resolve_resume, write_run_file
 from .data import exact_length_batches
-from .model_card import card_context, metrics_from_history, write_model_card
+from .model_card import CardCallback, write_model_card
+from .model_dir import out_of_space, write_failure
 
 logger = logging.getLogger(__name__)
 
 LOSS_STATE = "loss_state.json"
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint or the final model could not be written (typically: the disk is full)."""
-
-
-def _out_of_space(error):
-    """Whether a write failed for want of space: ENOSPC / EFBIG / EDQUOT, raised directly or reported by the
-    safetensors and torch writers in their own words."""
-    import errno
-
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return True
-    text = str(error).lower()
-    return any(words in text for words in ("no space left", "file too large", "disk quota", "os error 27",
-                                            "os error 28", "file write failed"))
-
-
-def _write_failure(folder, error, output_dir):
-    resume = latest_valid_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-    then = (f"resumes from {resume}, the newest complete checkpoint" if resume else
-            "starts over, as no complete checkpoint exists yet")
-    return CheckpointWriteError(
-        f"could not write {folder}: {error}. Free space there (or give --output_dir on another disk), then run the "
-        f"same command with --resume_from_checkpoint last: it {then}.")
 
 
 class _SignalStop(TrainerCallback):
@@ -203,7 +180,13 @@ class SeqRegTrainer(Trainer):
     """Trainer whose train batches, with `length_buckets=True`, hold sentences of exactly one length."""
 
     def __init__(self, *args, length_buckets=False, run_identity=None, **kwargs):
-        super().__init__(*args, **kwargs)
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        card = next((c for c in callbacks if isinstance(c, CardCallback)), None)
+        if card is None:  # every card this trainer writes (checkpoints, push) has a context, given or its own
+            card = CardCallback()
+            callbacks.append(card)
+        super().__init__(*args, callbacks=callbacks, **kwargs)
+        self.card = card
         self.length_buckets = length_buckets
         self.run_identity = run_identity  # written into each checkpoint as run.json; `last` resumes only its own
         self._signal_stop = _SignalStop()
@@ -270,33 +253,43 @@ class SeqRegTrainer(Trainer):
                            "total_loss": (self._loss_before or 0.0) + self._total_loss_scalar}, handle)
             if self.run_identity is not None and self.args.should_save:
                 write_run_file(folder, self.run_identity)
+            if self.args.should_save:  # before Trainer pushes the folder, and before trainer_state.json completes it
+                write_model_card(folder, self.model, self.card)
             super()._save_checkpoint(model, trial)
         except (OSError, RuntimeError, SafetensorError, KeyboardInterrupt) as error:
             if os.path.isfile(os.path.join(folder, "trainer_state.json")):
                 raise  # the checkpoint is whole (a later step failed: the Hub push, the rotation): keep it
             shutil.rmtree(folder, ignore_errors=True)  # half a checkpoint is of no use, and it holds disk space
-            if isinstance(error, KeyboardInterrupt) or not _out_of_space(error):  # a second Ctrl-C: stop at once
+            if isinstance(error, KeyboardInterrupt) or not out_of_space(error):  # a second Ctrl-C: stop at once
                 raise
-            raise _write_failure(folder, error, run_dir) from error
+            raise write_failure(folder, error, run_dir) from error
         if self._signal_stop.signum is not None:
             self._signal_stop.saved = folder
 
     def create_model_card(self, *args, **kwargs):
-        """Trainer.push_to_hub calls this before uploading; transformers' generic card would replace seqreg_hf's
-        (its metrics table, model-index, widget and the data's attribution), so a seqreg_hf card is kept."""
+        """Trainer.push_to_hub calls this before uploading: a seqreg_hf card already in output_dir (the final run's,
+        init's) is kept, and otherwise one is written from this trainer's card context; never transformers' generic
+        card, which lacks seqreg_hf's metrics table, model-index, widget and the data's attribution."""
         card = os.path.join(self.args.output_dir, "README.md")
         if os.path.isfile(card):
             with open(card, encoding="utf-8") as handle:
                 if "made with seqreg_hf" in handle.read():
                     logger.info("keeping seqreg_hf's model card %s", card)
                     return
-        return super().create_model_card(*args, **kwargs)
+        write_model_card(self.args.output_dir, self.model, self.card)
 
     def push_to_hub(self, *args, **kwargs):
         with _model_repository_uploads():
             return super().push_to_hub(*args, **kwargs)
 
     def _push_from_checkpoint(self, checkpoint_folder):
+        if self.is_world_process_zero():
+            # Trainer copies the weights, config and tokenizer into output_dir and pushes it as the model; without
+            # the card and the model code (auto_map names it) the repository would not load during training.
+            for name in os.listdir(checkpoint_folder):
+                if name.endswith(".py"):
+                    shutil.copyfile(os.path.join(checkpoint_folder, name), os.path.join(self.args.output_dir, name))
+            write_model_card(self.args.output_dir, self.model, self.card)
         with _model_repository_uploads():
             return super()._push_from_checkpoint(checkpoint_folder)
 
@@ -310,9 +303,9 @@ class SeqRegTrainer(Trainer):
                 write_run_file(folder, self.run_identity)
             return super().save_model(output_dir, _internal_call=_internal_call)
         except (OSError, RuntimeError, SafetensorError) as error:
-            if not _out_of_space(error):
+            if not out_of_space(error):
                 raise
-            raise _write_failure(folder, error, self.args.output_dir) from error
+            raise write_failure(folder, error, self.args.output_dir) from error
 
     def get_train_dataloader(self):
         dataset = self.train_dataset
@@ -340,20 +333,3 @@ def early_stopping(patience, training_args):
     if patience and training_args.eval_strategy != "no":
         return [EarlyStoppingCallback(patience)]
     return []
-
-
-class CardCallback(TrainerCallback):
-    """Writes a model card into every checkpoint Trainer saves."""
-
-    def __init__(self, data_args, embedding_args, bad_rows, dataset_sizes):
-        self.data_args, self.embedding_args = data_args, embedding_args
-        self.bad_rows, self.dataset_sizes = bad_rows, dataset_sizes
-
-    def on_save(self, args, state, control, model=None, **kwargs):
-        if not state.is_world_process_zero or model is None:
-            return
-        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        if os.path.isdir(folder):
-            results = {"bad_rows": self.bad_rows, **metrics_from_history(state.log_history)}
-            write_model_card(folder, card_context(model, self.data_args, self.embedding_args, results,
-                                                  state.log_history, self.dataset_sizes, args))

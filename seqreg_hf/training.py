@@ -13,17 +13,17 @@ from datasets import IterableDataset
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
 from .arguments import EMBEDDING_OPTIONS, parse_arguments
-from .builder import build_from
 from .checkpoints import TrainingInterrupted
 from .configuration_seqreg import TRAINING_TIME_OPTIONS
 from .contextual_cache import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
 from .data import DataError, check_selection_split, load_clean_data, tokenize_splits
 from .embeddings import load_embeddings
-from .loading import load_model_dir
 from .logs import configure
 from .metrics import metrics_fn
+from .model_card import CardCallback
+from .model_dir import build_from, load_model_dir
 from .outputs import refuse_another_run, start_or_resume, write_run_outputs
-from .trainer import CardCallback, SeqRegTrainer, early_stopping
+from .trainer import SeqRegTrainer, early_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def train_run(run):
     states_seconds = round(time.perf_counter() - start, 3) - tokenize_seconds
     sizes = {s: len(d) if not isinstance(d, IterableDataset) else bad_rows[s]["rows"] - bad_rows[s]["dropped"]
              for s, d in raw.items()}
-    card_callback = CardCallback(data_args, run.embeddings, bad_rows, sizes)
+    card_callback = CardCallback(data_args, bad_rows, sizes)
     trainer = SeqRegTrainer(
         model=model, args=training_args, length_buckets=training_args.length_buckets, run_identity=identity,
         train_dataset=tokenized["train"], eval_dataset=tokenized.get("validation"), processing_class=tokenizer,
@@ -142,7 +142,7 @@ def train_run(run):
             trainer.save_metrics(prefix, metrics)
             results[split] = metrics
     if trainer.is_world_process_zero():
-        write_run_outputs(trainer, raw, results, run, card_callback.dataset_sizes)
+        write_run_outputs(trainer, raw, results, run)
     if training_args.push_to_hub:
         trainer.push_to_hub()
     return results

@@ -10,10 +10,10 @@ import sys
 import pandas as pd
 import pytest
 
-from seqreg_hf.builder import init_model_dir
 from seqreg_hf.cli import main as cli
 from seqreg_hf.data import CHARS_PER_TOKEN, cut_long_texts, tokenize_splits
 from seqreg_hf.embeddings import default_embeddings_path
+from seqreg_hf.model_dir import init_model_dir
 from seqreg_hf.prediction import Predictor, predict_file
 
 from .conftest import EMOBANK, REPO

@@ -10,8 +10,8 @@ import time
 import pandas as pd
 import pytest
 
-from seqreg_hf.builder import init_model_dir
 from seqreg_hf.embeddings import default_embeddings_path
+from seqreg_hf.model_dir import init_model_dir
 
 from .conftest import REPO
 

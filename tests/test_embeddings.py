@@ -7,10 +7,8 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from seqreg_hf import SeqRegForSequenceRegression
-from seqreg_hf.builder import build_model, init_model_dir
 from seqreg_hf.embeddings import Embeddings, default_embeddings_path, load_embeddings
-from seqreg_hf.loading import ModelDirError, load_model_dir
+from seqreg_hf.model_dir import build_model, init_model_dir, load_model_dir
 from seqreg_hf.tokenization import build_word_tokenizer
 
 from .test_vectors import keyed_vectors, vector_files  # noqa: F401  (module fixtures)
@@ -129,28 +127,3 @@ def test_model2vec_directory(vector_files, keyed_vectors, tmp_path):  # noqa: F8
     ids = source.tokenizer("happy dog")["input_ids"]
     np.testing.assert_allclose(model.get_input_embeddings().weight[ids].detach().numpy(),
                                np.stack([keyed_vectors["happy"], keyed_vectors["dog"]]), atol=1e-6)
-
-
-def test_corrupt_config_and_missing_directory(tmp_path):
-    with pytest.raises(ModelDirError, match="has no config.json"):
-        load_model_dir(tmp_path)
-    (tmp_path / "config.json").write_text("{ not json")
-    with pytest.raises(ModelDirError, match="config.json is not valid JSON"):
-        load_model_dir(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "seqreg", "rnn_type": "transformer"}))
-    with pytest.raises(ModelDirError, match="rnn_type='transformer' is not supported"):
-        load_model_dir(tmp_path)
-    with pytest.raises(FileNotFoundError, match="no such file or directory"):
-        load_embeddings(str(tmp_path / "missing" / "vectors.txt"))
-
-
-def test_built_model_trains_with_frozen_vectors(vector_files):  # noqa: F811
-    source = load_embeddings(vector_files["glove"], progress=False)
-    model = build_model(source, hidden_size=4, num_labels=1)
-    assert isinstance(model, SeqRegForSequenceRegression)
-    batch = source.tokenizer(["the dog", "a sad child cries"], padding=True, return_tensors="pt")
-    before = model.get_input_embeddings().weight.clone()
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
-    model(**batch, labels=torch.tensor([1.0, -1.0])).loss.backward()
-    optimizer.step()
-    assert torch.equal(model.get_input_embeddings().weight, before)

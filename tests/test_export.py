@@ -291,8 +291,8 @@ def test_a_batch_of_only_empty_texts_reads_nothing_in_onnx_too(exported):
 
 
 def test_float16_storage_rounds_the_matrix_in_memory_and_needs_frozen_vectors():
-    from seqreg_hf.builder import build_model
     from seqreg_hf.embeddings import load_embeddings
+    from seqreg_hf.model_dir import build_model
 
     source = load_embeddings(None)
     model = build_model(source, id2label={0: "V"}, hidden_size=8, embeddings_dtype="float16")

@@ -13,10 +13,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from seqreg_hf.builder import init_model_dir
 from seqreg_hf.cli import main as cli
 from seqreg_hf.embeddings import default_embeddings_path
 from seqreg_hf.formats import atomic_write
+from seqreg_hf.model_dir import init_model_dir
 from seqreg_hf.prediction import Predictor, predict_file
 
 from .conftest import EMOBANK

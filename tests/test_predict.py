@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from seqreg_hf.builder import build_model
 from seqreg_hf.embeddings import load_embeddings
+from seqreg_hf.model_dir import build_model
 from seqreg_hf.prediction import Predictor, as_text
 
 HOSTILE = [

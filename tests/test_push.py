@@ -13,7 +13,7 @@ from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 
 from seqreg_hf import SeqRegForSequenceRegression
 from seqreg_hf.cli import main as cli
-from seqreg_hf.loading import load_tokenizer
+from seqreg_hf.model_dir import load_tokenizer
 
 WORDS = ["calm", "angry", "happy", "sad", "bright", "dark", "loud", "quiet"]
 MODEL_REPOSITORY = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
@@ -86,6 +86,10 @@ def test_a_push_uploads_a_model_repository_and_never_the_users_texts(tmp_path, h
     messages = [upload["message"] for upload in hub]
     assert "End of training" in messages and any(m.endswith(", checkpoint") for m in messages)
     assert_no_text_in(hub, texts)
+    # Each push carries the card, the pushes during training too, and each push of the model its code.
+    assert all("README.md" in upload["files"] for upload in hub), [(u["message"], sorted(u["files"])) for u in hub]
+    code = {"modeling_seqreg.py", "configuration_seqreg.py", "pipelines.py"}
+    assert all(code <= set(upload["files"]) for upload in hub if upload["path_in_repo"] is None)
     final = next(upload for upload in hub if upload["message"] == "End of training")
     assert MODEL_REPOSITORY <= set(final["files"]), sorted(final["files"])
     assert not [path for path in final["files"] if "/" in path or path.endswith((".csv", ".png", ".bin"))]
@@ -118,12 +122,12 @@ def test_a_push_uploads_a_model_repository_and_never_the_users_texts(tmp_path, h
 
 def test_the_card_shows_no_dataset_text_unless_the_user_gives_examples(tmp_path):
     from seqreg_hf.arguments import DataArguments
-    from seqreg_hf.builder import init_model_dir
-    from seqreg_hf.model_card import GENERIC_EXAMPLES, card_context
+    from seqreg_hf.model_card import GENERIC_EXAMPLES, CardCallback
+    from seqreg_hf.model_dir import init_model_dir
 
     texts = split_file(tmp_path / "train.csv", 10, "train")
     model, _ = init_model_dir(tmp_path / "model", None, id2label={0: "y"}, hidden_size=8, ensemble_size=1)
-    default = card_context(model, DataArguments(train_file=str(tmp_path / "train.csv")))["card_data"].widget
+    default = CardCallback(DataArguments(train_file=str(tmp_path / "train.csv"))).context(model)["card_data"].widget
     assert [w["text"] for w in default] == GENERIC_EXAMPLES and not set(GENERIC_EXAMPLES) & set(texts)
     given = DataArguments(train_file=str(tmp_path / "train.csv"), widget_examples=MY_EXAMPLES)
-    assert [w["text"] for w in card_context(model, given)["card_data"].widget] == MY_EXAMPLES
+    assert [w["text"] for w in CardCallback(given).context(model)["card_data"].widget] == MY_EXAMPLES

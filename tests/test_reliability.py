@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from seqreg_hf.checkpoints import checkpoint_problems, latest_valid_checkpoint, resolve_resume, safetensors_problem
 from seqreg_hf.embeddings import default_embeddings_path
-from seqreg_hf.loading import ModelDirError, load_model_dir
+from seqreg_hf.model_dir import ModelDirError, load_model_dir
 
 from .conftest import EMOBANK, REPO
 

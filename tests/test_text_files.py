@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqreg_hf.builder import init_model_dir
 from seqreg_hf.cli import main as cli
 from seqreg_hf.embeddings import default_embeddings_path
+from seqreg_hf.model_dir import init_model_dir
 
 from .conftest import EMOBANK
 

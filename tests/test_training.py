@@ -15,9 +15,9 @@ from transformers import AutoModel, AutoModelForSequenceClassification, pipeline
 
 from seqreg_hf import SeqRegConfig, SeqRegModel
 from seqreg_hf.arguments import DataArguments, SeqRegTrainingArguments, parse_arguments
-from seqreg_hf.builder import init_model_dir
 from seqreg_hf.cli import main as cli
 from seqreg_hf.data import DataError, fetch_train_file
+from seqreg_hf.model_dir import init_model_dir
 from seqreg_hf.prediction import Predictor
 
 from .conftest import EMOBANK, REPO

@@ -18,9 +18,8 @@ import torch
 from transformers import BertConfig, BertModel
 
 import seqreg_hf
-from seqreg_hf.builder import build_model, save_model_dir
 from seqreg_hf.embeddings import Embeddings
-from seqreg_hf.loading import ModelDirError, load_model_dir
+from seqreg_hf.model_dir import ModelDirError, build_model, load_model_dir, save_model_dir
 from seqreg_hf.tokenization import build_word_tokenizer
 
 from .conftest import REPO

@@ -194,7 +194,7 @@ def trainer_train(source, ids, labels, overrides, steps, mode):
     from transformers import Trainer, TrainingArguments
 
     from seqreg_hf.arguments import SeqRegTrainingArguments
-    from seqreg_hf.builder import build_model
+    from seqreg_hf.model_dir import build_model
     from seqreg_hf.trainer import SeqRegTrainer
 
     model = build_model(source, num_labels=3, **overrides)
