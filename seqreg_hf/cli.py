@@ -3,7 +3,7 @@ launch need: they start a module, not a script). The command table lives in `seq
 
 import sys
 
-from seqreg_hf_cli import main
+from seqreg_hf_cli import main, run_command  # noqa: F401  (run_command: the Python door to one command)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -54,3 +56,9 @@ def emobank_path():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def run_cli(*args, env=None, **kwargs):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "seqreg_hf.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600, cwd=REPO, stdin=subprocess.DEVNULL, **kwargs)

@@ -1,6 +1,9 @@
 """The seqreg-hf command line: explain, init, oov, and one-line errors."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -10,6 +13,7 @@ from seqreg_hf.oov import oov_report
 from seqreg_hf.shapes import explain
 from seqreg_hf.tokenization import build_word_tokenizer
 
+from .conftest import run_cli
 from .test_vectors import keyed_vectors, vector_files  # noqa: F401  (module fixtures)
 
 
@@ -69,3 +73,23 @@ def test_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("seqreg-hf init: error:") and "missing.vec" in err[0]
     assert cli(["bogus"]) == 2
+
+
+def test_version_no_arguments_and_help_without_torch(tmp_path):
+    import seqreg_hf_cli
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"seqreg-hf {seqreg_hf_cli.version()}"
+    result = run_cli()
+    assert result.returncode == 2 and "usage: seqreg-hf COMMAND" in result.stdout
+    env = {"SEQREG_HF_CACHE": str(tmp_path)}
+    for command in ("init", "train", "evaluate", "predict", "oov", "explain"):
+        first = run_cli(command, "--help", env=env)
+        assert first.returncode == 0 and f"usage: seqreg-hf {command}" in first.stdout
+        probe = ("import sys, seqreg_hf_cli; code = seqreg_hf_cli.main([sys.argv[1], '--help']); "
+                 "print('TORCH', 'torch' in sys.modules, 'transformers' in sys.modules)")
+        again = subprocess.run([sys.executable, "-c", probe, command], capture_output=True, text=True, timeout=120,
+                               env=dict(os.environ, **env))
+        assert again.stdout.startswith(first.stdout) and "TORCH False False" in again.stdout
+
+

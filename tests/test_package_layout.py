@@ -1,6 +1,7 @@
 """The package's layout: modules import each other in one direction, and only each other's public names."""
 
 import ast
+import re
 
 from .conftest import REPO
 
@@ -125,3 +126,43 @@ def test_the_console_script_imports_no_heavy_module_at_start():
     top = [n for n in ast.parse(source).body if isinstance(n, ast.Import | ast.ImportFrom)]
     names = {a.name for n in top for a in n.names} | {n.module for n in top if isinstance(n, ast.ImportFrom)}
     assert not names & {"torch", "transformers", "seqreg_hf", "datasets"}, names
+
+
+def _package_trees():
+    for path in sorted((REPO / "seqreg_hf").rglob("*.py")):
+        yield path, ast.parse(path.read_text())
+
+
+def test_contracts_are_defined_once():
+    padding, rnn_maps, bucketing = [], [], []
+    length_batching = re.compile(r"length.*batch|batch.*length")
+    for path, tree in _package_trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == "padding_side"
+                                                    for t in node.targets):
+                padding.append(path.name)
+            if isinstance(node, ast.keyword) and node.arg == "padding_side":
+                padding.append(path.name)
+            if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "lstm" for k in node.keys):
+                rnn_maps.append(path.name)
+            if isinstance(node, ast.FunctionDef) and length_batching.search(node.name):
+                bucketing.append(f"{path.name}:{node.name}")
+    assert padding == ["tokenization.py"]
+    assert rnn_maps == ["modeling_seqreg.py"]
+    assert bucketing == ["data.py:exact_length_batches"]
+
+
+def test_training_main_reads_top_to_bottom_and_dead_code_is_gone():
+    source = (REPO / "seqreg_hf" / "training.py").read_text()
+    assert len(source.splitlines()) <= 160
+    assert "EMOBANK_URL" not in source and "urllib" not in "".join(p.read_text() for p, _ in _package_trees())
+    tree = ast.parse(source)
+    names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+    assert not names & {"ModelArguments", "DataArguments", "LengthBucketBatchSampler", "write_outputs"}
+    modules = {p.stem for p in (REPO / "seqreg_hf").glob("*.py")}
+    assert {"arguments", "data", "trainer", "outputs", "training"} <= modules and "sampling" not in modules
+    classes = {n.name for p, t in _package_trees() if p.name == "modeling_seqreg.py" for n in t.body
+               if isinstance(n, ast.ClassDef)}
+    assert "SeqRegEnsemble" in classes
+
+

@@ -77,3 +77,39 @@ def test_the_trainer_refuses_a_transformers_without_the_private_methods_it_exten
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("seqreg-hf train: error:") and "Trainer._run_epoch" in line and "transformers>=" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_runtime_dependencies_and_license_metadata():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = [d.split(">")[0].split("<")[0].split("=")[0].strip().lower() for d in project["dependencies"]]
+    assert "gensim" not in names and "scikit-learn" not in names
+    assert any(d.startswith("gensim") for d in project["optional-dependencies"]["dev"])
+    assert project["license"] == "Apache-2.0"  # an SPDX string: no setuptools deprecation warning
+
+
+def test_package_builds_without_deprecation_warnings(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+                             str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "deprecat" not in (result.stdout + result.stderr).lower()
+    assert list(tmp_path.glob("seqreg_hf-*.whl"))
+
+
+def test_the_readme_reliability_table_names_tests_that_exist():
+    import re
+
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## Reliability", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) >= 20
+    checked = 0
+    for row in rows:
+        current = None
+        for file_name, name in re.findall(r"`(?:(test_\w+\.py)(?:::)?)?(?:…|::)?(\w*)`", row.split("|")[3]):
+            current = file_name or current
+            source = (REPO / "tests" / current).read_text(encoding="utf-8")
+            if name:
+                assert re.search(rf"^def (\w*{name})\(", source, re.M), f"{current}: no test ending in {name}"
+                checked += 1
+    assert checked >= len(rows)
+
+

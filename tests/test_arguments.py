@@ -1,0 +1,156 @@
+"""seqreg_hf.arguments: one home for each default, every spelling of an option, config files merged under the flags."""
+
+import dataclasses
+import inspect
+import json
+
+import pytest
+
+import seqreg_hf
+from seqreg_hf.arguments import NOT_FLAGS, ArchitectureArguments, command_parser, parse_arguments, parse_command
+from seqreg_hf.configuration_seqreg import CHOICES, SeqRegConfig
+
+from .conftest import REPO, run_cli
+
+
+def test_every_spelling_argparse_accepts_means_the_same():
+    base = ["--train_file", "x.csv", "--label_columns", "y", "--output_dir", "o"]
+    spellings = (["--learning-rate", "1e-4"], ["--learning_rate", "1e-4"], ["--learn", "1e-4"], ["--learning-r", "1e-4"])
+    for spelling in spellings:
+        assert parse_arguments(base + spelling).training.learning_rate == 1e-4
+    assert parse_arguments(base + ["--num_train_epoch", "2"]).training.num_train_epochs == 2
+    assert parse_arguments(base + ["--hidden-size", "64"]).architecture.hidden_size == 64
+
+
+def test_help_prints_the_defaults_that_run(tmp_path):
+    result = run_cli("train", "--help", env={"SEQREG_HF_CACHE": str(tmp_path), "COLUMNS": "200"})
+    assert result.returncode == 0
+    text = result.stdout.split("  --learning_rate LEARNING_RATE", 1)[1].split("\n  --", 1)[0]
+    assert "(default: 0.002)" in " ".join(text.split())
+    pin = " ".join(result.stdout.split("  --dataloader_pin_memory", 1)[1].split("\n  --", 1)[0].split())
+    assert "on when CUDA is available" in pin  # resolved after parsing: --help says how
+    assert "--do_train" not in result.stdout  # run_glue's switches are not offered: they would change nothing
+    parsed = parse_arguments(["--output_dir", str(tmp_path)])
+    shown = 0
+    for action in command_parser("train")._actions:
+        group = next((g for g in parsed[:5] if action.dest in getattr(g, "__dataclass_fields__", {})), None)
+        if group is None or action.option_strings[0].startswith("--no_") or action.dest in ("output_dir",):
+            continue
+        value = getattr(group, action.dest)
+        if action.default != value:  # only where None means "off" (transformers' own) or a rule --help states
+            resolved = {"activation_checkpointing", "gradient_checkpointing", "debug", "accelerator_config",
+                        "dataloader_pin_memory"}
+            assert (action.default is None and action.dest in resolved) or value == [action.default], action.dest
+        shown += 1
+    assert shown > 150  # every option of the five groups was compared: what --help prints is what runs
+
+
+def test_train_without_a_config_file_builds_the_configs_default_model(tmp_path):
+    """The issue's promise: no config file, no architecture flags -> the architecture of SeqRegConfig(), trained with
+    the learning rate `train --help` prints."""
+    run = parse_arguments(["--output_dir", str(tmp_path)])
+    built = seqreg_hf.SeqRegConfig(**run.architecture.config_kwargs()).to_dict()
+    default = seqreg_hf.SeqRegConfig().to_dict()
+    assert {k: v for k, v in built.items() if v != default.get(k)} == {}
+    assert (default["rnn_type"], default["pooling"], default["ensemble_size"]) == ("gru", "mean_max", 3)
+    actions = {a.dest: a for a in command_parser("train")._actions}
+    assert run.training.learning_rate == actions["learning_rate"].default == 2e-3
+
+
+def test_bare_switches_and_run_glue_flags(tmp_path):
+    base = ["--train_file", "x.csv", "--label_columns", "y", "--output_dir", "o"]
+    assert parse_arguments(base + ["--disable_tqdm"]).training.disable_tqdm is True  # it used to need a value
+    assert parse_arguments(base).training.disable_tqdm is False
+    assert parse_command("init", ["--disable_tqdm"])[3].disable_tqdm is True  # ... as it does on init
+    assert parse_arguments(base + ["--no_bidirectional"]).architecture.bidirectional is False
+    for flag in ("--do_train", "--do_eval", "--do_predict"):
+        result = run_cli("train", *base, flag)
+        assert result.returncode == 2 and f"{flag} is not an option of seqreg-hf train" in result.stderr, flag
+    assert "ambiguous option: --lo could match" in run_cli("train", *base, "--lo", "1").stderr
+
+
+def test_architecture_flags_are_derived_from_the_config():
+    parameters = [p for p in inspect.signature(SeqRegConfig.__init__).parameters if p not in ("self", "kwargs")]
+    flags = [f.name for f in dataclasses.fields(ArchitectureArguments)]
+    assert flags == [p for p in parameters if p not in NOT_FLAGS]
+    actions = {a.dest: a for a in command_parser("train")._actions}
+    for name, choices in CHOICES.items():
+        assert tuple(actions[name].choices) == choices
+    assert "Lin's concordance correlation" in actions["loss"].help  # the config's docstring is the help
+
+
+def test_config_overrides_and_conflicts():
+    base = ["--train_file", "x.csv", "--label_columns", "y", "--output_dir", "o"]
+    run = parse_arguments(base + ["--config_overrides", "hidden_size=32,pooling=attention,bidirectional=false,"
+                                                        "head_hidden_sizes=64;16"])
+    chosen = run.architecture
+    assert (chosen.hidden_size, chosen.pooling, chosen.bidirectional) == (32, "attention", False)
+    assert chosen.head_hidden_sizes == [64, 16]
+    assert {"hidden_size", "pooling", "bidirectional"} <= run.explicit
+    with pytest.raises(ValueError, match=r"given both as option\(s\) \(a flag"):
+        parse_arguments(base + ["--hidden_size", "16", "--config_overrides", "hidden_size=32"])
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_arguments(base + ["--config_overrides", "learning_rate=1"])
+    with pytest.raises(ValueError, match="--config_overrides: argument --hidden_size.*invalid int value: 'big'"):
+        parse_arguments(base + ["--config_overrides", "hidden_size=big"])
+
+
+def test_output_dir_is_required_not_defaulted(tmp_path):
+    with pytest.raises(ValueError, match="--output_dir is required"):
+        seqreg_hf.train(train_file=str(tmp_path / "x.csv"), label_columns=["y"])
+    assert not (REPO / "trainer_output").exists()
+
+
+def test_bad_choice_is_refused_before_any_work(tmp_path):
+    result = run_cli("train", "--train_file", str(tmp_path / "none.csv"), "--label_columns", "y", "--output_dir",
+                     str(tmp_path / "o"), "--rnn_type", "transformer")
+    assert result.returncode == 2 and "invalid choice: 'transformer'" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kind", ["json", "yaml"])
+def test_config_file_with_flag_overrides(tmp_path, kind):
+    values = {"train_file": "x.csv", "label_columns": ["V", "A"], "output_dir": "out", "hidden_size": 64,
+              "seed": 3, "learning_rate": 0.01}
+    path = tmp_path / f"cfg.{kind}"
+    if kind == "json":
+        path.write_text(json.dumps(values))
+    else:
+        import yaml
+
+        path.write_text(yaml.safe_dump(values))
+    run = parse_arguments([str(path), "--seed", "1", "--learning-rate", "1e-4"])
+    assert (run.training.seed, run.training.learning_rate) == (1, 1e-4)  # flags win over the file
+    assert run.architecture.hidden_size == 64 and run.data.label_columns == ["V", "A"]
+    assert run.architecture.rnn_type == seqreg_hf.SeqRegConfig().rnn_type  # neither says: the config's default
+    (tmp_path / "bad.json").write_text(json.dumps({**values, "hiden_size": 3}))
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['hiden_size'\]"):
+        parse_arguments([str(tmp_path / "bad.json")])
+    (tmp_path / "choice.json").write_text(json.dumps({**values, "pooling": "median"}))
+    with pytest.raises(ValueError, match=r"choice.json: argument --pooling: invalid choice: 'median'"):
+        parse_arguments([str(tmp_path / "choice.json")])
+    # File values are typed as the flags would be: a scalar for a list option, a whole float for an int.
+    (tmp_path / "typed.json").write_text(json.dumps({**values, "head_hidden_sizes": 64, "ensemble_size": 2.0,
+                                                     "label_columns": "V", "bidirectional": "false"}))
+    typed = parse_arguments([str(tmp_path / "typed.json")])
+    assert typed.architecture.head_hidden_sizes == [64] and typed.architecture.ensemble_size == 2
+    assert typed.data.label_columns == ["V"] and typed.architecture.bidirectional is False
+    (tmp_path / "fraction.json").write_text(json.dumps({**values, "ensemble_size": 2.5}))
+    with pytest.raises(ValueError, match=r"fraction.json: argument --ensemble_size.*invalid int value: '2.5'"):
+        parse_arguments([str(tmp_path / "fraction.json")])
+    help_text = run_cli("train", str(path), "--help", env={"COLUMNS": "200"}).stdout
+    assert "(default: 64)" in help_text.split("--hidden_size HIDDEN_SIZE", 2)[2].split("\n  --", 1)[0]
+
+
+def test_the_recipe_is_one_file():
+    """The EmoBank recipe names the data and nothing the defaults already say; no module writes its values again."""
+    recipe_file = REPO / "scripts" / "configs" / "emobank.json"
+    assert not recipe_file.is_symlink() and len(recipe_file.read_text().splitlines()) <= 10
+    recipe = json.loads(recipe_file.read_text())
+    assert set(recipe) == {"train_file", "data_url", "split_column", "text_column", "label_columns", "output_dir"}
+    assert not (REPO / "seqreg_hf" / "recipes").exists()
+    for name in ("arguments.py", "training.py", "model_card.py"):  # the architecture's defaults live in the config
+        text = (REPO / "seqreg_hf" / name).read_text()
+        assert '"gru"' not in text and '"mean_max"' not in text, name
+
+
