@@ -1,6 +1,6 @@
 """Run seqreg_hf training under torchrun while recording which examples each rank collates.
 
-Used by tests/test_distributed.py: `torchrun --nproc_per_node 2 tests/ddp_probe.py PROBE_DIR <train args>`.
+Used by tests/test_e2e_distributed.py: `torchrun --nproc_per_node 2 tests/ddp_probe.py PROBE_DIR <train args>`.
 The recorder subclasses DataCollatorWithPadding, so training itself is unchanged.
 """
 

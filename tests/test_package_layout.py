@@ -166,3 +166,17 @@ def test_training_main_reads_top_to_bottom_and_dead_code_is_gone():
     assert "SeqRegEnsemble" in classes
 
 
+
+
+def test_tests_mirror_modules():
+    """tests/test_<module>[_<topic>].py for a module of seqreg_hf (`cli`: the console script) or of scripts/, or
+    test_e2e_<topic>.py (end to end, across modules) and test_package_<topic>.py (the package as a whole)."""
+    modules = {p.stem for p in (REPO / "seqreg_hf").rglob("*.py") if p.stem != "__init__"} | {"metrics"}
+    scripts = {f"scripts_{p.stem}" for p in (REPO / "scripts").rglob("*.py") if p.stem != "__init__"}
+    stray = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        stem = path.stem.removeprefix("test_")
+        if not (stem.startswith(("e2e_", "package_")) or any(stem == m or stem.startswith(f"{m}_")
+                                                                for m in modules | scripts)):
+            stray.append(path.name)
+    assert stray == []

@@ -21,7 +21,7 @@ from seqreg_hf.model_dir import init_model_dir
 from seqreg_hf.prediction import Predictor
 
 from .conftest import EMOBANK, REPO
-from .test_remote_code import LOADER
+from .test_e2e_remote_code import LOADER
 
 SLICE = ["--max_train_samples", "300", "--max_eval_samples", "120", "--max_test_samples", "150"]
 SMALL = ["--hidden_size", "16", "--num_train_epochs", "1", "--report_to", "none", "--disable_tqdm", "true"]

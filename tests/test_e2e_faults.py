@@ -1,5 +1,5 @@
-"""Reliability, round two: degenerate validation data, fine-tuning's units, tuple outputs, corrupt weights through
-every door, pickle-free embeddings, mixed and compressed file types, and prediction files that are never half."""
+"""Faults end to end: degenerate validation data, fine-tuning's units, tuple outputs, corrupt weights through every
+door, pickle-free embeddings, mixed and compressed file types, and prediction files that are never half."""
 
 import bz2
 import json

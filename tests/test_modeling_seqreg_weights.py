@@ -17,7 +17,7 @@ import seqreg_hf
 from seqreg_hf import SeqRegForSequenceRegression, SeqRegModel
 
 from .conftest import REPO
-from .test_trust import seqreg_dir
+from .test_e2e_trust import seqreg_dir
 
 HEAD = "seqreg.ensemble.members.0.head"
 
