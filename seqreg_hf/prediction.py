@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .data import cut_long_texts, exact_length_batches, refuse_nested_text
 from .loading import load_model_dir
 from .logs import progress_enabled
+from .onnx_session import ONNX_FILE, OnnxSession
 from .tokenization import pad_right
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,6 @@ class Predictor:
         `onnx_file`, e.g. "model.int8.onnx") with onnxruntime, without building the torch model.
         trust_remote_code=True runs a custom tokenizer class the directory carries (refused otherwise)."""
         if backend == "onnx":
-            from .export import ONNX_FILE, OnnxSession
             from .loading import ModelDirError, load_config, load_tokenizer, resolve_model_dir
 
             folder = resolve_model_dir(model_name_or_path)
