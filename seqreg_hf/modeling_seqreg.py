@@ -762,11 +762,12 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
         """(scores (batch, num_labels), member scores (ensemble_size, batch, num_labels)) in the labels' own units,
         from the heads' `member_predictions` (ensemble_size, batch, num_labels) in the standardized units they learn
         in (`config.label_means` / `label_stds`). The one place those statistics are undone: forward,
-        member_predictions and the ONNX graph all end here. Scores are the members' mean taken in the labels' units,
-        so they equal `member_scores.mean(0)` to the last bit, whichever of the two a caller reads."""
+        member_predictions and the ONNX graph all end here. Scores are the members' mean taken before the statistics
+        are undone, as forward has always taken it: so runs reproduce their figures to the last bit (an ensemble's
+        scores differ from `member_scores.mean(0)` by rounding only)."""
         mean, std = self._label_stats(member_predictions)
-        members = member_predictions * std + mean
-        return self.seqreg.ensemble.combine(members), members
+        scores = self.seqreg.ensemble.combine(member_predictions) * std + mean
+        return scores, member_predictions * std + mean
 
     def _label_stats(self, like):
         config = self.config
