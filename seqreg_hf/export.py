@@ -144,7 +144,8 @@ def int8_agreement(model, path, batches):
     """Per label: Pearson r of the int8 scores with torch's, and the largest difference (scores and members) in
     label stds; with the largest difference in the labels' units."""
     (scores, members), (want_scores, want_members) = _both_outputs(model, path, batches)
-    stds = np.asarray(model.config.label_stds or [1.0] * model.config.num_labels, dtype=np.float64)  # none: unit
+    # A model without label statistics undoes none (to_label_units): its units count as standardized ones.
+    stds = np.asarray(model.config.label_stds or [1.0] * model.config.num_labels, dtype=np.float64)
     names = model.config.label_names
     worst = np.maximum(np.abs(scores - want_scores).max(axis=0), np.abs(members - want_members).max(axis=(0, 1)))
     return {"check_rows": len(scores), "max_abs_difference_vs_torch": float(worst.max()),
