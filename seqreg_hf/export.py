@@ -1,4 +1,5 @@
-"""ONNX export of a trained model, and an onnxruntime session that predicts with it.
+"""ONNX export of a trained model, checked against torch before it is written (the session that predicts with the
+graph is `seqreg_hf.onnx_session`'s).
 
 The graph is traced from the encoder's dense padded path (`SeqRegEncoder._dense`): every row reads only its own
 tokens through ordinary LSTM / GRU / RNN nodes, with no packed sequences, so one graph serves any batch size and
@@ -22,15 +23,13 @@ import torch
 from torch import nn
 
 from .model_dir import load_model_dir
+from .onnx_session import INPUTS, ONNX_FILE, OUTPUTS, OnnxSession
 
 logger = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 REPORT_FILE = "onnx_export.json"
 OPSET = 17
-INPUTS = ("input_ids", "attention_mask")
-OUTPUTS = ("scores", "member_scores")
 
 # The ops whose weights onnxruntime's dynamic quantizer stores as 8-bit integers: the embedding matrix (Gather) and
 # the heads (MatMul, once quant_pre_process has turned their Gemm into one). Left out on purpose:
@@ -59,7 +58,7 @@ class ExportCheckError(ValueError):
 
 class OnnxGraph(nn.Module):
     """What the ONNX graph computes: the model's forward without its Python-side input checks (the onnxruntime
-    predictor checks inputs before it runs the graph)."""
+    session checks inputs before it runs the graph), ending in the model's own `to_label_units`."""
 
     def __init__(self, model):
         super().__init__()
@@ -70,10 +69,7 @@ class OnnxGraph(nn.Module):
         lengths = attention_mask.sum(dim=1)
         words = seqreg.embeddings.lookup(input_ids, None, attention_mask)
         _, pooled, _, _ = seqreg.ensemble.encode(seqreg.embeddings, words, input_ids, lengths, attention_mask.bool())
-        members = seqreg.ensemble.predict(pooled)
-        mean, std = self.model._label_stats(members)
-        members = members * std + mean
-        return members.mean(dim=0), members
+        return self.model.to_label_units(seqreg.ensemble.predict(pooled))
 
 
 @contextlib.contextmanager
@@ -113,24 +109,17 @@ def random_batches(vocab_size, pad_token_id, rows=256, batch_size=32, max_length
     return batches
 
 
-def _session(path):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-
-
 def _both_outputs(model, path, batches):
     """(got, want): onnxruntime's and torch's [scores (rows, labels), member scores (members, rows, labels)] over
-    `batches`; torch is the model's own forward (and member_predictions), not the traced wrapper."""
-    session = _session(path)
+    `batches`; torch is the model's own forward (and member_predictions), not the traced wrapper, and the graph runs
+    in the session that predicts with it."""
+    session = OnnxSession(path, model.config)
     got, want = [], []
     with torch.no_grad():
         for ids, mask in batches:
             want.append([model(ids, attention_mask=mask).logits.numpy(),
                          model.member_predictions(ids, attention_mask=mask).numpy()])
-            got.append(session.run(list(OUTPUTS), {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}))
+            got.append(session.run(ids.numpy(), mask.numpy()))
     joined = [[np.concatenate([part[k] for part in parts], axis=k) for k in range(2)] for parts in (got, want)]
     return joined[0], joined[1]
 
@@ -155,8 +144,8 @@ def int8_agreement(model, path, batches):
     """Per label: Pearson r of the int8 scores with torch's, and the largest difference (scores and members) in
     label stds; with the largest difference in the labels' units."""
     (scores, members), (want_scores, want_members) = _both_outputs(model, path, batches)
-    _, stds = model._label_stats(torch.zeros(1))
-    stds = np.broadcast_to(np.asarray(stds, dtype=np.float64), (model.config.num_labels,))
+    # A model without label statistics undoes none (to_label_units): its units count as standardized ones.
+    stds = np.asarray(model.config.label_stds or [1.0] * model.config.num_labels, dtype=np.float64)
     names = model.config.label_names
     worst = np.maximum(np.abs(scores - want_scores).max(axis=0), np.abs(members - want_members).max(axis=(0, 1)))
     return {"check_rows": len(scores), "max_abs_difference_vs_torch": float(worst.max()),
@@ -304,79 +293,6 @@ def _quiet_exporter():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about shapes read as Python ints: the graph is checked
         yield
-
-
-class OnnxSession:
-    """Runs an exported graph; the same inputs and checks as the torch model, without torch. The graph's form
-    (input and output names, dtypes, widths against the config) is checked when it is loaded."""
-
-    def __init__(self, path, config):
-        self.path, self.config = os.fspath(path), config
-        self.session = _session(path)
-        self._check_form()
-
-    def _refuse(self, expected, found):
-        from .model_dir import ModelDirError
-
-        folder = os.path.dirname(os.path.abspath(self.path))
-        raise ModelDirError(f"{self.path}: not a seqreg-hf graph for this model: expected {expected}, found {found}. "
-                            f"Re-export it with `seqreg-hf export --model_name_or_path MODEL --output_dir {folder}`.")
-
-    def _check_form(self):
-        inputs = {node.name: node for node in self.session.get_inputs()}
-        outputs = {node.name: node for node in self.session.get_outputs()}
-        if set(inputs) != set(INPUTS):
-            self._refuse(f"inputs {', '.join(INPUTS)}", ", ".join(inputs) or "none")
-        if not set(OUTPUTS) <= set(outputs):
-            self._refuse(f"outputs {', '.join(OUTPUTS)}", ", ".join(outputs) or "none")
-        for kind, nodes, names, dtype in (("input", inputs, INPUTS, "int64"), ("output", outputs, OUTPUTS, "float")):
-            for name in names:
-                found = nodes[name].type.removeprefix("tensor(").removesuffix(")")
-                if found != dtype:
-                    self._refuse(f"{kind} {name} of type {dtype}", found)
-        scores, members = (outputs[name].shape for name in OUTPUTS)  # ints, names of symbolic dims, or None
-        widths = scores[-1:] + members[:1] + members[-1:]
-        if len(widths) < 3 or not all(isinstance(dim, int) for dim in widths):
-            scores, members = (list(result.shape) for result in self._tiny_run())  # one text tells
-        self._check_widths(scores, members)
-
-    def _tiny_run(self):
-        ids = np.full((1, 1), self.config.pad_token_id, dtype=np.int64)
-        try:
-            return self.session.run(list(OUTPUTS), {"input_ids": ids, "attention_mask": np.ones_like(ids)})
-        except Exception as error:  # onnxruntime raises its own types
-            self._refuse("a graph that scores one text", f"an error ({error})")
-
-    def _check_widths(self, scores, members):
-        """`scores` (batch, num_labels) and `members` (ensemble_size, batch, num_labels) shapes, as declared or
-        as run; symbolic batch dims are strings."""
-        config = self.config
-        labels = f"{config.num_labels} (num_labels, {' '.join(config.label_names)})"
-        if len(scores) != 2:
-            self._refuse(f"scores of shape (batch, {config.num_labels})", f"shape {tuple(scores)}")
-        if len(members) != 3:
-            self._refuse(f"member_scores of shape ({config.ensemble_size}, batch, {config.num_labels})",
-                         f"shape {tuple(members)}")
-        if scores[1] != config.num_labels:
-            self._refuse(f"scores of width {labels}", f"width {scores[1]}")
-        if members[2] != config.num_labels:
-            self._refuse(f"member_scores of width {labels}", f"width {members[2]}")
-        if members[0] != config.ensemble_size:
-            self._refuse(f"member_scores of {config.ensemble_size} members (ensemble_size)", members[0])
-
-    def run(self, input_ids, attention_mask):
-        """(scores, member_scores) as numpy arrays for int64 arrays (batch, length)."""
-        input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
-        attention_mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
-        if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-            bad = int(input_ids.min() if input_ids.min() < 0 else input_ids.max())
-            raise ValueError(f"input_ids contains id {bad}, outside the vocabulary 0..{self.config.vocab_size - 1}. "
-                             "The tokenizer does not match this model: use the tokenizer saved beside it.")
-        if input_ids.shape[1] == 0:  # every text empty: one padding position, which the graph reads as nothing
-            input_ids = np.full((input_ids.shape[0], 1), self.config.pad_token_id, dtype=np.int64)
-            attention_mask = np.zeros_like(input_ids)
-        scores, members = self.session.run(list(OUTPUTS), {"input_ids": input_ids, "attention_mask": attention_mask})
-        return scores, members
 
 
 __all__ = ["export_onnx", "export_graph", "OnnxGraph", "OnnxSession", "ONNX_FILE", "INT8_FILE", "dense_path_only",

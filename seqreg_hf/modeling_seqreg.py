@@ -77,6 +77,20 @@ def check_prefix_mask(attention_mask):
     return mask.sum(dim=1)
 
 
+def check_token_ids(input_ids, vocab_size):
+    """Raise, naming the id, if `input_ids` holds one outside the vocabulary 0..vocab_size - 1 (a tokenizer that does
+    not match the model). The model checks its inputs with this, and the onnxruntime backend, which runs no torch
+    model, with this too."""
+    if input_ids.numel():
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"input_ids contains id {bad}, outside the vocabulary 0..{vocab_size - 1}. The tokenizer does not "
+                "match this model: use the tokenizer saved in the model directory."
+            )
+
+
 def concordance_correlation(predictions, targets):
     """Lin's concordance correlation coefficient per column of (batch, num_labels) tensors:
     2 cov(x, y) / (var(x) + var(y) + (mean(x) - mean(y))^2), with population (1/n) moments."""
@@ -666,14 +680,7 @@ class SeqRegModel(SeqRegPreTrainedModel):
         if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"input_ids must be integer token ids of shape (batch, seq_len), got {input_ids.dtype} "
                              f"{tuple(input_ids.shape)}.")
-        if input_ids.numel():
-            low, high = int(input_ids.min()), int(input_ids.max())
-            if low < 0 or high >= config.vocab_size:
-                bad = low if low < 0 else high
-                raise ValueError(
-                    f"input_ids contains id {bad}, outside the vocabulary 0..{config.vocab_size - 1}. The tokenizer does "
-                    "not match this model: use the tokenizer saved in the model directory."
-                )
+        check_token_ids(input_ids, config.vocab_size)
         if attention_mask is None:
             attention_mask = (input_ids != config.pad_token_id).long()
         if attention_mask.shape != input_ids.shape:
@@ -733,12 +740,12 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
                               contextual_states=contextual_states)
         ensemble = self.seqreg.ensemble
         members = ensemble.predict(encoded.pooler_output)  # (K, batch, num_labels), in standardized units
-        standardized = ensemble.combine(members)  # (batch, num_labels)
-        mean, std = self._label_stats(standardized)
-        logits = standardized * std + mean
+        logits, _ = self.to_label_units(members)
         loss = None
         if labels is not None:
-            labels = self._check_labels(labels, standardized.size(0)).to(standardized.dtype)
+            # The loss is taken in the standardized units the heads learn in: targets of every scale weigh alike.
+            labels = self._check_labels(labels, members.size(1)).to(members.dtype)
+            mean, std = self._label_stats(members)
             targets = (labels - mean) / std
             loss = ensemble.loss(members, targets, self._loss)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -750,9 +757,19 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
         """(ensemble_size, batch, num_labels): each member's scores in the labels' own units. Their mean is
         `logits`; their spread (`std(dim=0)`) is the ensemble's disagreement, a per-text uncertainty."""
         encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features, return_dict=True)
-        members = self.seqreg.ensemble.predict(encoded.pooler_output)
-        mean, std = self._label_stats(members)
-        return members * std + mean
+        _, members = self.to_label_units(self.seqreg.ensemble.predict(encoded.pooler_output))
+        return members
+
+    def to_label_units(self, member_predictions):
+        """(scores (batch, num_labels), member scores (ensemble_size, batch, num_labels)) in the labels' own units,
+        from the heads' `member_predictions` (ensemble_size, batch, num_labels) in the standardized units they learn
+        in (`config.label_means` / `label_stds`). The one place those statistics are undone: forward,
+        member_predictions and the ONNX graph all end here. Scores are the members' mean taken before the statistics
+        are undone, as forward has always taken it: so runs reproduce their figures to the last bit (an ensemble's
+        scores differ from `member_scores.mean(0)` by rounding only)."""
+        mean, std = self._label_stats(member_predictions)
+        scores = self.seqreg.ensemble.combine(member_predictions) * std + mean
+        return scores, member_predictions * std + mean
 
     def _label_stats(self, like):
         config = self.config

@@ -21,7 +21,7 @@ import numpy as np
 
 from .checkpoints import resolve_resume, run_identity
 from .model_card import write_model_card
-from .prediction import Predictor, prediction_columns
+from .prediction import prediction_columns
 
 PREDICTIONS_DIR = "_predictions"
 # A model or its checkpoints: what shows that another run used an output_dir.
@@ -117,23 +117,31 @@ def write_predictions(output_dir, split, dataset, predicted, true, label_names, 
                      title=split)
 
 
-def write_run_outputs(trainer, raw, results, run):
-    """Every file of a finished training run (call on the main process only)."""
+def write_run_outputs(trainer, raw, results, run, predicted):
+    """Every file of a finished training run, written by the main process (other processes return at once).
+    `predicted`: the Trainer's `PredictionOutput` of each split it scored last, whose rows are the `raw` split's
+    rows in order; they are written as they are, not predicted again."""
+    if not trainer.is_world_process_zero():
+        return
     output_dir = trainer.args.output_dir
     data_args = run.data
     trainer.save_state()
     with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=2)
-    predictor = Predictor(trainer.model, trainer.processing_class)
     names = data_args.label_columns
     predictions_dir = run.model.predictions_dir or os.path.join(output_dir, PREDICTIONS_DIR)
-    for split in ("validation", "test"):
-        if split not in raw:
+    for split, output in predicted.items():
+        if output.predictions is None:  # --prediction_loss_only: the Trainer kept none
             continue
-        predicted = predictor.predict(raw[split][data_args.text_column])
         true = np.array([[float(v) for v in raw[split][c]] for c in names]).T.reshape(len(raw[split]), -1)
+        if not np.array_equal(output.label_ids, true.astype(output.label_ids.dtype)):
+            # The Trainer returns rows in its dataloader's order (SeqRegTrainer.get_test_dataloader keeps the split's);
+            # rows out of that order would pair texts with other texts' scores, so they stop the run here instead.
+            raise RuntimeError(f"the Trainer's {split} predictions are not in the order of the split's rows; please "
+                               "report this with your transformers version.")
+        scores = np.asarray(output.predictions, dtype=np.float32)
         os.makedirs(predictions_dir, exist_ok=True)
-        write_predictions(predictions_dir, split, raw[split], predicted, true, names, run.model.plots, output_dir)
+        write_predictions(predictions_dir, split, raw[split], scores, true, names, run.model.plots, output_dir)
     if run.model.plots:
         from .plots import learning_curves
 

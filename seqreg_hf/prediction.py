@@ -21,6 +21,7 @@ from .data import cut_long_texts, exact_length_batches, refuse_nested_text
 from .formats import atomic_write, check_input, read_chunks
 from .logs import progress_enabled
 from .model_dir import load_model_dir
+from .onnx_session import ONNX_FILE, OnnxSession
 from .tokenization import pad_right
 from .writers import check_output
 
@@ -66,7 +67,6 @@ class Predictor:
         `onnx_file`, e.g. "model.int8.onnx") with onnxruntime, without building the torch model.
         trust_remote_code=True runs a custom tokenizer class the directory carries (refused otherwise)."""
         if backend == "onnx":
-            from .export import ONNX_FILE, OnnxSession
             from .model_dir import ModelDirError, load_config, load_tokenizer, resolve_model_dir
 
             folder = resolve_model_dir(model_name_or_path)

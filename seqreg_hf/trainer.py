@@ -155,7 +155,7 @@ class LengthBucketBatchSampler(Sampler):
 # added _run_epoch and _finalize_training, 5.19 _initial_global_step). They are private, so they are checked when this
 # module is imported, and an older or newer transformers that lacks one is refused in one line, never mid-training.
 MIN_TRANSFORMERS = "5.19"
-PRIVATE_TRAINER_METHODS = ("_run_epoch", "_finalize_training", "_save_checkpoint", "_get_output_dir")
+PRIVATE_TRAINER_METHODS = ("_run_epoch", "_finalize_training", "_save_checkpoint", "_get_output_dir", "_get_dataloader")
 
 
 def check_trainer_api(trainer_class=Trainer, version=None):
@@ -326,6 +326,11 @@ class SeqRegTrainer(Trainer):
         if wrapper is not None and getattr(wrapper, "batch_sampler", None) is sampler:
             wrapper.num_processes, wrapper.process_index = 1, 0
         return prepared
+
+    def get_test_dataloader(self, test_dataset):
+        """Trainer's, in the dataset's row order: Trainer groups evaluation batches by length when training does
+        (train_sampling_strategy="group_by_length"), and `predict`'s predictions are written beside their rows."""
+        return self._get_dataloader(test_dataset, description="test", batch_size=self.args.eval_batch_size)
 
 
 def early_stopping(patience, training_args):

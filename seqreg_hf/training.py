@@ -134,15 +134,15 @@ def train_run(run):
     results = {"bad_rows": bad_rows, "tokenize_seconds": tokenize_seconds, "train": train_metrics}
     if model.config.embedding_type == "contextual":
         results.update(contextual_states_seconds=round(states_seconds, 3), contextual_states_bytes=states_bytes)
+    predicted = {}  # predict, not evaluate: the same metrics, and the predictions that the run's files hold
     for split, prefix in (("validation", "eval"), ("test", "test")):
         if split in tokenized:
-            metrics = trainer.evaluate(tokenized[split], metric_key_prefix=prefix)
-            metrics[f"{prefix}_samples"] = sizes[split]
+            predicted[split] = output = trainer.predict(tokenized[split], metric_key_prefix=prefix)
+            trainer.log(output.metrics)  # as evaluate logs: the epoch joins the metrics, the log history keeps them
+            results[split] = metrics = {**output.metrics, f"{prefix}_samples": sizes[split]}
             trainer.log_metrics(prefix, metrics)
             trainer.save_metrics(prefix, metrics)
-            results[split] = metrics
-    if trainer.is_world_process_zero():
-        write_run_outputs(trainer, raw, results, run)
+    write_run_outputs(trainer, raw, results, run, predicted)  # on the main process
     if training_args.push_to_hub:
         trainer.push_to_hub()
     return results

@@ -24,18 +24,21 @@ class RecordingCollator(training.DataCollatorWithPadding):
 
 
 training.DataCollatorWithPadding = RecordingCollator
-original_evaluate = seqreg_hf.trainer.SeqRegTrainer.evaluate
 
 
-def train_only_evaluate(self, *args, **kwargs):  # examples seen during evaluation are not training shards
-    mark = len(seen)
-    try:
-        return original_evaluate(self, *args, **kwargs)
-    finally:
-        del seen[mark:]
+def train_only(original):  # examples seen during evaluation (and the final predictions) are not training shards
+    def run(self, *args, **kwargs):
+        mark = len(seen)
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            del seen[mark:]
+
+    return run
 
 
-seqreg_hf.trainer.SeqRegTrainer.evaluate = train_only_evaluate
+for name in ("evaluate", "predict"):
+    setattr(seqreg_hf.trainer.SeqRegTrainer, name, train_only(getattr(seqreg_hf.trainer.SeqRegTrainer, name)))
 training.main(sys.argv[1:])
 with open(os.path.join(probe_dir, f"rank{rank}.json"), "w", encoding="utf-8") as handle:
     json.dump({"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1")), "seen": seen}, handle)

@@ -13,7 +13,8 @@ import yaml
 from seqreg_hf import Predictor, SeqRegForSequenceRegression, init_model_dir
 from seqreg_hf.cli import main as cli
 from seqreg_hf.configuration_seqreg import CHOICES
-from seqreg_hf.export import OnnxSession, check_batches, export_graph
+from seqreg_hf.export import check_batches, export_graph
+from seqreg_hf.onnx_session import OnnxSession
 
 from .conftest import member, tiny_config
 

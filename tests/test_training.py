@@ -11,12 +11,13 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from scipy import stats
-from transformers import AutoModel, AutoModelForSequenceClassification, pipeline
+from transformers import AutoModel, AutoModelForSequenceClassification, EvalPrediction, pipeline
 
 from seqreg_hf import SeqRegConfig, SeqRegModel
 from seqreg_hf.arguments import DataArguments, SeqRegTrainingArguments, parse_arguments
 from seqreg_hf.cli import main as cli
 from seqreg_hf.data import DataError, fetch_train_file
+from seqreg_hf.metrics import metrics_fn
 from seqreg_hf.model_dir import init_model_dir
 from seqreg_hf.prediction import Predictor
 
@@ -83,6 +84,44 @@ def test_reported_metrics_equal_scipy_on_the_saved_predictions(run_dir):
         r = stats.pearsonr(frame[f"pred_{name}"], frame[name])[0]
         assert metrics["test"][f"test_pearson_{name}"] == pytest.approx(r, abs=1e-4)
     assert metrics["bad_rows"]["validation"]["dropped"] == 1  # EmoBank's empty text is in dev
+
+
+def test_the_prediction_files_hold_the_predictions_the_metrics_were_computed_on(run_dir):
+    """Each split's file holds the Trainer's own final predictions, row for row (under length-grouped batches, the
+    default), not a second prediction: the run's metrics, recomputed from the file, are the reported ones exactly."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for split, prefix in (("validation", "eval"), ("test", "test")):
+        frame = pd.read_csv(run_dir / "_predictions" / f"{split}_predictions.csv", keep_default_na=False)
+        # The Trainer's arrays are float32, and a float32 column is written in digits that read back to it exactly.
+        predicted = frame[["pred_V", "pred_A", "pred_D"]].to_numpy(np.float32)
+        true = frame[["V", "A", "D"]].to_numpy(np.float32)
+        again = metrics_fn(["V", "A", "D"])(EvalPrediction(predictions=predicted, label_ids=true))
+        assert {f"{prefix}_{k}": v for k, v in again.items()} == {f"{prefix}_{k}": metrics[split][f"{prefix}_{k}"]
+                                                                  for k in again}
+
+
+def test_a_finished_run_writes_its_files_without_running_the_model_again(tmp_path, monkeypatch):
+    """The prediction files come from the Trainer's final predictions: while a run writes its files, no module of the
+    model runs (a second prediction of validation and test used to run there)."""
+    import seqreg_hf.training
+
+    write, ran = seqreg_hf.training.write_run_outputs, []
+
+    def observed(*args, **kwargs):
+        hook = torch.nn.modules.module.register_module_forward_hook(lambda module, *_: ran.append(type(module).__name__))
+        try:
+            return write(*args, **kwargs)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(seqreg_hf.training, "write_run_outputs", observed)
+    output_dir = tmp_path / "run"
+    assert cli(["train", *train_args(output_dir, "--max_train_samples", "40", "--max_eval_samples", "20",
+                                     "--max_test_samples", "20")]) == 0
+    assert ran == []
+    for split in ("validation", "test"):
+        frame = pd.read_csv(output_dir / "_predictions" / f"{split}_predictions.csv", keep_default_na=False)
+        assert len(frame) == 20 and np.isfinite(frame[["pred_V", "pred_A", "pred_D"]].to_numpy()).all()
 
 
 def test_label_statistics_come_from_the_train_slice(run_dir):
