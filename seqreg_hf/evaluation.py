@@ -78,7 +78,7 @@ def _label_columns(predictor, label_columns, where):
 def main(argv=None):
     from .arguments import parse_command
     from .logs import configure
-    from .outputs import save_results, write_predictions
+    from .run_dir import save_results, write_predictions
 
     args, run = parse_command("evaluate", sys.argv[1:] if argv is None else argv)
     configure(run.log_level, run.disable_tqdm)

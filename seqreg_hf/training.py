@@ -1,8 +1,8 @@
 """`seqreg-hf train`, `scripts/train.py` and `seqreg_hf.train()`: one straight line, as transformers' run_glue.py.
 
-arguments -> data -> model -> tokenize -> Trainer -> train -> evaluate -> outputs. The options are in
-`seqreg_hf.arguments`, the data in `seqreg_hf.data`, the Trainer side in `seqreg_hf.trainer`, the files a run
-leaves in `seqreg_hf.outputs`.
+arguments -> data -> model -> tokenize -> Trainer -> train -> predict the dev and test splits -> the run's files.
+The options are in `seqreg_hf.arguments`, the data in `seqreg_hf.data`, the model directory in
+`seqreg_hf.model_dir`, the Trainer side in `seqreg_hf.trainer`, the files a run leaves in `seqreg_hf.run_dir`.
 """
 
 import logging
@@ -22,7 +22,7 @@ from .logs import configure
 from .metrics import metrics_fn
 from .model_card import CardCallback
 from .model_dir import build_from, load_model_dir
-from .outputs import refuse_another_run, start_or_resume, write_run_outputs
+from .run_dir import refuse_another_run, start_or_resume, write_run_outputs
 from .trainer import SeqRegTrainer, early_stopping
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,6 @@ def train_run(run):
     configure(training_args.log_level, training_args.disable_tqdm)
     check_run(run)
     set_seed(training_args.seed)
-
     raw, bad_rows, label_stats = load_clean_data(data_args, training_args.seed, not training_args.disable_tqdm)
     if "validation" not in raw and training_args.eval_strategy != "no":
         raise DataError("no validation split: each epoch is evaluated on it and the best one kept. Give "
@@ -94,8 +93,8 @@ def train_run(run):
     selects_by_correlation = any(m in (training_args.metric_for_best_model or "") for m in ("pearson", "spearman"))
     if "validation" in raw and training_args.eval_strategy != "no" and selects_by_correlation:
         check_selection_split(raw["validation"], "validation", data_args.label_columns)
-    streaming = isinstance(raw["train"], IterableDataset)
-    wants_corpus = run.embeddings.top_n is not None and not streaming  # trimming keeps the train split's words
+    # A trimmed vocabulary keeps the train split's words (not known ahead of a stream).
+    wants_corpus = run.embeddings.top_n is not None and not isinstance(raw["train"], IterableDataset)
     model, tokenizer = load_or_build_model(run, raw["train"][data_args.text_column] if wants_corpus else None)
     if model_args.model_name_or_path and model.config.label_means is not None:
         # Fine-tuning keeps the checkpoint's units: its head was trained on targets standardized by these.

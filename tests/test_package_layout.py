@@ -160,7 +160,7 @@ def test_training_main_reads_top_to_bottom_and_dead_code_is_gone():
     names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
     assert not names & {"ModelArguments", "DataArguments", "LengthBucketBatchSampler", "write_outputs"}
     modules = {p.stem for p in (REPO / "seqreg_hf").glob("*.py")}
-    assert {"arguments", "data", "trainer", "outputs", "training"} <= modules and "sampling" not in modules
+    assert {"arguments", "data", "trainer", "run_dir", "training"} <= modules and "sampling" not in modules
     classes = {n.name for p, t in _package_trees() if p.name == "modeling_seqreg.py" for n in t.body
                if isinstance(n, ast.ClassDef)}
     assert "SeqRegEnsemble" in classes
