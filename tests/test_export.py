@@ -98,7 +98,7 @@ def test_onnx_predictor_equals_torch_with_empty_texts_and_std(exported):
     np.testing.assert_allclose(got_std, want_std, rtol=0, atol=1e-5)
     np.testing.assert_allclose(onnx_predictor.predict(TEXTS), torch_predictor.predict(TEXTS), rtol=0, atol=1e-5)
     # int8 is not compared here: this model is untrained, its scores sit at the label means, where a graph that
-    # ignores its input looks close too. test_onnx_checks.py checks int8 on a trained model.
+    # ignores its input looks close too. test_export_onnx_checks.py checks int8 on a trained model.
 
 
 def test_predict_cli_backends_agree_and_write_std_columns(exported, tmp_path):

@@ -6,8 +6,10 @@ import json
 import pytest
 import torch
 from safetensors import SafetensorError
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from seqreg_hf import SeqRegForSequenceRegression
+from seqreg_hf.cli import main as cli
 from seqreg_hf.embeddings import load_embeddings
 from seqreg_hf.model_dir import (
     CheckpointWriteError,
@@ -73,3 +75,21 @@ def test_a_saved_directory_loads_back_with_its_untrained_card(vector_files, tmp_
     torch.testing.assert_close(loaded.get_input_embeddings().weight, model.get_input_embeddings().weight,
                                rtol=0, atol=0)
     assert tokenizer.pad_token_id == loaded.config.pad_token_id
+
+
+def test_init_writes_a_loadable_directory(vector_files, tmp_path, capsys):  # noqa: F811
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the happy dog\nLondon is big\n")
+    out = tmp_path / "model"
+    assert cli(["init", "--embeddings", str(vector_files["glove"]), "--output_dir", str(out), "--rnn_type", "gru",
+                "--hidden_size", "8", "--label_names", "V", "A", "--corpus_file", str(corpus), "--top_n", "2"]) == 0
+    report = json.loads((out / "embeddings_report.json").read_text())
+    assert report["kind"] == "vectors" and report["corpus_types"] == 6
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert model.config.rnn_type == "gru" and model.config.label_names == ["V", "A"]
+    assert len(tokenizer) == model.config.vocab_size == report["rows"]
+    assert (out / "README.md").read_text().count("untrained") >= 1
+    assert "frozen embeddings" in capsys.readouterr().out
+
+
