@@ -663,7 +663,7 @@ class SeqRegModel(SeqRegPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_features=None, token_type_ids=None, return_dict=None,
                 contextual_states=None):
         """`contextual_states` (batch, stored layers, seq_len, hidden): a contextual model's transformer states computed
-        ahead (seqreg_hf.states), read instead of running the transformer. token_type_ids is accepted (BERT-style
+        ahead (seqreg_hf.contextual_cache), read instead of running the transformer. token_type_ids is accepted (BERT-style
         tokenizers emit it) and ignored: a recurrent encoder has no segments."""
         config = self.config
         lengths, mask = self._validate(input_ids, attention_mask, token_features)

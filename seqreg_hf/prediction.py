@@ -22,7 +22,7 @@ from .formats import atomic_write, check_input, read_chunks
 from .logs import progress_enabled
 from .model_dir import load_model_dir
 from .onnx_session import ONNX_FILE, OnnxSession
-from .tokenization import pad_right
+from .tokenization import MAX_LENGTH, pad_right
 from .writers import check_output
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class Predictor:
         self.model = model.eval() if backend == "torch" else model
         self.config = model.config
         self.tokenizer = pad_right(tokenizer)
-        self.max_length = max_length or min(getattr(tokenizer, "model_max_length", 512), 100_000)
+        self.max_length = max_length or min(getattr(tokenizer, "model_max_length", MAX_LENGTH), 100_000)
         self.device = (device or next(model.parameters()).device) if backend == "torch" else "cpu"
         if backend == "torch" and device is not None:
             self.model.to(device)
