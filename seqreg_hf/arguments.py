@@ -15,7 +15,9 @@ A dataset recipe (`scripts/configs/emobank.json`) is such a file: the dataset's 
 where it deviates from these defaults.
 """
 
+import argparse
 import dataclasses
+import enum
 import importlib.util
 import inspect
 import json
@@ -26,6 +28,7 @@ import typing
 from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.hf_argparser import string_to_bool
 
 from .configuration_seqreg import CHOICES, SeqRegConfig
 from .data import BAD_ROW_POLICIES
@@ -382,6 +385,7 @@ class SeqRegTrainingArguments(TrainingArguments):
     # transformers' None ("off unless logging is quieter than WARNING") makes a bare --disable_tqdm an error.
     disable_tqdm: bool = _default("disable_tqdm", False)
     dataloader_pin_memory: bool | None = field(default=None, metadata={
+        "nargs": "?", "const": True, "negatable": True,  # --dataloader_pin_memory and --no_dataloader_pin_memory
         "help": "Pin batches in page-locked memory (default: on when CUDA is available; pinning needs an "
                 "accelerator)."})
     ddp_backend: _type("ddp_backend") = _default(
@@ -393,10 +397,10 @@ class SeqRegTrainingArguments(TrainingArguments):
         "help": "Train on batches of sentences of exactly one token length: no padding, so the RNN runs its dense "
                 "kernel. Replaces train_sampling_strategy."})
     # run_glue's switches: `seqreg-hf train` always trains and evaluates the splits it is given, so they are not
-    # offered (a flag that changes nothing would mislead); see RETIRED_FLAGS.
-    do_train: bool = field(default=False, init=False, repr=False)
-    do_eval: bool = field(default=False, init=False, repr=False)
-    do_predict: bool = field(default=False, init=False, repr=False)
+    # offered (a flag that changes nothing would mislead): hidden from --help, refused with the reason (RETIRED_FLAGS).
+    do_train: bool = field(default=False, metadata={"help": argparse.SUPPRESS})
+    do_eval: bool = field(default=False, metadata={"help": argparse.SUPPRESS})
+    do_predict: bool = field(default=False, metadata={"help": argparse.SUPPRESS})
 
     def __post_init__(self):
         if self.dataloader_pin_memory is None:
@@ -425,70 +429,106 @@ class Parser(HfArgumentParser):
     `--learning_rate`, `--learning-rate` and an unambiguous prefix (`--learn`) are one option."""
 
     def __init__(self, groups, prog=None, description=None):
+        self.actions = {}  # dest -> the action that reads it (filled by add_argument while the groups are added)
         super().__init__(groups, prog=prog, description=description, allow_abbrev=False)
         self.fields = {f.name: f for group in groups for f in dataclasses.fields(group) if f.init}
         self.names = {}  # every spelling, with underscores -> the option it sets
         for name, f in self.fields.items():
             for spelling in (name, *(a.lstrip("-") for a in f.metadata.get("aliases", ()))):
                 self.names[spelling.replace("-", "_")] = name
-            if f.default is True:  # HfArgumentParser adds --no_<name> for a switch that is on by default
+            # HfArgumentParser adds --no_<name> for a switch that is on by default; a switch whose default is
+            # decided at run time (None) gets the same spelling here.
+            if f.default is True or f.metadata.get("negatable"):
                 self.names[f"no_{name}"] = name
-        self.reading = None  # the file (or API call) whose values are being merged: errors name it
 
-    def error(self, message):
-        if self.reading:  # a bad value in a config file is a ValueError naming the file, not a usage screen
-            raise ValueError(f"{self.reading}: {message}. Fix the value there, or give the option as a flag.")
-        super().error(message)
+    def add_argument(self, *args, **kwargs):
+        kwargs.pop("negatable", None)  # field metadata for this parser, not argparse's
+        action = super().add_argument(*args, **kwargs)
+        self.actions.setdefault(action.dest, action)  # the option itself, not its --no_ complement
+        return action
 
     def canonical(self, argv):
-        """`argv` with every option spelt as its field name (prefixes expanded, dashes made underscores)."""
-        spelt = []
-        for token in argv:
-            if token.startswith("--") and len(token) > 2:
+        """`argv` with every option spelt as its field name (prefixes expanded, dashes made underscores); what
+        follows a bare `--` is left as it is."""
+        spelt, argv = [], list(argv)
+        for at, token in enumerate(argv):
+            if token == "--":
+                return spelt + argv[at:]
+            if token.startswith("--"):
                 flag, equals, value = token[2:].partition("=")
                 flag = flag.replace("-", "_")
-                if flag in RETIRED_FLAGS and flag not in self.names:
+                if flag in RETIRED_FLAGS:
                     self.error(f"--{flag} is not an option of {self.prog}: {RETIRED_FLAGS[flag]}")
                 if flag not in self.names:
                     matches = sorted(n for n in self.names if n.startswith(flag))
                     if len({self.names[m] for m in matches}) > 1:
                         self.error(f"ambiguous option: --{flag} could match {', '.join('--' + m for m in matches)}")
                     flag = matches[0] if matches else flag
+                if flag.startswith("no_") and flag in self.names and self.fields[self.names[flag]].metadata.get(
+                        "negatable"):
+                    flag, equals, value = self.names[flag], "=", "false"
                 token = f"--{flag}{equals}{value}"
             spelt.append(token)
         return spelt
 
     def given(self, argv):
         """The options that (canonical) `argv` sets."""
-        return {self.names[t[2:].partition("=")[0]] for t in argv if t[2:].partition("=")[0] in self.names}
+        given = set()
+        for token in argv:
+            if token == "--":
+                break
+            if token.startswith("--") and token[2:].partition("=")[0] in self.names:
+                given.add(self.names[token[2:].partition("=")[0]])
+        return given
+
+    def typed(self, name, value, where):
+        """A value from a file or a keyword argument, typed and checked exactly as its flag types and checks the
+        words of the command line."""
+        action = self.actions[name]
+        many = action.nargs in ("+", "*")
+        if value is None or isinstance(value, dict):  # nothing; a dict option (TrainingArguments checks it)
+            return value
+        if isinstance(value, list | tuple) and not many:
+            raise ValueError(f"{where}: {name}={value!r} is a list; {name} takes one value.")
+        items = [self._one(action, name, item, where) for item in (value if isinstance(value, list | tuple)
+                                                                     else [value])]
+        return items if many else items[0]
+
+    @staticmethod
+    def _one(action, name, item, where):
+        if isinstance(item, enum.Enum):
+            item = item.value
+        word = item if isinstance(item, str) else _as_word(item)
+        convert = action.type or str
+        try:
+            typed = convert(word)
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            kind = {string_to_bool: "bool"}.get(convert, getattr(convert, "__name__", "value"))
+            raise ValueError(f"{where}: {name}={item!r} is not a valid {kind}.") from None
+        if action.choices is not None and typed not in action.choices:
+            raise ValueError(f"{where}: {name}={item!r} is not supported; choose one of "
+                             f"{', '.join(map(repr, action.choices))}.")
+        return typed
 
     def merge_under_flags(self, values, where):
         """Make `values` (a config file's, or keyword arguments) the defaults, so that flags still win and --help
-        shows them; each value is typed and checked by its own flag, as if it had been typed on the command line."""
+        shows them; each value is typed and checked as its flag would type and check it."""
+        retired = sorted(set(values) & set(RETIRED_FLAGS))
+        if retired:
+            raise ValueError(f"{where}: {retired[0]} is not an option of {self.prog}: {RETIRED_FLAGS[retired[0]]}")
         unknown = sorted(set(values) - set(self.fields))
         if unknown:
             raise ValueError(f"{where}: unknown option(s) {unknown}. See --help for the options of this command.")
-        unset = {k: v for k, v in values.items() if v is None or v == []}  # no flag spells "nothing"
-        flags = [token for k, v in values.items() if k not in unset for token in (f"--{k}", *_as_arguments(v))]
-        self.reading = where
-        try:
-            namespace = self.parse_args(flags)
-        finally:
-            self.reading = None
-        self.set_defaults(**{k: getattr(namespace, k) for k in values if k not in unset}, **unset)
+        self.set_defaults(**{name: self.typed(name, value, where) for name, value in values.items()})
 
 
-def _as_arguments(value):
-    """A value from a file, as the command-line words that spell it."""
-    if isinstance(value, list | tuple):
-        return [word for item in value for word in _as_arguments(item)]
+def _as_word(value):
+    """A non-string value from a file, as the command-line word that spells it."""
     if isinstance(value, bool):
-        return [str(value).lower()]
-    if isinstance(value, float) and value.is_integer():  # 2.0 is a valid count; argparse's int() refuses "2.0"
-        return [str(int(value))]
-    if isinstance(value, dict):
-        return [json.dumps(value)]
-    return [str(value)]
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():  # 2.0 is a valid count; int("2.0") is not
+        return str(int(value))
+    return str(value)
 
 
 def read_config_file(path):
@@ -578,24 +618,22 @@ def parse_arguments(argv=None, values=None):
 
 def apply_config_overrides(architecture, text, explicit):
     """(architecture with 'k=v,k=v' applied, explicit with those keys): each value typed by its own flag; list
-    options separate their items by ';' (head_hidden_sizes=128;64)."""
-    words = []
+    options separate their items by ';' (head_hidden_sizes=128;64, or nothing for an empty list)."""
+    parser, overrides = Parser((ArchitectureArguments,), prog="--config_overrides"), {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or key not in ARCHITECTURE_OPTIONS:
             raise ValueError(f"--config_overrides: {item!r} is not key=value with an architecture option as key; "
                              f"options: {', '.join(ARCHITECTURE_OPTIONS)}.")
-        words += [f"--{key}", *raw.replace(";", " ").split()]
-    parser = Parser((ArchitectureArguments,), prog="--config_overrides")
-    overrides = parser.given(words)
-    both = sorted(overrides & explicit)
+        many = parser.actions[key].nargs in ("+", "*")
+        overrides[key] = parser.typed(key, raw.replace(";", " ").split() if many else raw.strip(),
+                                      "--config_overrides")
+    both = sorted(set(overrides) & explicit)
     if both:
         raise ValueError(f"{both} given both as option(s) (a flag, the config file or a keyword) and in "
                          "--config_overrides; give each option once.")
-    parser.reading = "--config_overrides"
-    namespace = parser.parse_args(words)
-    return dataclasses.replace(architecture, **{k: getattr(namespace, k) for k in overrides}), explicit | overrides
+    return dataclasses.replace(architecture, **overrides), explicit | set(overrides)
 
 
 __all__ = ["ArchitectureArguments", "DataArguments", "EmbeddingArguments", "ModelArguments", "SeqRegTrainingArguments",

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .formats import atomic_write
 from .model_dir import load_model_dir
 from .onnx_session import INPUTS, ONNX_FILE, OUTPUTS, OnnxSession
 
@@ -42,7 +43,7 @@ OPSET = 17
 INT8_OPS = ("Gather", "MatMul")
 # The int8 gate, on the check set (check_batches and random_batches, 273 rows), per label. Measured on two models
 # trained on EmoBank: the recipe's 3 bidirectional GRUs (hidden 64, 1 epoch on 3,000 rows) and the bidirectional
-# LSTM pair of tests/test_onnx_checks.py (400 rows). Rounding alone gives r >= .9997 (GRU) and .9971 (LSTM, V)
+# LSTM pair of tests/test_export_onnx_checks.py (400 rows). Rounding alone gives r >= .9997 (GRU) and .9971 (LSTM, V)
 # and differences of at most .062 / .081 label stds; on the EmoBank test split r >= .9989 and at most .110 stds.
 # Broken graphs are far past both bounds: with LSTM quantized, r .52-.68 and .26-.37 stds; with every token read
 # as id 0, r -.49 to -.67 and .84-.87 stds. So r >= .99 leaves room for models that round a little worse, and a
@@ -178,6 +179,12 @@ def export_graph(model, path, opset=OPSET):
     model.eval()  # the exporter restores the wrapper's mode on everything under it
 
 
+def _remove_quantizer_leftovers(paths):
+    for path in paths:  # onnxruntime's quantizer writes a preprocessed copy beside its input
+        if os.path.exists(path + ".pre"):
+            os.remove(path + ".pre")
+
+
 def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol=1e-5, trust_remote_code=False):
     """Write `model.onnx` (and `model.int8.onnx` with quantize="int8") with the tokenizer, config and card beside
     it; check each graph against torch (float32 to `atol` on padded batches of mixed lengths, empty rows included;
@@ -196,11 +203,12 @@ def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol
         raise ValueError(f"{model_name_or_path} takes token_features (num_token_features={config.num_token_features}"
                          "); the ONNX graph takes input_ids and attention_mask only, so it cannot be exported.")
     os.makedirs(output_dir, exist_ok=True)
-    # Each graph is written under a partial name and kept under its own only once both are checked.
     names = [ONNX_FILE] + ([INT8_FILE] if quantize == "int8" else [])
-    partial = {name: os.path.join(output_dir, f".{name}.{os.getpid()}.part") for name in names}
     start = time.perf_counter()
-    try:
+    # Each graph is written under a temporary name and renamed into place only once both are checked.
+    with contextlib.ExitStack() as written:
+        partial = {name: written.enter_context(atomic_write(os.path.join(output_dir, name))) for name in names}
+        written.callback(_remove_quantizer_leftovers, partial.values())
         export_graph(model, partial[ONNX_FILE], opset)
         seconds = time.perf_counter() - start
         batches = check_batches(config.vocab_size, config.pad_token_id, seed=1)
@@ -212,13 +220,6 @@ def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol
         if quantize == "int8":
             batches += random_batches(config.vocab_size, config.pad_token_id)
             int8 = quantize_int8(partial[ONNX_FILE], partial[INT8_FILE], model, batches, model_name_or_path)
-        for name in names:
-            os.replace(partial[name], os.path.join(output_dir, name))
-    finally:
-        for path in partial.values():
-            for leftover in (path, path + ".pre"):
-                if os.path.exists(leftover):
-                    os.remove(leftover)
     stale = os.path.join(output_dir, INT8_FILE)
     if quantize is None and os.path.exists(stale):  # an earlier export's int8 graph would no longer match
         os.remove(stale)

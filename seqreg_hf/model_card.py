@@ -110,6 +110,9 @@ class CardCallback(TrainerCallback):
             if any(key.startswith(f"{prefix}_") for key in metrics or {}):
                 self.results[split] = metrics
 
+    # A run's final scores come from Trainer.predict (its predictions are the run's files), which reports here.
+    on_predict = on_evaluate
+
     def context(self, model):
         config, training_args, results = model.config, self.training_args, self.results
         data = dataset_info(self.data_args) if self.data_args is not None else {}

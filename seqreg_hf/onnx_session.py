@@ -29,7 +29,7 @@ class OnnxSession:
         self._check_form()
 
     def _refuse(self, expected, found):
-        from .loading import ModelDirError
+        from .model_dir import ModelDirError
 
         folder = os.path.dirname(os.path.abspath(self.path))
         raise ModelDirError(f"{self.path}: not a seqreg-hf graph for this model: expected {expected}, found {found}. "

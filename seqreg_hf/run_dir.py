@@ -134,6 +134,9 @@ def write_run_outputs(trainer, raw, results, run, predicted):
         if output.predictions is None:  # --prediction_loss_only: the Trainer kept none
             continue
         true = np.array([[float(v) for v in raw[split][c]] for c in names]).T.reshape(len(raw[split]), -1)
+        if len(output.label_ids) != len(true):
+            raise RuntimeError(f"the Trainer scored {len(output.label_ids)} of the {split} split's {len(true)} rows; "
+                               "please report this with your transformers version.")
         if not np.array_equal(output.label_ids, true.astype(output.label_ids.dtype)):
             # The Trainer returns rows in its dataloader's order (SeqRegTrainer.get_test_dataloader keeps the split's);
             # rows out of that order would pair texts with other texts' scores, so they stop the run here instead.

@@ -1,4 +1,4 @@
-"""`seqreg-hf explain`: print the shapes of output, h_n, c_n and which slices are the sentence vector.
+"""`seqreg-hf explain`: print the shapes of output, h_n (and c_n, for an LSTM) and which slices are the sentence vector.
 
 Everything printed is measured from a real forward pass of a bare torch RNN on a right-padded batch,
 so the numbers answer "which tensor is the sentence vector?" for the exact architecture asked about.

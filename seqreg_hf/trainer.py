@@ -328,9 +328,14 @@ class SeqRegTrainer(Trainer):
         return prepared
 
     def get_test_dataloader(self, test_dataset):
-        """Trainer's, in the dataset's row order: Trainer groups evaluation batches by length when training does
-        (train_sampling_strategy="group_by_length"), and `predict`'s predictions are written beside their rows."""
-        return self._get_dataloader(test_dataset, description="test", batch_size=self.args.eval_batch_size)
+        """Trainer's, in the dataset's row order and with every row (no --dataloader_drop_last): Trainer groups
+        evaluation batches by length when training does (train_sampling_strategy="group_by_length"), and
+        `predict`'s predictions are written beside their rows."""
+        drop_last, self.args.dataloader_drop_last = self.args.dataloader_drop_last, False  # every row is scored
+        try:
+            return self._get_dataloader(test_dataset, description="test", batch_size=self.args.eval_batch_size)
+        finally:
+            self.args.dataloader_drop_last = drop_last
 
 
 def early_stopping(patience, training_args):

@@ -1,0 +1,28 @@
+"""SeqRegTrainer's final predictions: every row of a split, in its order, whatever the batching options."""
+
+import numpy as np
+import pandas as pd
+
+from seqreg_hf.cli import main as cli
+
+from .test_model_card import WORDS, texts_and_scores
+
+
+def test_drop_last_still_scores_every_row_of_the_final_predictions(tmp_path):
+    """--dataloader_drop_last drops the last short batch of training; the run's prediction files still hold every
+    validation and test row, in order (before, the run stopped after training, at the row-order check)."""
+    for split, n in (("train", 40), ("dev", 21), ("test", 13)):
+        texts_and_scores(n).to_csv(tmp_path / f"{split}.csv", index=False)
+    rng = np.random.default_rng(0)
+    lines = [f"{len(WORDS)} 4"] + [f"{w} " + " ".join(f"{v:.4f}" for v in rng.normal(size=4)) for w in WORDS]
+    (tmp_path / "vectors.txt").write_text("\n".join(lines) + "\n")
+    assert cli(["train", "--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"),
+                "--test_file", str(tmp_path / "test.csv"), "--label_columns", "y", "--output_dir", str(tmp_path / "out"),
+                "--embeddings", str(tmp_path / "vectors.txt"), "--hidden_size", "8", "--ensemble_size", "1",
+                "--num_train_epochs", "1", "--per_device_eval_batch_size", "8", "--dataloader_drop_last", "true",
+                "--report_to", "none", "--plots", "false", "--disable_tqdm", "true"]) == 0
+    for split, n in (("validation", 21), ("test", 13)):
+        frame = pd.read_csv(tmp_path / "out" / "_predictions" / f"{split}_predictions.csv")
+        source = pd.read_csv(tmp_path / f"{'dev' if split == 'validation' else 'test'}.csv")
+        assert len(frame) == n and frame["text"].tolist() == source["text"].tolist()
+        assert np.isfinite(frame["pred_y"]).all()
