@@ -32,15 +32,20 @@ def texts_and_scores(n):
                           "y": float(k % 5)} for k in range(n)])
 
 
-@pytest.fixture(scope="module")
-def two_step_run(tmp_path_factory):
-    """Two steps, a checkpoint after each, one evaluation (at step 2) and no logged loss before the end."""
-    folder = tmp_path_factory.mktemp("cards")
-    for split, n in (("train", 40), ("dev", 20), ("test", 12)):
+def tiny_files(folder, **rows):
+    """train.csv / dev.csv / test.csv of `rows` rows each, and a 4-d word2vec file of their words."""
+    for split, n in rows.items():
         texts_and_scores(n).to_csv(folder / f"{split}.csv", index=False)
     rng = np.random.default_rng(0)
     lines = [f"{len(WORDS)} 4"] + [f"{w} " + " ".join(f"{v:.4f}" for v in rng.normal(size=4)) for w in WORDS]
     (folder / "vectors.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def two_step_run(tmp_path_factory):
+    """Two steps, a checkpoint after each, one evaluation (at step 2) and no logged loss before the end."""
+    folder = tmp_path_factory.mktemp("cards")
+    tiny_files(folder, train=40, dev=20, test=12)
     assert cli(["train", "--train_file", str(folder / "train.csv"), "--validation_file", str(folder / "dev.csv"),
                 "--test_file", str(folder / "test.csv"), "--label_columns", "y", "--output_dir", str(folder / "out"),
                 "--embeddings", str(folder / "vectors.txt"), "--hidden_size", "8", "--ensemble_size", "1",

@@ -5,17 +5,13 @@ import pandas as pd
 
 from seqreg_hf.cli import main as cli
 
-from .test_model_card import WORDS, texts_and_scores
+from .test_model_card import tiny_files
 
 
 def test_drop_last_still_scores_every_row_of_the_final_predictions(tmp_path):
     """--dataloader_drop_last drops the last short batch of training; the run's prediction files still hold every
     validation and test row, in order (before, the run stopped after training, at the row-order check)."""
-    for split, n in (("train", 40), ("dev", 21), ("test", 13)):
-        texts_and_scores(n).to_csv(tmp_path / f"{split}.csv", index=False)
-    rng = np.random.default_rng(0)
-    lines = [f"{len(WORDS)} 4"] + [f"{w} " + " ".join(f"{v:.4f}" for v in rng.normal(size=4)) for w in WORDS]
-    (tmp_path / "vectors.txt").write_text("\n".join(lines) + "\n")
+    tiny_files(tmp_path, train=40, dev=21, test=13)
     assert cli(["train", "--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"),
                 "--test_file", str(tmp_path / "test.csv"), "--label_columns", "y", "--output_dir", str(tmp_path / "out"),
                 "--embeddings", str(tmp_path / "vectors.txt"), "--hidden_size", "8", "--ensemble_size", "1",
