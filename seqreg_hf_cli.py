@@ -108,7 +108,10 @@ def run_command(name, argv):
     try:
         importlib.import_module(COMMANDS[name][0]).main(argv)
     except TrainingInterrupted as stop:  # a complete checkpoint was saved; 128 + signal, as the shell reports it
-        print(f"seqreg-hf {name}: {stop}", file=sys.stderr)
+        # A stop "at once" may have cut a log line short mid-write: the message starts a line of its own.
+        fresh_line = "" if stop.checkpoint else "\n"
+        sys.stdout.flush()
+        print(f"{fresh_line}seqreg-hf {name}: {stop}", file=sys.stderr)
         return 128 + stop.signum
     except (ValueError, TypeError, OSError, ImportError) as error:
         print(f"seqreg-hf {name}: error: {error}", file=sys.stderr)

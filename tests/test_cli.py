@@ -36,3 +36,27 @@ def test_version_no_arguments_and_help_without_torch(tmp_path):
         assert again.stdout.startswith(first.stdout) and "TORCH False False" in again.stdout
 
 
+
+
+def test_a_stop_at_once_starts_its_own_line_even_after_a_half_written_log_line(monkeypatch, tmp_path):
+    """A second Ctrl-C can land between a log line's text and its newline (tqdm writes them apart): the one-line
+    message must still start a line, where a terminal shows stdout and stderr together."""
+    import io
+    import types
+
+    import seqreg_hf_cli
+    from seqreg_hf.checkpoints import TrainingInterrupted
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+
+    def main(argv):
+        sys.stdout.write("{'eval_loss': '1.119', 'epoch': '0.8'}")  # the newline never came
+        raise TrainingInterrupted.at_once(str(tmp_path))
+
+    monkeypatch.setitem(sys.modules, "half_line_command", types.SimpleNamespace(main=main))
+    monkeypatch.setitem(seqreg_hf_cli.COMMANDS, "train", ("half_line_command", "stand-in"))
+    assert seqreg_hf_cli.run_command("train", []) == 130
+    lines = [line for line in terminal.getvalue().splitlines() if line.startswith("seqreg-hf train:")]
+    assert len(lines) == 1 and "SIGINT" in lines[0], terminal.getvalue()
