@@ -6,7 +6,8 @@ of them for a list; with "return_std" also {label}_std (ensembles), with "interv
 (calibrated models). A bad request raises ValueError in one line, naming the problem.
 
 With seqreg_hf installed it answers through `seqreg_hf.predict` (batched, the installed code). Without it, through the
-folder's own pipeline (pipelines.py), on plain transformers and torch. Nothing here is imported from seqreg_hf at
+folder's own pipeline (pipelines.py), on plain transformers and torch; that pipeline reads the model's calibration
+(config.json) itself. Nothing here is imported from seqreg_hf at
 module level, so the file runs where seqreg_hf is absent. It trusts the code of the folder it lies in, and of no
 other folder: whoever deploys handler.py already runs that folder's code.
 """
@@ -67,12 +68,15 @@ class EndpointHandler:
 
     def __call__(self, data):
         texts, single, parameters = read_request(data)
+        no_intervals = ValueError('"interval": this model\'s code has no calibrated intervals (written before '
+                                  "seqreg_hf had them); install a seqreg_hf that has them beside it (pip install -U "
+                                  "seqreg-hf).")
         if self.pipeline is None:
             if "interval" in parameters and "interval" not in inspect.signature(self.predict).parameters:
-                raise ValueError("the installed seqreg_hf has no intervals: upgrade it (pip install -U seqreg-hf).")
+                raise no_intervals
             results = self.predict(self.predictor, texts, **parameters)
-        else:
-            if "interval" in parameters:
-                raise ValueError('"interval" needs seqreg_hf installed beside the model (pip install seqreg-hf).')
+        else:  # the folder's pipeline reads the calibration in config.json itself; an older one ignores "interval"
             results = self.pipeline(texts, **parameters) if texts else []
+            if "interval" in parameters and results and not any(key.endswith("_lo") for key in results[0]):
+                raise no_intervals
         return results[0] if single else results

@@ -56,3 +56,9 @@ def test_std_of_a_single_network_is_refused_with_the_reason(tmp_path, folder):
                              ensemble_size=1)
     with pytest.raises(ValueError, match="no spread between members"):
         EndpointHandler(path=str(single))({"inputs": "calm", "parameters": {"return_std": True}})
+
+
+def test_an_interval_of_a_model_without_calibration_is_refused_in_one_line(folder):
+    with pytest.raises(ValueError) as caught:
+        EndpointHandler(path=str(folder))({"inputs": "calm", "parameters": {"interval": 0.9}})
+    assert "interval" in str(caught.value) and "\n" not in str(caught.value)
