@@ -259,3 +259,15 @@ def test_no_folder_keeps_how_its_tokenizer_was_loaded(repositories):
         saved = json.loads((folder / "tokenizer_config.json").read_text())
         assert not LOAD_TIME_KEYS & set(saved), (name, sorted(LOAD_TIME_KEYS & set(saved)))
         assert {"handler.py", "pipelines.py", "modeling_seqreg.py", "configuration_seqreg.py"} <= set(os.listdir(folder))
+
+
+def test_overwriting_a_run_removes_every_file_its_repository_holds(repositories, tmp_path):
+    """--overwrite_output_dir removes what a run wrote (handler.py included), and only that."""
+    from seqreg_hf.run_dir import remove_run_files
+
+    folders, _ = repositories
+    copy = tmp_path / "trained"
+    shutil.copytree(folders["trained"][0], copy)
+    (copy / "my_notes.txt").write_text("mine")
+    remove_run_files(copy)
+    assert sorted(os.listdir(copy)) == ["my_notes.txt"]
