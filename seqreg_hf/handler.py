@@ -7,9 +7,9 @@ of them for a list; with "return_std" also {label}_std (ensembles), with "interv
 
 With seqreg_hf installed it answers through `seqreg_hf.predict` (batched, the installed code). Without it, through the
 folder's own pipeline (pipelines.py), on plain transformers and torch; that pipeline reads the model's calibration
-(config.json) itself. Nothing here is imported from seqreg_hf at
-module level, so the file runs where seqreg_hf is absent. It trusts the code of the folder it lies in, and of no
-other folder: whoever deploys handler.py already runs that folder's code.
+(config.json) itself. Nothing here is imported from seqreg_hf at module level, so the file runs where seqreg_hf is
+absent. It trusts the code of the folder it lies in, and of no other folder: whoever deploys handler.py already runs
+that folder's code.
 """
 
 import inspect
