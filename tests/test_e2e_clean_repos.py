@@ -170,9 +170,10 @@ def repositories(tmp_path_factory):
 
     # An older copy of the pipeline: its own class changed, as a checkpoint saved before an upgrade holds it.
     shutil.copytree(root / "init", root / "older")
+    changed = ("\nTextRegressionPipeline.postprocess = lambda self, outputs, **options: {'own copy': 1.0}\n\n\n"
+               "def register():")
     code = (root / "older" / "pipelines.py").read_text()
-    (root / "older" / "pipelines.py").write_text(code.replace("\ndef register():", "\nTextRegressionPipeline.postprocess "
-                                                              "= lambda self, outputs: {'own copy': 1.0}\n\n\ndef register():"))
+    (root / "older" / "pipelines.py").write_text(code.replace("\ndef register():", changed))
 
     folders = {"init": root / "init", "trained": root / "trained", "checkpoint": root / "trained" / "checkpoint-2",
                "saved": root / "saved", "pushed": pushed}

@@ -62,3 +62,20 @@ def test_an_interval_of_a_model_without_calibration_is_refused_in_one_line(folde
     with pytest.raises(ValueError) as caught:
         EndpointHandler(path=str(folder))({"inputs": "calm", "parameters": {"interval": 0.9}})
     assert "interval" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_without_seqreg_hf_the_interval_goes_to_the_folders_pipeline_and_code_without_intervals_is_refused(folder):
+    """Where seqreg_hf is absent the handler answers through the folder's pipeline (stood in for here): "interval"
+    is passed to it; a pipeline from before intervals ignores the keyword, and its answer without bounds is refused."""
+    calls, handler = [], EndpointHandler(path=str(folder))
+
+    def with_bounds(texts, **parameters):
+        calls.append(parameters)
+        return [{"V": 0.5, "V_lo": 0.1, "V_hi": 0.9} for _ in texts]
+
+    handler.pipeline = with_bounds
+    assert handler({"inputs": "calm", "parameters": {"interval": 0.9}}) == {"V": 0.5, "V_lo": 0.1, "V_hi": 0.9}
+    assert calls == [{"interval": 0.9}]
+    handler.pipeline = lambda texts, **parameters: [{"V": 0.5} for _ in texts]
+    with pytest.raises(ValueError, match="no calibrated intervals"):
+        handler({"inputs": ["calm"], "parameters": {"interval": 0.9}})
