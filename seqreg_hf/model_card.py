@@ -12,6 +12,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import TrainerCallback
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "model_card.md.j2")
+# The card's "Use" section, rendered on its own so that cards kept elsewhere (model_cards/) can be checked against it.
+USAGE_TEMPLATE = os.path.join(os.path.dirname(TEMPLATE), "usage.md.j2")
 
 KNOWN_DATASETS = {
     "emobank": {
@@ -145,10 +147,12 @@ class CardCallback(TrainerCallback):
             widget=[{"text": text} for text in (data.get("examples") or GENERIC_EXAMPLES)],
         )
         dropped = {s: r["dropped"] for s, r in self.bad_rows.items() if r.get("dropped")}
+        repo_id = getattr(training_args, "hub_model_id", None) or "path/to/model"
         return {
             "card_data": card_data,
             "model_name": _model_name(training_args),
-            "repo_id": getattr(training_args, "hub_model_id", None) or "path/to/model",
+            "repo_id": repo_id,
+            "usage": render_usage(repo_id, config.label_names, config.ensemble_size),
             "architecture": _architecture(config),
             "architecture_table": [(k, getattr(config, k)) for k in (
                 "rnn_type", "hidden_size", "num_layers", "bidirectional", "direction_merge", "pooling",
@@ -173,6 +177,16 @@ class CardCallback(TrainerCallback):
             "results_table": rows,
             "attribution": data.get("attribution"),
         }
+
+
+def render_usage(repo_id, label_names, ensemble_size):
+    """The card's "Use" section: snippets that run as written with plain transformers (seqreg_hf absent)."""
+    import jinja2
+
+    with open(USAGE_TEMPLATE, encoding="utf-8") as handle:
+        template = jinja2.Template(handle.read(), keep_trailing_newline=True)
+    return template.render(repo_id=repo_id, num_labels=len(label_names), label_names=label_names,
+                           ensemble_size=ensemble_size)
 
 
 def render_model_card(context):

@@ -20,7 +20,7 @@ from .configuration_seqreg import SeqRegConfig
 from .embeddings import Embeddings, check_tokenizer_fits, load_embeddings, remote_code_refusal
 from .model_card import write_model_card
 from .modeling_seqreg import SeqRegForSequenceRegression
-from .tokenization import pad_right
+from .tokenization import drop_load_time_keys, pad_right
 
 REPORT_FILE = "embeddings_report.json"
 NOT_A_MODEL_DIR = "Create one with `seqreg-hf init --embeddings ... --output_dir DIR` or `seqreg-hf train`"
@@ -119,7 +119,7 @@ def save_model_dir(model, tokenizer, output_dir, report=None):
     """Write config + model.safetensors + model code + tokenizer + card (+ the embeddings report) to `output_dir`."""
     os.makedirs(output_dir, exist_ok=True)
     model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    drop_load_time_keys(tokenizer).save_pretrained(output_dir)
     write_model_card(output_dir, model)
     if report is not None:
         with open(os.path.join(output_dir, REPORT_FILE), "w", encoding="utf-8") as handle:
@@ -205,7 +205,7 @@ def load_tokenizer(model_dir, config=None, trust_remote_code=False):
         raise ModelDirError(f"{model_dir}: the tokenizer pads with id {tokenizer.pad_token_id} but the model's "
                             f"pad_token_id is {config.pad_token_id}; they were not saved together.")
     pad_right(tokenizer)
-    return tokenizer
+    return drop_load_time_keys(tokenizer)
 
 
 def load_model_dir(model_dir, model_class=SeqRegForSequenceRegression, config_updates=None, trust_remote_code=False,

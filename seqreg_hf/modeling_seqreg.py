@@ -704,6 +704,7 @@ class SeqRegModel(SeqRegPreTrainedModel):
 # own pipelines.py, and "pt" among its Auto classes).
 PIPELINE_TASKS = {"text-regression": {"impl": "pipelines.TextRegressionPipeline",
                                       "pt": ["AutoModelForSequenceClassification"], "tf": [], "type": "text"}}
+CARRIED_FILES = ("pipelines.py", "handler.py")  # copied beside every save, from the package (or the remote code)
 
 
 class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
@@ -723,15 +724,15 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """save_pretrained, plus the "text-regression" pipeline: its code (pipelines.py) and `custom_pipelines` in
         config.json, so that `pipeline("text-regression", model=DIR, trust_remote_code=True)` works where seqreg_hf
-        is not installed."""
-        pipeline_code = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipelines.py")
-        if os.path.isfile(pipeline_code):
+        is not installed; and handler.py, the folder's Inference Endpoints handler."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        if os.path.isfile(os.path.join(here, "pipelines.py")):
             self.config.custom_pipelines = PIPELINE_TASKS
         result = super().save_pretrained(save_directory, *args, **kwargs)  # (the float16 matrix, if asked)
-        if os.path.isfile(pipeline_code) and kwargs.get("is_main_process", True):
-            target = os.path.join(save_directory, "pipelines.py")
-            if not (os.path.exists(target) and os.path.samefile(pipeline_code, target)):
-                shutil.copyfile(pipeline_code, target)
+        for name in CARRIED_FILES if kwargs.get("is_main_process", True) else ():
+            source, target = os.path.join(here, name), os.path.join(save_directory, name)
+            if os.path.isfile(source) and not (os.path.exists(target) and os.path.samefile(source, target)):
+                shutil.copyfile(source, target)
         return result
 
     def forward(self, input_ids=None, attention_mask=None, token_features=None, labels=None, token_type_ids=None,

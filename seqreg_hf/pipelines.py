@@ -59,3 +59,13 @@ def register():
     if "text-regression" not in PIPELINE_REGISTRY.get_supported_tasks():
         PIPELINE_REGISTRY.register_pipeline("text-regression", pipeline_class=TextRegressionPipeline,
                                             pt_model=AutoModelForSequenceClassification, type="text")
+
+
+# A checkpoint's copy of this file (transformers imports it from the checkpoint, as config.json's custom_pipelines
+# says) hands over to the installed seqreg_hf's pipeline when one is importable, so that an old checkpoint runs the
+# installed code after an upgrade; the class above runs only where seqreg_hf is absent.
+if __name__ != "seqreg_hf.pipelines":
+    try:
+        from seqreg_hf.pipelines import TextRegressionPipeline  # noqa: F811
+    except ImportError:
+        pass

@@ -29,9 +29,9 @@ _ANOTHER_RUN = ("checkpoint-*", "run.json", "config.json", "model*.safetensors")
 # Everything a run writes into its output_dir; README.md goes only when it is seqreg_hf's card.
 _RUN_FILES = (*_ANOTHER_RUN, "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json",
               "special_tokens_map.json", "vocab.txt", "added_tokens.json", "modeling_seqreg.py",
-              "configuration_seqreg.py", "pipelines.py", "*_results.json", "metrics.json", "trainer_state.json",
-              "training_args.bin", "*_predictions.csv", "scatter_*.png", "learning_curves.png", "runs",
-              PREDICTIONS_DIR, "*.onnx")
+              "configuration_seqreg.py", "pipelines.py", "handler.py", "*_results.json", "metrics.json",
+              "trainer_state.json", "training_args.bin", "*_predictions.csv", "scatter_*.png", "learning_curves.png",
+              "runs", PREDICTIONS_DIR, "*.onnx")
 
 
 def save_results(output_dir, prefix, metrics):

@@ -23,6 +23,18 @@ def pad_right(tokenizer):
     return tokenizer
 
 
+# What transformers 5 adds to a tokenizer's init_kwargs when it loads one (where from, whether offline), which its
+# save_pretrained would then write into tokenizer_config.json as if they were options of the tokenizer.
+LOAD_TIME_KEYS = ("is_local", "local_files_only")
+
+
+def drop_load_time_keys(tokenizer):
+    """Forget how `tokenizer` was loaded, so that a folder it is saved into holds what it is, not where it was read."""
+    for key in LOAD_TIME_KEYS:
+        tokenizer.init_kwargs.pop(key, None)
+    return tokenizer
+
+
 def word_normalizer(lowercase):
     steps = [normalizers.NFC(), normalizers.Replace("\u2019", "'"), normalizers.Replace("\u2018", "'"),
              normalizers.Replace("\u201c", '"'), normalizers.Replace("\u201d", '"')]

@@ -37,6 +37,7 @@ from .checkpoints import TrainingInterrupted, resolve_resume, write_run_file
 from .data import exact_length_batches
 from .model_card import CardCallback, write_model_card
 from .model_dir import out_of_space, write_failure
+from .tokenization import drop_load_time_keys
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +187,8 @@ class SeqRegTrainer(Trainer):
             card = CardCallback()
             callbacks.append(card)
         super().__init__(*args, callbacks=callbacks, **kwargs)
+        if hasattr(self.processing_class, "init_kwargs"):  # every folder it saves (checkpoints, model, push)
+            drop_load_time_keys(self.processing_class)
         self.card = card
         self.length_buckets = length_buckets
         self.run_identity = run_identity  # written into each checkpoint as run.json; `last` resumes only its own

@@ -79,3 +79,30 @@ def test_every_card_of_a_run_is_rendered_from_one_context(two_step_run):
     rows = [line for line in final.splitlines() if line.startswith("| validation |")]
     assert len(rows) == 2 and [line for line in second.splitlines() if line.startswith("| validation |")] == rows
     assert "| test |" not in second
+
+
+# The committed cards (model_cards/) of the README's recipes: their repository placeholder, labels and members.
+COMMITTED_CARDS = {"emobank.md": ("path/to/model", ["V", "A", "D"], 3),
+                   "emobank_contextual.md": ("path/to/model", ["V", "A", "D"], 1)}
+
+
+@pytest.mark.parametrize("name", sorted(COMMITTED_CARDS))
+def test_the_committed_cards_show_the_snippets_the_package_writes(name):
+    from seqreg_hf.model_card import render_usage
+
+    from .conftest import REPO
+
+    card = (REPO / "model_cards" / name).read_text()
+    assert render_usage(*COMMITTED_CARDS[name]) + "\n\n## Training data" in card
+
+
+@pytest.mark.parametrize("ensemble_size", [1, 3])
+def test_every_loader_in_the_snippets_says_trust_remote_code_where_seqreg_hf_is_absent(ensemble_size):
+    """Without seqreg_hf, each loader of a seqreg repository reads config.json, whose classes are the repository's
+    code: left out, transformers asks on stdin (the tokenizer line did). Run as written: test_e2e_clean_repos.py."""
+    from seqreg_hf.model_card import render_usage
+
+    usage = render_usage("user/model", ["V", "A"], ensemble_size)
+    loaders = re.findall(r"^.*(?:from_pretrained|pipeline)\(.*$", usage, re.M)
+    assert len(loaders) == 3 and all("trust_remote_code=True" in line for line in loaders), loaders
+    assert ("return_std=True" in usage) == (ensemble_size > 1)
