@@ -286,14 +286,12 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
                                        interval=interval)
             result = list(result) if isinstance(result, tuple) else [result]
             scores, spread = result[0], result[1] if with_std else None
-            for i, column in enumerate(columns):
+            for i, column in enumerate(columns):  # each target's score, then its std and bounds
                 frame[column] = scores[:, i]
                 if with_std:
                     frame[std_columns[i]] = spread[:, i]
-            if interval is not None:
-                lo, hi = result[-2:]
-                for i in range(len(columns)):
-                    frame[bound_columns[2 * i]], frame[bound_columns[2 * i + 1]] = lo[:, i], hi[:, i]
+                if interval is not None:
+                    frame[bound_columns[2 * i]], frame[bound_columns[2 * i + 1]] = result[-2][:, i], result[-1][:, i]
             for key in ("rows", "empty", "truncated"):
                 counts[key] += predictor.report[key]
             counts["chunks"] += 1
@@ -313,7 +311,8 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
             counts = dict(zip(("rows", "empty", "truncated", "chunks"), totals.tolist()))
         all_written = True
         if target is not None and rank == 0:
-            header = [text_column, *columns, *std_columns, *bound_columns]
+            header = [text_column, *[c for i, column in enumerate(columns) for c in
+                                     (column, *std_columns[i:i + 1], *bound_columns[2 * i:2 * i + 2])]]
             with atomic_write(target, tag=run) as partial:
                 writer.join([part(i) for i in range(counts["chunks"])], header, partial)
     finally:
