@@ -17,7 +17,7 @@ import numpy as np
 
 from .conformal import calibration_of
 from .data import clean_split, read_split
-from .formats import atomic_write
+from .formats import atomic_write, check_input
 from .prediction import Predictor
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def calibrate_run(trainer, validation, text_column, label_columns, source="the v
 def main(argv=None):
     from .arguments import parse_command
     from .logs import configure
-    from .model_dir import resolve_model_dir
+    from .model_dir import load_config, resolve_model_dir
 
     args, run = parse_command("calibrate", sys.argv[1:] if argv is None else argv)
     configure(run.log_level, run.disable_tqdm)
@@ -79,12 +79,13 @@ def main(argv=None):
     if not local and not args.output_dir:
         raise ValueError(f"{args.model_name_or_path} is not a local directory: add --output_dir DIR, where the "
                          "calibrated copy of the model goes.")
+    check_input(args.validation_file)  # a wrong name is found before the model loads
+    labels = load_config(resolve_model_dir(args.model_name_or_path)).label_names
+    label_columns = list(args.label_columns or labels)
+    if label_columns != labels:
+        raise ValueError(f"{args.model_name_or_path} predicts {labels}, but the label columns are {label_columns}.")
     predictor = Predictor.from_dir(args.model_name_or_path, backend=args.backend, onnx_file=args.onnx_file,
                                    trust_remote_code=args.trust_remote_code)
-    label_columns = list(args.label_columns or predictor.label_names)
-    if label_columns != predictor.label_names:
-        raise ValueError(f"{args.model_name_or_path} predicts {predictor.label_names}, but the label columns are "
-                         f"{label_columns}.")
     split = {"dev": "validation"}.get(args.split, args.split)
     dataset = read_split(args.validation_file, split, args.split_column)
     dataset, bad = clean_split(dataset, split, args.text_column, label_columns, args.on_bad_rows,

@@ -358,6 +358,12 @@ def main(argv=None):
 
 
 def _predict_command(args):
+    if args.interval is not None:  # refused before the model loads or the file is read
+        from .model_dir import load_config, resolve_model_dir
+
+        level = check_level(args.interval)
+        quantiles(require_calibration(load_config(resolve_model_dir(args.model_name_or_path)), args.model_name_or_path),
+                  level)
     rank, world, local_rank = process_group()
     device = args.device
     if device is None and world > 1 and args.backend == "torch" and torch.cuda.is_available():
@@ -368,8 +374,6 @@ def _predict_command(args):
     with_std = predictor.has_std if args.std is None else args.std
     if with_std and not predictor.has_std:
         raise no_std_error(predictor.config)
-    if args.interval is not None:  # refused before the file is read
-        quantiles(require_calibration(predictor.config, args.model_name_or_path), check_level(args.interval))
     counts = predict_file(predictor, args.test_file, args.output_file, args.text_column, args.batch_size, with_std,
                           args.chunk_rows, rank, world, args.interval)
     if counts["truncated"]:

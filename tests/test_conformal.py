@@ -7,8 +7,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from seqreg_hf.conformal import (MAX_STORED, calibration_of, check_level, interval_bounds, quantile_rank, quantiles,
-                                 require_calibration, round_up)
+from seqreg_hf.conformal import (
+    MAX_STORED,
+    calibration_of,
+    check_level,
+    interval_bounds,
+    quantile_rank,
+    quantiles,
+    require_calibration,
+    round_up,
+)
 
 NAMES = ["V", "A"]
 
