@@ -6,7 +6,8 @@
    default ensemble (3 members) and one network (--ensemble_size 1). `seqreg-hf train` calibrates each on the dev
    split at the end (config.calibration): adaptive for the ensemble, constant for the single network. A model given
    by --ensemble_dir / --single_dir without a calibration (a checkpoint) is calibrated on the dev split by
-   `seqreg-hf calibrate` first.
+   `seqreg-hf calibrate` first. `--single_from_member` takes the ensemble's first member, run alone, as the single
+   network instead of training one (no training: each member learns as a separate network would).
 2. On the test split, through `Predictor` (the path of `seqreg-hf predict --interval`): per target, the share of true
    scores inside the interval (coverage) and its mean width, at levels 0.8, 0.9 and 0.95. Beside them, in the same
    run: the ensemble's mean ± 2 std (the uncertainty the package reported before) and the ensemble calibrated with
@@ -52,6 +53,23 @@ def calibrated(model_dir):
             calibrate(["--model_name_or_path", model_dir, "--validation_file", EMOBANK_CSV, "--split_column", "split",
                        "--split", "dev", "--disable_tqdm", "true"])
     return model_dir
+
+
+def first_member(ensemble_dir, output_dir):
+    """The ensemble's member 0 alone, saved as a single network (ensemble_size 1) in `output_dir`."""
+    from safetensors.torch import load_file
+
+    from seqreg_hf import SeqRegConfig, SeqRegForSequenceRegression
+    from seqreg_hf.model_dir import load_tokenizer
+
+    config = SeqRegConfig.from_pretrained(ensemble_dir)
+    config.ensemble_size, config.calibration = 1, None
+    model = SeqRegForSequenceRegression(config)
+    weights = load_file(os.path.join(ensemble_dir, "model.safetensors"))
+    model.load_state_dict({k: v for k, v in weights.items() if ".members." not in k or ".members.0." in k})
+    model.save_pretrained(output_dir)
+    load_tokenizer(ensemble_dir, config).save_pretrained(output_dir)
+    return output_dir
 
 
 def row(model, kind, n, level, lo, hi, true, names):
@@ -111,12 +129,16 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--ensemble_dir", help="a trained ensemble to measure instead of training one")
     parser.add_argument("--single_dir", help="a trained single network to measure instead of training one")
+    parser.add_argument("--single_from_member", action="store_true",
+                        help="the single network is the ensemble's member 0 run alone, not a trained one")
     parser.add_argument("--output_dir", default=os.path.join(REPO, "outputs", "conformal_emobank"))
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     configure("warning", True)
     ensemble_dir = calibrated(args.ensemble_dir) if args.ensemble_dir else train(
         os.path.join(args.output_dir, "ensemble"), 3, args.epochs)
+    if args.single_from_member:
+        args.single_dir = first_member(ensemble_dir, os.path.join(args.output_dir, "member0"))
     single_dir = calibrated(args.single_dir) if args.single_dir else train(
         os.path.join(args.output_dir, "single"), 1, args.epochs)
     rows, names, test_rows = measure(ensemble_dir, single_dir)
