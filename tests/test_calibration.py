@@ -207,3 +207,11 @@ def test_a_model_trained_with_a_validation_split_carries_its_calibration(tmp_pat
     for j, label in enumerate(("V", "A", "D")):
         np.testing.assert_allclose(calibration["scores"][label], np.sort(exact[:, j]), rtol=1e-3, atol=1e-6)
     assert len(Predictor.from_dir(output_dir).predict_dicts(["fine"], interval=0.9)[0]) == 9  # V A D, lo and hi
+
+    # Training on from it without a validation split: the old calibration measured the old weights, so it goes.
+    frame[frame["split"] == "train"].head(60).to_csv(tmp_path / "train.csv", index=False)
+    assert cli(["train", "--model_name_or_path", str(output_dir), "--train_file", str(tmp_path / "train.csv"),
+                "--label_columns", "V", "A", "D", "--output_dir", str(tmp_path / "more"), "--num_train_epochs", "1",
+                "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+                "--report_to", "none", "--disable_tqdm", "true", "--plots", "false"]) == 0
+    assert not json.loads((tmp_path / "more" / "config.json").read_text()).get("calibration")
