@@ -78,8 +78,11 @@ def predictions(predictor, model_dir, dev, test):
     """(dev (mean, std), test (mean, std)), the model calibrated on dev if it was not; the test pass goes through
     the interval API and is checked against the bounds computed here."""
     names = predictor.label_names
-    dev_mean, *dev_std = predictor.predict(dev[0], return_std=predictor.has_std, progress=False)
-    recomputed = calibration_of(dev_mean, dev[1], names, dev_std[0] if dev_std else None)
+    if predictor.has_std:
+        dev_mean, dev_std = predictor.predict(dev[0], return_std=True, progress=False)
+    else:
+        dev_mean, dev_std = predictor.predict(dev[0], progress=False), None
+    recomputed = calibration_of(dev_mean, dev[1], names, dev_std)
     if not predictor.calibration:  # a checkpoint: calibrated here, as `seqreg-hf calibrate` does
         write_calibration(model_dir, recomputed)
         predictor.config.calibration = recomputed
@@ -89,7 +92,7 @@ def predictions(predictor, model_dir, dev, test):
     test_std = rest[0] if predictor.has_std else None
     lo, hi = interval_bounds(predictor.calibration, names, test_mean, test_std, 0.9)
     assert np.array_equal(lo, rest[-2]) and np.array_equal(hi, rest[-1])
-    return (dev_mean, dev_std[0] if dev_std else None), (test_mean, test_std)
+    return (dev_mean, dev_std), (test_mean, test_std)
 
 
 def measure(ensemble_dir, single_dir, resplits):
