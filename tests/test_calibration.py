@@ -3,6 +3,9 @@ through every door: Predictor, seqreg_hf.predict, the pipeline, predict's files 
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -111,6 +114,31 @@ def test_every_door_gives_the_same_interval_and_it_is_the_quantile_by_hand(model
     rows = predictor.predict_dicts(TEXTS, interval=level)
     np.testing.assert_allclose([r["V"] for r in rows], [r["V"] for r in predictor.predict_dicts(TEXTS)], atol=1e-6)
     assert all("V_std" not in r for r in rows)
+
+
+WITHOUT_PACKAGE = """
+import json, sys
+sys.modules["seqreg_hf"] = None  # any import of the package now fails
+from transformers import pipeline
+
+regress = pipeline("text-regression", model=sys.argv[1], trust_remote_code=True)
+print("RESULT", json.dumps(regress(json.loads(sys.argv[2]), interval=0.9)))
+"""
+
+
+def test_the_checkpoints_own_pipeline_gives_the_intervals_without_seqreg_hf(models, tmp_path):
+    folder, _ = models
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-c", WITHOUT_PACKAGE, str(folder / "ensemble"), json.dumps(TEXTS)],
+                            capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, cwd=tmp_path,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.split("RESULT", 1)[1])
+    want = Predictor.from_dir(folder / "ensemble").predict_dicts(TEXTS, interval=0.9)
+    for row, expected in zip(got, want):
+        assert set(row) == set(expected)
+        for key, value in expected.items():
+            assert row[key] == pytest.approx(value, abs=1e-5), key
 
 
 def test_save_and_load_keep_the_calibration(models, tmp_path):
