@@ -331,6 +331,9 @@ class CalibrateArguments:
     label_columns: list[str] = field(default_factory=list, metadata={
         "help": "Columns holding the true scores (default: the model's label names)."})
     on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
+    kind: typing.Literal["auto", "adaptive", "constant"] = field(default="auto", metadata={
+        "help": "adaptive: each text's width scales with the ensemble members' spread; constant: one width per target "
+                "for every text; auto: adaptive for an ensemble, constant for a single network."})
     output_dir: str | None = field(default=None, metadata={
         "help": "Write a calibrated copy of the model here (default: calibrate the model directory in place)."})
     backend: typing.Literal["torch", "onnx"] = field(default="torch", metadata={

@@ -15,18 +15,23 @@ import sys
 
 import numpy as np
 
-from .conformal import calibration_of
+from .conformal import KINDS, calibration_of
 from .data import clean_split, read_split
 from .formats import atomic_write, check_input
-from .prediction import Predictor
+from .prediction import Predictor, no_std_error
 
 logger = logging.getLogger(__name__)
 
 
-def calibrate_predictor(predictor, texts, true, batch_size=256, source=None):
-    """The calibration of `predictor`'s model on `texts` with their true scores (rows, labels): adaptive (scaled by
-    the members' spread) for an ensemble, constant otherwise. The config is not changed."""
-    if predictor.has_std:
+def calibrate_predictor(predictor, texts, true, batch_size=256, source=None, kind="auto"):
+    """The calibration of `predictor`'s model on `texts` with their true scores (rows, labels): with kind "auto",
+    adaptive (scaled by the members' spread) for an ensemble and constant otherwise; "constant" gives an ensemble one
+    width for every text too. The config is not changed."""
+    if kind not in ("auto", *KINDS):
+        raise ValueError(f"kind={kind!r}: the choices are auto, {', '.join(KINDS)}.")
+    if kind == "adaptive" and not predictor.has_std:
+        raise no_std_error(predictor.config)
+    if predictor.has_std and kind != "constant":
         predicted, spread = predictor.predict(texts, batch_size=batch_size, return_std=True, progress=False)
     else:
         predicted, spread = predictor.predict(texts, batch_size=batch_size, progress=False), None
@@ -80,7 +85,10 @@ def main(argv=None):
         raise ValueError(f"{args.model_name_or_path} is not a local directory: add --output_dir DIR, where the "
                          "calibrated copy of the model goes.")
     check_input(args.validation_file)  # a wrong name is found before the model loads
-    labels = load_config(resolve_model_dir(args.model_name_or_path)).label_names
+    config = load_config(resolve_model_dir(args.model_name_or_path))
+    if args.kind == "adaptive" and config.ensemble_size < 2:
+        raise no_std_error(config)
+    labels = config.label_names
     label_columns = list(args.label_columns or labels)
     if label_columns != labels:
         raise ValueError(f"{args.model_name_or_path} predicts {labels}, but the label columns are {label_columns}.")
@@ -92,7 +100,7 @@ def main(argv=None):
                                source=args.validation_file)
     where = args.validation_file + (f" ({args.split_column} = {args.split})" if args.split_column else "")
     calibration = calibrate_predictor(predictor, dataset[args.text_column], true_scores(dataset, label_columns),
-                                      args.batch_size, source=where)
+                                      args.batch_size, source=where, kind=args.kind)
     folder = args.output_dir or args.model_name_or_path
     if args.output_dir and os.path.abspath(args.output_dir) != os.path.abspath(args.model_name_or_path):
         shutil.copytree(resolve_model_dir(args.model_name_or_path), args.output_dir, dirs_exist_ok=True)

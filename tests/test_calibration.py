@@ -208,7 +208,16 @@ def test_calibrate_into_another_folder_and_its_refusals(models, tmp_path, capsys
                 "--output_dir", str(tmp_path / "copy"), "--disable_tqdm", "true"]) == 0
     assert stored(tmp_path / "copy") == stored(folder / "single")
     assert (tmp_path / "copy" / "model.safetensors").is_file()
+    # An ensemble calibrated with --kind constant: one width for every text, the single network's kind of score.
+    assert cli(["calibrate", "--model_name_or_path", str(folder / "ensemble"), "--validation_file", str(dev),
+                "--output_dir", str(tmp_path / "constant"), "--kind", "constant", "--disable_tqdm", "true"]) == 0
+    assert stored(tmp_path / "constant")["kind"] == "constant" and stored(folder / "ensemble")["kind"] == "adaptive"
+    scores, lo, hi = Predictor.from_dir(tmp_path / "constant").predict(TEXTS, interval=0.9)
+    np.testing.assert_allclose(hi - lo, np.broadcast_to((hi - lo)[:1], hi.shape), rtol=0, atol=1e-5)
     capsys.readouterr()
+    assert cli(["calibrate", "--model_name_or_path", str(folder / "single"), "--validation_file", str(dev),
+                "--kind", "adaptive"]) == 1
+    assert "no spread between members" in one_error_line(capsys, "calibrate")
     assert cli(["calibrate", "--model_name_or_path", str(folder / "single")]) == 1
     assert "--validation_file is required" in one_error_line(capsys, "calibrate")
     assert cli(["calibrate", "--model_name_or_path", "user/model", "--validation_file", str(dev)]) == 1
