@@ -61,7 +61,7 @@ def calibrate_run(trainer, validation, text_column, label_columns, source="the v
         return None
     predictor = Predictor(trainer.model, trainer.processing_class)
     calibration = calibrate_predictor(predictor, validation[text_column], true_scores(validation, label_columns),
-                                      trainer.args.per_device_eval_batch_size, source)
+                                      source=source)
     trainer.model.config.calibration = calibration  # a later save (push_to_hub) writes it again
     write_calibration(trainer.args.output_dir, calibration)
     logger.info("calibrated %s intervals on %d validation rows (config.calibration).", calibration["kind"],
