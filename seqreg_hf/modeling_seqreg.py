@@ -313,18 +313,19 @@ class SeqRegEncoder(nn.Module):
         return [(order[rows_before[i] : rows_before[j]], values[i]) for i, j in reversed(bounds)]
 
     def _encode_groups(self, inputs, lengths, groups):
-        """`_encode` run per length group, each on its rows cut to its width, put back in the batch's order."""
-        seq_len = inputs.size(1)
-        outputs, h_parts, c_parts = [], [], []
+        """`_encode` run per length group, each on its rows cut to its width, written back to the rows' places."""
+        batch, seq_len, _ = inputs.shape
+        output = h_n = c_n = None
         for rows, width in groups:
-            output, h_n, c_n = self._encode(inputs[:, :width].index_select(0, rows), lengths.index_select(0, rows))
-            outputs.append(F.pad(output, (0, 0, 0, seq_len - width)))  # zeros at the padding the group skipped
-            h_parts.append(h_n)
-            c_parts.append(c_n)
-        inverse = torch.argsort(torch.cat([rows for rows, _ in groups]))
-        output = torch.cat(outputs).index_select(0, inverse)
-        h_n = torch.cat(h_parts, dim=1).index_select(1, inverse)
-        c_n = None if c_parts[0] is None else torch.cat(c_parts, dim=1).index_select(1, inverse)
+            part, h_part, c_part = self._encode(inputs[:, :width].index_select(0, rows), lengths.index_select(0, rows))
+            if output is None:  # zeros: the padding every group skipped (dtype and width as the kernel gives them)
+                output = part.new_zeros(batch, seq_len, part.size(-1))
+                h_n = h_part.new_zeros(h_part.size(0), batch, h_part.size(-1))
+                c_n = None if c_part is None else c_part.new_zeros(h_n.shape)
+            output[:, :width].index_copy_(0, rows, part)
+            h_n.index_copy_(1, rows, h_part)
+            if c_n is not None:
+                c_n.index_copy_(1, rows, c_part)
         return output, h_n, c_n
 
     def _dense(self, inputs, lengths):
