@@ -15,7 +15,7 @@ Training: forward + backward + AdamW step on Trainer-like length-grouped batches
 LengthGroupedSampler, as `group_by_length` builds them), old path against new, and how many batches the new path
 split. Every figure is the median of several repeats, taken in interleaved rounds; ratios beside them.
 
-Usage: python -m scripts.measure.padded_batches [--repeats 5] [--sentences 2000] [--data ../shared/data/emobank.csv]
+Usage: python -m scripts.measure.padded_batches [--repeats 5] [--sentences 2000] [--threads N] [--data FILE]
 About 2 minutes on a 2-core CPU.
 """
 
@@ -59,7 +59,10 @@ def main():
     parser.add_argument("--data", default=EMOBANK_CSV)
     parser.add_argument("--sentences", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from transformers.trainer_pt_utils import LengthGroupedSampler
     from transformers.utils import logging as hf_logging
 
