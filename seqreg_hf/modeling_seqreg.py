@@ -256,11 +256,10 @@ class SeqRegEncoder(nn.Module):
     group_by_length = True
     # The cost model of `_length_groups`, in row-steps (one row read for one time step): a kernel's fixed cost per
     # time step (the recurrent step is sequential, so a group of T steps pays it T times) and per group (the index
-    # copies, the per-layer calls). Measured for the dense kernels (BiLSTM-256, batch 1 to 256, 2 threads): on an
-    # idle CPU a step costs about as much as 4 more rows and a group about 30 row-steps; twice that here, since on
-    # a busy machine every extra call waits longer for its threads. On a GPU a step costs the same for any batch up
-    # to hundreds of rows, so groups pay there only for extreme padding.
-    group_costs = {"cpu": (8, 64)}
+    # copies, the per-layer calls). Measured for the dense kernels (BiLSTM-256, batch 1 to 256, 2 threads, an idle
+    # CPU): a step costs about as much as 4 more rows, a group about 30 row-steps. On a GPU a step costs the same
+    # for any batch up to hundreds of rows, so groups pay there only for extreme padding.
+    group_costs = {"cpu": (4, 32)}
     group_costs_elsewhere = (512, 4096)
 
     def _encode(self, inputs, lengths):

@@ -9,8 +9,15 @@ from seqreg_hf import SeqRegForSequenceRegression
 from seqreg_hf.modeling_seqreg import SeqRegEncoder, SeqRegPooler
 
 from .conftest import right_padded, tiny_config
-from .test_modeling_seqreg_dense_path import (CELL_IDS, CELLS, alone, assert_matches_sentences_alone, bare_twin,
-                                              make_encoder, padded_batch)
+from .test_modeling_seqreg_dense_path import (
+    CELL_IDS,
+    CELLS,
+    alone,
+    assert_matches_sentences_alone,
+    bare_twin,
+    make_encoder,
+    padded_batch,
+)
 
 # many lengths in input order, empty rows included: with costs of zero every distinct length is its own group
 MIXED = [9, 2, 0, 5, 1, 9, 0, 3, 7, 4, 6, 2, 8]

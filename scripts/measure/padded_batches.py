@@ -16,7 +16,7 @@ LengthGroupedSampler, as `group_by_length` builds them), old path against new, a
 split. Every figure is the median of several repeats, taken in interleaved rounds; ratios beside them.
 
 Usage: python -m scripts.measure.padded_batches [--repeats 5] [--sentences 2000] [--threads N] [--data FILE]
-About 2 minutes on a 2-core CPU.
+About 2 minutes on an idle 2-core CPU (5.5 on a busy one).
 """
 
 import argparse
