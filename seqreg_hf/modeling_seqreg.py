@@ -53,6 +53,12 @@ class SeqRegModelOutput(ModelOutput):
     c_n: torch.FloatTensor | None = None
 
 
+def _compiling():
+    """Whether torch.compile (dynamo) is tracing this call."""
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and getattr(compiler, "is_compiling", None) and compiler.is_compiling())
+
+
 def merge_directions(x, num_directions, mode):
     """Combine a trailing `(..., num_directions * hidden)` axis laid out as [forward, backward]."""
     if num_directions == 1 or mode == "concat":
@@ -229,19 +235,13 @@ class SeqRegEncoder(nn.Module):
         )
 
     def forward(self, inputs, lengths):
-        batch, seq_len, _ = inputs.shape
         config = self.config
         lengths = lengths.to(inputs.device)
-        if seq_len == 0:  # every text in the batch is empty: run one padding step, which reads nothing
-            output, h_n, c_n = self._dense(inputs.new_zeros(batch, 1, inputs.size(-1)), lengths)
-            output = output[:, :0]
-        elif self.unpadded_fast_path and bool((lengths == seq_len).all()):
-            # No padding at all (Predictor's and --length_buckets' batches): the module's own call is exact here,
-            # and skips the padding feature and the per-layer calls.
-            output, state = self.rnn(inputs)
-            h_n, c_n = state if config.rnn_type == "lstm" else (state, None)
+        groups = self._length_groups(lengths, inputs)
+        if groups is None:
+            output, h_n, c_n = self._encode(inputs, lengths)
         else:
-            output, h_n, c_n = self._dense(inputs, lengths)
+            output, h_n, c_n = self._encode_groups(inputs, lengths, groups)
         # An empty text has read nothing: its states are the initial zeros (its outputs are all padding, already 0).
         nonempty = lengths > 0
         return (
@@ -250,8 +250,84 @@ class SeqRegEncoder(nn.Module):
             None if c_n is None else self._merge_state(c_n, nonempty),
         )
 
-    # Class attribute so that tests can switch it off and check the padded path on unpadded batches too.
+    # Class attributes so that tests (and the benchmark's old-path row) can switch them off: the module's own call on
+    # batches without padding, and the length groups of padded batches.
     unpadded_fast_path = True
+    group_by_length = True
+    # The cost model of `_length_groups`, in row-steps (one row read for one time step): a kernel's fixed cost per
+    # time step (the recurrent step is sequential, so a group of T steps pays it T times) and per group (the index
+    # copies, the per-layer calls). Measured for the dense kernels (BiLSTM-256, batch 1 to 256, 2 threads, an idle
+    # CPU): a step costs about as much as 4 more rows, a group about 30 row-steps. On a GPU a step costs the same
+    # for any batch up to hundreds of rows, so groups pay there only for extreme padding.
+    group_costs = {"cpu": (4, 32)}
+    group_costs_elsewhere = (512, 4096)
+
+    def _encode(self, inputs, lengths):
+        """Torch-layout (output, h_n, c_n) of one batch: per-token outputs zero at padding, states unmasked."""
+        batch, seq_len, _ = inputs.shape
+        config = self.config
+        if seq_len == 0:  # every text in the batch is empty: run one padding step, which reads nothing
+            output, h_n, c_n = self._dense(inputs.new_zeros(batch, 1, inputs.size(-1)), lengths)
+            return output[:, :0], h_n, c_n
+        if self.unpadded_fast_path and bool((lengths == seq_len).all()):
+            # No padding at all (Predictor's and --length_buckets' batches): the module's own call is exact here,
+            # and skips the padding feature and the per-layer calls.
+            output, state = self.rnn(inputs)
+            h_n, c_n = state if config.rnn_type == "lstm" else (state, None)
+            return output, h_n, c_n
+        return self._dense(inputs, lengths)
+
+    def _length_groups(self, lengths, inputs):
+        """None to run the batch as it is, or [(rows, width)]: row indices (a tensor) and the padded length to read,
+        groups of similar lengths whose runs read less padding than the whole batch would, at the cost model's price.
+
+        The dense kernel's time grows with rows x padded length, so a batch in input order (a pipeline's, a user's
+        DataLoader's: often half padding) pays for every padded position. Sorted by length, the rows split into
+        contiguous groups chosen by dynamic programming over the distinct lengths, each group costing
+        width x (rows + per-step cost) + per-group cost; a single group is the whole batch, unchanged. Each group
+        runs the exact dense path, so the result is exact either way. A trace (the ONNX export) or a compiled
+        graph cannot follow a data-dependent split, so they get the whole batch."""
+        batch, seq_len = lengths.numel(), inputs.size(1)
+        if not self.group_by_length or batch < 2 or seq_len < 2 or torch.jit.is_tracing() or _compiling():
+            return None
+        step, per_group = self.group_costs.get(inputs.device.type, self.group_costs_elsewhere)
+        values, counts = torch.unique(lengths, sorted=True, return_counts=True)
+        values, counts = values.tolist()[::-1], counts.tolist()[::-1]  # distinct lengths, longest first
+        if len(values) < 2 or values[0] * batch <= sum(v * c for v, c in zip(values, counts)) + per_group:
+            return None  # one length, or too little padding to pay for a second group
+        # best[j]: the cheapest split of the j longest distinct lengths; a group's width is its longest length.
+        best, start, rows_before = [0.0], [0], [0]
+        for count in counts:
+            rows_before.append(rows_before[-1] + count)
+        for j in range(1, len(values) + 1):
+            cost, first = min((best[i] + values[i] * (rows_before[j] - rows_before[i] + step) + per_group, i)
+                              for i in range(j))
+            best.append(cost)
+            start.append(first)
+        bounds, j = [], len(values)
+        while j:
+            bounds.append((start[j], j))
+            j = start[j]
+        if len(bounds) == 1:
+            return None
+        order = torch.sort(lengths, descending=True, stable=True).indices
+        return [(order[rows_before[i] : rows_before[j]], values[i]) for i, j in reversed(bounds)]
+
+    def _encode_groups(self, inputs, lengths, groups):
+        """`_encode` run per length group, each on its rows cut to its width, written back to the rows' places."""
+        batch, seq_len, _ = inputs.shape
+        output = h_n = c_n = None
+        for rows, width in groups:
+            part, h_part, c_part = self._encode(inputs[:, :width].index_select(0, rows), lengths.index_select(0, rows))
+            if output is None:  # zeros: the padding every group skipped (dtype and width as the kernel gives them)
+                output = part.new_zeros(batch, seq_len, part.size(-1))
+                h_n = h_part.new_zeros(h_part.size(0), batch, h_part.size(-1))
+                c_n = None if c_part is None else c_part.new_zeros(h_n.shape)
+            output[:, :width].index_copy_(0, rows, part)
+            h_n.index_copy_(1, rows, h_part)
+            if c_n is not None:
+                c_n.index_copy_(1, rows, c_part)
+        return output, h_n, c_n
 
     def _dense(self, inputs, lengths):
         """Per-token outputs (batch, seq_len, D * hidden), zero at padding, and torch-layout h_n and c_n."""
