@@ -250,14 +250,17 @@ def test_the_cache_is_reused_and_rebuilt_when_the_layers_change(tiny_bert, token
     assert len(calls) == 2 and other.cache_files != first.cache_files
 
 
-def test_the_contextual_recipe_is_a_config_file_train_reads():
-    from seqreg_hf.arguments import parse_arguments
+def test_the_contextual_recipe_is_the_default_and_the_static_one_a_config_file():
+    """scripts/configs/emobank.json (data only) trains the contextual default; emobank_static.json the static one."""
+    from seqreg_hf.arguments import SeqRegTrainingArguments, parse_arguments
 
     from .conftest import REPO
 
-    recipe = REPO / "scripts" / "configs" / "emobank_contextual.json"
-    run = parse_arguments([str(recipe), "--seed", "3"])
-    assert run.architecture.embedding_type == "contextual" and run.architecture.ensemble_size == 1
-    assert run.architecture.rnn_type == seqreg_hf.SeqRegConfig().rnn_type  # the rest: the config's defaults
-    assert run.training.seed == 3 and run.training.num_train_epochs == 10
+    run = parse_arguments([str(REPO / "scripts" / "configs" / "emobank.json"), "--seed", "3"])
+    assert run.architecture.embedding_type is None and run.architecture.ensemble_size == 1  # embeddings decide
+    assert run.training.seed == 3 and run.training.num_train_epochs == SeqRegTrainingArguments(output_dir="o").num_train_epochs
     assert run.data.label_columns == ["V", "A", "D"] and run.data.split_column == "split"
+    static = parse_arguments([str(REPO / "scripts" / "configs" / "emobank_static.json")])
+    assert static.architecture.embedding_type == "static" and static.architecture.ensemble_size == 3
+    assert static.architecture.rnn_type == seqreg_hf.SeqRegConfig().rnn_type  # the rest: the config's defaults
+    assert static.training.num_train_epochs == 15 and static.training.early_stopping_patience == 4

@@ -25,7 +25,9 @@ from .conftest import EMOBANK, REPO
 from .test_e2e_remote_code import LOADER
 
 SLICE = ["--max_train_samples", "300", "--max_eval_samples", "120", "--max_test_samples", "150"]
-SMALL = ["--hidden_size", "16", "--num_train_epochs", "1", "--report_to", "none", "--disable_tqdm", "true"]
+# The Trainer's mechanics, on the static table (fast; the contextual default has its own tests in test_e2e_contextual).
+SMALL = ["--hidden_size", "16", "--num_train_epochs", "1", "--report_to", "none", "--disable_tqdm", "true",
+         "--embedding_type", "static"]
 
 
 def train_args(output_dir, *extra):
@@ -251,7 +253,7 @@ def test_json_config_is_the_same_as_flags(tmp_path):
 
 
 def test_starting_point_with_other_targets_is_refused(tmp_path, capsys):
-    init_model_dir(tmp_path / "two", None, hidden_size=8, id2label={0: "V", 1: "A"})
+    init_model_dir(tmp_path / "two", None, embedding_type="static", hidden_size=8, id2label={0: "V", 1: "A"})
     code = cli(["train", *train_args(tmp_path / "out", "--model_name_or_path", str(tmp_path / "two"))])
     assert code == 1
     assert "predicts 2 target(s) ['V', 'A'] but --label_columns is ['V', 'A', 'D']" in capsys.readouterr().err
