@@ -258,7 +258,8 @@ def test_the_contextual_recipe_is_the_default_and_the_static_one_a_config_file()
 
     run = parse_arguments([str(REPO / "scripts" / "configs" / "emobank.json"), "--seed", "3"])
     assert run.architecture.embedding_type is None and run.architecture.ensemble_size == 1  # embeddings decide
-    assert run.training.seed == 3 and run.training.num_train_epochs == SeqRegTrainingArguments(output_dir="o").num_train_epochs
+    defaults = SeqRegTrainingArguments(output_dir="o")
+    assert run.training.seed == 3 and run.training.num_train_epochs == defaults.num_train_epochs
     assert run.data.label_columns == ["V", "A", "D"] and run.data.split_column == "split"
     static = parse_arguments([str(REPO / "scripts" / "configs" / "emobank_static.json")])
     assert static.architecture.embedding_type == "static" and static.architecture.ensemble_size == 3
