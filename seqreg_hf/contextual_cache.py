@@ -36,11 +36,11 @@ def stored_layers(model):
     return 1 if model.config.layer_mix == "mean" else len(embeddings.layers)
 
 
-def cache_contextual_states(splits, model, pad_token_id, batch_size=64, chunk_size=2048):
+def cache_contextual_states(splits, model, pad_token_id, batch_size=128, chunk_size=2048):
     """{split: Dataset} with a `contextual_states` column (float16, flattened per row), computed once per split.
 
     The transformer sees the rows of each `chunk_size` block sorted by length, `batch_size` at a time, so a batch
-    pads only to its own longest row (in split order a batch pads to the longest of 64 random rows: about twice
+    pads only to its own longest row (in split order a batch pads to the longest of its random rows: about twice
     the tokens on EmoBank); the states go back in the split's order."""
     embeddings = model.base_model.embeddings
     key = hashlib.sha256(json.dumps([encoder_digest(model), embeddings.layers, model.config.layer_mix, "float16"])
