@@ -4,7 +4,8 @@ Each default has one home, and `--help` prints it:
 
 - the architecture's: `SeqRegConfig`'s signature. `ArchitectureArguments` is derived from it (a new config option is
   a new flag, with its type, choices and the config docstring's text as help), so `seqreg-hf train` with no options
-  builds `SeqRegConfig()`'s model, the recommended one;
+  builds the recommended model: those defaults over the default embeddings, whose kind decides the input
+  (`embedding_type` unset: MiniLM-L6's hidden states);
 - training's: `SeqRegTrainingArguments`, transformers' `TrainingArguments` with the defaults that suit a recurrent
   model over frozen vectors (as sentence-transformers and setfit subclass it);
 - every other option's: the group below that owns it.
