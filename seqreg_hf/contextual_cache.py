@@ -39,9 +39,9 @@ def stored_layers(model):
 def cache_contextual_states(splits, model, pad_token_id, batch_size=128, chunk_size=2048):
     """{split: Dataset} with a `contextual_states` column (float16, flattened per row), computed once per split.
 
-    The transformer sees the rows of each `chunk_size` block sorted by length, `batch_size` at a time, so a batch
-    pads only to its own longest row (in split order a batch pads to the longest of its random rows: about twice
-    the tokens on EmoBank); the states go back in the split's order."""
+    The transformer sees the rows of each `chunk_size` block sorted by length, `batch_size` at a time, under
+    inference_mode, so a batch pads only to its own longest row; the states go back in the split's order. (EmoBank's
+    train split in split order, 64 rows a batch, is 2.8 times its real tokens once padded; sorted this way, 1.2.)"""
     embeddings = model.base_model.embeddings
     key = hashlib.sha256(json.dumps([encoder_digest(model), embeddings.layers, model.config.layer_mix, "float16"])
                          .encode()).hexdigest()[:16]
