@@ -33,7 +33,7 @@ def cli_args(output_dir, *extra):
             "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "5", "--save_steps", "5",
             "--learning_rate", "0.02", "--early_stopping_patience", "3",
             "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", "--seed", "7", "--embedding_type", "static",
-            *extra]
+            "--ensemble_size", "3", *extra]  # the 3-member ensemble this scenario was written for
 
 
 def run_cli(args, **kwargs):

@@ -249,7 +249,7 @@ def test_a_float16_matrix_on_disk_is_read_back_as_float32(tmp_path):
     for folder, dtype in ((full, "float32"), (half, "float16")):
         torch.manual_seed(0)
         assert cli(["init", "--output_dir", str(folder), "--label_columns", "V", "--hidden_size", "8",
-                    "--ensemble_size", "1", "--embeddings_dtype", dtype]) == 0
+                    "--ensemble_size", "1", "--embeddings_dtype", dtype, "--embedding_type", "static"]) == 0
     key = "seqreg.embeddings.word_embeddings.weight"
     with safe_open(half / "model.safetensors", "pt") as handle:
         assert handle.get_slice(key).get_dtype() == "F16"
