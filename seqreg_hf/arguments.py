@@ -4,7 +4,8 @@ Each default has one home, and `--help` prints it:
 
 - the architecture's: `SeqRegConfig`'s signature. `ArchitectureArguments` is derived from it (a new config option is
   a new flag, with its type, choices and the config docstring's text as help), so `seqreg-hf train` with no options
-  builds `SeqRegConfig()`'s model, the recommended one;
+  builds the recommended model: those defaults over the default embeddings, whose kind decides the input
+  (`embedding_type` unset: MiniLM-L6's hidden states);
 - training's: `SeqRegTrainingArguments`, transformers' `TrainingArguments` with the defaults that suit a recurrent
   model over frozen vectors (as sentence-transformers and setfit subclass it);
 - every other option's: the group below that owns it.
@@ -68,6 +69,8 @@ def _architecture_fields():
         default = parameter.default
         if name in CHOICES:
             annotation = typing.Literal[CHOICES[name]]
+            if default is None:  # decided when the model is built (embedding_type: by the embeddings)
+                annotation = annotation | None
         elif name in ("head_hidden_sizes", "embedding_layers"):
             annotation, default = list[int], field(default_factory=list, metadata={"help": helps.get(name, "")})
         else:
@@ -399,13 +402,13 @@ def _default(name, value, why=""):
 
 @dataclass
 class SeqRegTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with defaults that suit a recurrent model over frozen vectors: a few hundred thousand
-    trainable weights learn fast (Adam at 2e-3, batches of 32), every epoch is evaluated and the best kept by dev
-    Pearson r, training stops after 4 epochs without a better one, and batches are grouped by length (less padding).
-    Measured on EmoBank, see the README's recipe section."""
+    """`TrainingArguments` with defaults that suit a recurrent model over frozen states: a million trainable weights
+    learn fast (Adam at 2e-3, batches of 32, at most 10 epochs), every epoch is evaluated and the best kept by dev
+    Pearson r, training stops after 2 epochs without a better one, and batches are grouped by length (less padding).
+    Measured on EmoBank, see the README's EmoBank section."""
 
     learning_rate: _type("learning_rate") = _default("learning_rate", 2e-3)
-    num_train_epochs: _type("num_train_epochs") = _default("num_train_epochs", 15.0)
+    num_train_epochs: _type("num_train_epochs") = _default("num_train_epochs", 10.0)
     per_device_train_batch_size: _type("per_device_train_batch_size") = _default("per_device_train_batch_size", 32)
     per_device_eval_batch_size: _type("per_device_eval_batch_size") = _default("per_device_eval_batch_size", 256)
     eval_strategy: _type("eval_strategy") = _default("eval_strategy", "epoch")
@@ -428,7 +431,7 @@ class SeqRegTrainingArguments(TrainingArguments):
                 "accelerator)."})
     ddp_backend: _type("ddp_backend") = _default(
         "ddp_backend", None, "(Under torchrun / accelerate launch without CUDA, seqreg-hf uses gloo on the CPU.)")
-    early_stopping_patience: int | None = field(default=4, metadata={
+    early_stopping_patience: int | None = field(default=2, metadata={
         "help": "Stop after this many evaluations without improving metric_for_best_model (0 or none: never; "
                 "off by itself under --eval_strategy no)."})
     length_buckets: bool = field(default=False, metadata={

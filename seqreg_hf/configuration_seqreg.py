@@ -83,10 +83,12 @@ class SeqRegConfig(PretrainedConfig):
     r"""
     Configuration of a recurrent sentence regressor over frozen pretrained word embeddings.
 
-    The defaults are the recommended model: the architecture that won on EmoBank's dev split (three bidirectional
-    GRU-256 networks read by mean and max pooling, with dropout on the words, their vectors and the sentence vector;
-    see the README's recipe section). The textbook model, one bidirectional LSTM read at its final states, is
-    `SeqRegConfig(rnn_type="lstm", pooling="last", ensemble_size=1)`.
+    The defaults are the recommended model, the one that won on EmoBank's dev split: one bidirectional GRU-256 read
+    by mean and max pooling, with dropout on the words, their vectors and the sentence vector, over the frozen
+    hidden states of a transformer (the packaged MiniLM-L6 when built by `seqreg-hf train` / `init`; see the
+    README's EmoBank section). Over a static table (a vector file, or `embedding_type="static"`) the EmoBank recipe
+    is an ensemble of three (`ensemble_size=3`). The textbook model, one bidirectional LSTM read at its final
+    states, is `SeqRegConfig(rnn_type="lstm", pooling="last")`.
 
     Args:
         vocab_size (`int`, defaults to 30522): rows of the embedding matrix.
@@ -97,9 +99,11 @@ class SeqRegConfig(PretrainedConfig):
         embedding_norm (`str`, defaults to `"none"`): `"layer_norm"` puts a trainable LayerNorm on the word vectors
             before the RNN. Pretrained vectors are often small (MiniLM's have a per-dimension std near 0.06), so
             at initialization they barely move the gates; normalizing restores their weight. The vectors stay frozen.
-        embedding_type (`str`, defaults to `"static"`): `"static"` reads one vector per token from a frozen matrix;
+        embedding_type (`str`, *optional*): `"static"` reads one vector per token from a frozen matrix;
             `"contextual"` reads a frozen transformer's hidden states (its config nested as `contextual_config`,
-            its weights in the checkpoint), computed under no_grad and never trained.
+            its weights in the checkpoint), computed under no_grad and never trained. Default: the embeddings
+            decide, contextual for a transformer (the packaged MiniLM-L6 included), static for a vector file or
+            model2vec; a config on its own is contextual when it has a `contextual_config`, static otherwise.
         embedding_layers (`list[int]`, *optional*): with `"contextual"`, the hidden states to combine: 0 is the
             transformer's embedding output, 1..N its layers, negative counts from the last (default: all).
         layer_mix (`str`, defaults to `"mean"`): with `"contextual"`, how the chosen layers are combined: their
@@ -139,7 +143,7 @@ class SeqRegConfig(PretrainedConfig):
             Pearson r measures) while still penalizing a shifted or rescaled prediction. It needs batches of at
             least 2 rows; a batch of one row falls back to MSE.
         huber_delta (`float`, defaults to 1.0): the Huber threshold, in standardized units.
-        ensemble_size (`int`, defaults to 3): independent members (each its own recurrent encoder, pooler and
+        ensemble_size (`int`, defaults to 1): independent members (each its own recurrent encoder, pooler and
             head, with its own initialization and dropout masks) over the one shared embedding matrix. `logits` are
             the mean of the members' predictions; the loss is the mean of the members' own losses, so each member
             learns as a separate model would (no co-adaptation) and averaging cancels part of their errors.
@@ -170,7 +174,7 @@ class SeqRegConfig(PretrainedConfig):
         freeze_embeddings=True,
         embedding_norm="none",
         embeddings_dtype="float32",
-        embedding_type="static",
+        embedding_type=None,
         contextual_config=None,
         embedding_layers=None,
         layer_mix="mean",
@@ -190,7 +194,7 @@ class SeqRegConfig(PretrainedConfig):
         head_activation="relu",
         loss="mse",
         huber_delta=1.0,
-        ensemble_size=3,
+        ensemble_size=1,
         label_means=None,
         label_stds=None,
         initializer_range=0.02,
@@ -222,6 +226,8 @@ class SeqRegConfig(PretrainedConfig):
             raise ValueError("embeddings_dtype='float16' rounds the stored matrix, which suits frozen vectors only; "
                              "with freeze_embeddings=False every save would round the trained vectors. Keep "
                              "'float32', or freeze the embeddings.")
+        if embedding_type is None:  # a builder decides from the embeddings; a bare config from what it holds
+            embedding_type = "contextual" if contextual_config is not None else "static"
         self.embedding_type = _choice("embedding_type", embedding_type)
         self.layer_mix = _choice("layer_mix", layer_mix)
         self.contextual_config = dict(contextual_config) if contextual_config is not None else None

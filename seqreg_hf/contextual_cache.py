@@ -36,33 +36,48 @@ def stored_layers(model):
     return 1 if model.config.layer_mix == "mean" else len(embeddings.layers)
 
 
-def cache_contextual_states(splits, model, pad_token_id, batch_size=64):
-    """{split: Dataset} with a `contextual_states` column (float16, flattened per row), computed once per split."""
+def cache_contextual_states(splits, model, pad_token_id, batch_size=128, chunk_size=2048):
+    """{split: Dataset} with a `contextual_states` column (float16, flattened per row), computed once per split.
+
+    The transformer sees the rows of each `chunk_size` block sorted by length, `batch_size` at a time, under
+    inference_mode, so a batch pads only to its own longest row; the states go back in the split's order. (EmoBank's
+    train split in split order, 64 rows a batch, is 2.8 times its real tokens once padded; sorted this way, 1.2.)"""
     embeddings = model.base_model.embeddings
     key = hashlib.sha256(json.dumps([encoder_digest(model), embeddings.layers, model.config.layer_mix, "float16"])
                          .encode()).hexdigest()[:16]
     device = next(model.parameters()).device
 
-    def compute(batch):
-        lengths = [len(ids) for ids in batch["input_ids"]]
-        width = max(lengths)
-        ids = torch.full((len(lengths), width), pad_token_id, dtype=torch.long)
+    def states_of(rows):
+        """The stored states of a few rows of token ids: (stored layers, row, length, hidden) cut to each row."""
+        lengths = [len(ids) for ids in rows]
+        ids = torch.full((len(rows), max(lengths)), pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        for row, row_ids in enumerate(batch["input_ids"]):
-            ids[row, : len(row_ids)] = torch.tensor(row_ids)
+        for row, row_ids in enumerate(rows):
+            ids[row, : len(row_ids)] = torch.as_tensor(row_ids)
             mask[row, : len(row_ids)] = 1
         states = embeddings.contextual_states(ids.to(device), mask.to(device))  # (layers, batch, width, hidden)
         if model.config.layer_mix == "mean":
             states = states.mean(dim=0, keepdim=True)
         states = states.to(torch.float16).cpu().numpy()
-        return {COLUMN: [np.ascontiguousarray(states[:, row, :n]).reshape(-1) for row, n in enumerate(lengths)]}
+        return [np.ascontiguousarray(states[:, row, :n]).reshape(-1) for row, n in enumerate(lengths)]
+
+    def compute(batch):
+        rows = batch["input_ids"]
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        out = [None] * len(rows)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start: start + batch_size]
+                for i, states in zip(chunk, states_of([rows[i] for i in chunk])):
+                    out[i] = states
+        return {COLUMN: out}
 
     cached = {}
     for split, dataset in splits.items():
         if not isinstance(dataset, Dataset):  # streamed: the transformer runs live
             cached[split] = dataset
             continue
-        mapped = dataset.map(compute, batched=True, batch_size=batch_size, desc=f"contextual states {split}",
+        mapped = dataset.map(compute, batched=True, batch_size=chunk_size, desc=f"contextual states {split}",
                              new_fingerprint=hashlib.sha256(f"{dataset._fingerprint}-{key}".encode()).hexdigest()[:16])
         # The states come out as numpy arrays (a Python list of ~10k floats a row would cost more than the RNN).
         cached[split] = mapped.with_format("numpy", columns=[COLUMN], output_all_columns=True)

@@ -82,8 +82,12 @@ def build_contextual_model(embeddings: Embeddings, location=None, **config_kwarg
 
 
 def build_from(source, spec, **config_kwargs):
-    """build_model, or build_contextual_model with embedding_type="contextual" (`spec`: what --embeddings named)."""
-    if config_kwargs.get("embedding_type") != "contextual":
+    """build_model, or build_contextual_model with embedding_type="contextual" (`spec`: what --embeddings named).
+    Without an embedding_type the source decides: a transformer's hidden states, a vector file's or model2vec's
+    table."""
+    if config_kwargs.get("embedding_type") is None:
+        config_kwargs["embedding_type"] = "contextual" if source.kind == "transformers" else "static"
+    if config_kwargs["embedding_type"] != "contextual":
         return build_model(source, **config_kwargs)
     from .embeddings import default_embeddings_path
 

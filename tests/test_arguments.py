@@ -48,15 +48,33 @@ def test_help_prints_the_defaults_that_run(tmp_path):
 
 
 def test_train_without_a_config_file_builds_the_configs_default_model(tmp_path):
-    """The issue's promise: no config file, no architecture flags -> the architecture of SeqRegConfig(), trained with
-    the learning rate `train --help` prints."""
-    run = parse_arguments(["--output_dir", str(tmp_path)])
-    built = seqreg_hf.SeqRegConfig(**run.architecture.config_kwargs()).to_dict()
-    default = seqreg_hf.SeqRegConfig().to_dict()
-    assert {k: v for k, v in built.items() if v != default.get(k)} == {}
-    assert (default["rnn_type"], default["pooling"], default["ensemble_size"]) == ("gru", "mean_max", 3)
+    """The issue's promise: no config file, no architecture flags -> the architecture of SeqRegConfig()'s signature,
+    over the frozen packaged MiniLM-L6's hidden states (the embeddings decide the input: a transformer's states, a
+    vector file's table), trained with the learning rate `train --help` prints."""
+    from seqreg_hf.training import load_or_build_model
+
+    run = parse_arguments(["--output_dir", str(tmp_path), "--label_columns", "V", "A", "D"])
+    signature = inspect.signature(SeqRegConfig.__init__).parameters
+    assert {k: v for k, v in run.architecture.config_kwargs().items()
+            if v != (signature[k].default if k not in ("head_hidden_sizes", "embedding_layers") else [])} == {}
+    model, _ = load_or_build_model(run, None)
+    built = model.config.to_dict()
+    default = SeqRegConfig(contextual_config=built["contextual_config"], vocab_size=built["vocab_size"],
+                           id2label={0: "V", 1: "A", 2: "D"}).to_dict()
+    assert {k: v for k, v in built.items() if v != default.get(k) and k != "embeddings_source"} == {}
+    assert built["embedding_type"] == "contextual" and built["contextual_config"]["model_type"] == "bert"
+    assert built["contextual_config"]["num_hidden_layers"] == 6 and built["embedding_dim"] == 384  # MiniLM-L6
+    assert (built["rnn_type"], built["pooling"], built["ensemble_size"]) == ("gru", "mean_max", 1)
+    assert sum(p.requires_grad for p in model.base_model.embeddings.contextual.parameters()) == 0
     actions = {a.dest: a for a in command_parser("train")._actions}
-    assert run.training.learning_rate == actions["learning_rate"].default == 2e-3
+    assert run.training.learning_rate == actions["learning_rate"].default
+    # A vector file has no states: the same defaults build a static model over its table.
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("".join(f"{w} {i / 10} 0.5 -0.5 1.0\n" for i, w in enumerate(["a", "b", "c"])))
+    static, _ = load_or_build_model(parse_arguments(["--output_dir", str(tmp_path), "--label_columns", "y",
+                                                     "--embeddings", str(vectors)]), None)
+    assert static.config.embedding_type == "static" and static.config.embedding_dim == 4
+    assert SeqRegConfig().embedding_type == "static"  # a bare config holds no transformer to read
 
 
 def test_bare_switches_and_run_glue_flags(tmp_path, capsys):
@@ -172,11 +190,23 @@ def test_config_file_with_flag_overrides(tmp_path, kind):
 
 
 def test_the_recipe_is_one_file():
-    """The EmoBank recipe names the data and nothing the defaults already say; no module writes its values again."""
+    """The EmoBank recipe names the data and nothing the defaults already say; the static recipe names the data and
+    only where it deviates; no module writes the architecture's values again."""
+    data_keys = {"train_file", "data_url", "split_column", "text_column", "label_columns", "output_dir"}
     recipe_file = REPO / "scripts" / "configs" / "emobank.json"
     assert not recipe_file.is_symlink() and len(recipe_file.read_text().splitlines()) <= 10
     recipe = json.loads(recipe_file.read_text())
-    assert set(recipe) == {"train_file", "data_url", "split_column", "text_column", "label_columns", "output_dir"}
+    assert set(recipe) == data_keys
+    static = json.loads((REPO / "scripts" / "configs" / "emobank_static.json").read_text())
+    same_data = data_keys - {"output_dir"}
+    assert {k: static[k] for k in same_data} == {k: recipe[k] for k in same_data}
+    deviations = {k: v for k, v in static.items() if k not in data_keys}
+    assert deviations["embedding_type"] == "static"
+    run = parse_arguments(["--output_dir", "o"])
+    for name, value in deviations.items():  # each one differs from its default, or it would not be written
+        group = run.architecture if hasattr(run.architecture, name) else run.training
+        assert getattr(group, name) != value, name
+    assert sorted(p.name for p in (REPO / "scripts" / "configs").iterdir()) == ["emobank.json", "emobank_static.json"]
     assert not (REPO / "seqreg_hf" / "recipes").exists()
     for name in ("arguments.py", "training.py", "model_card.py"):  # the architecture's defaults live in the config
         text = (REPO / "seqreg_hf" / name).read_text()

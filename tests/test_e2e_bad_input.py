@@ -22,7 +22,8 @@ from .conftest import EMOBANK, REPO
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bad_input") / "model"
-    init_model_dir(folder, default_embeddings_path(), id2label={0: "V"}, hidden_size=8, ensemble_size=1)
+    init_model_dir(folder, default_embeddings_path(), embedding_type="static", id2label={0: "V"}, hidden_size=8,
+                   ensemble_size=1)
     return folder
 
 

@@ -250,14 +250,80 @@ def test_the_cache_is_reused_and_rebuilt_when_the_layers_change(tiny_bert, token
     assert len(calls) == 2 and other.cache_files != first.cache_files
 
 
-def test_the_contextual_recipe_is_a_config_file_train_reads():
-    from seqreg_hf.arguments import parse_arguments
+def test_the_contextual_recipe_is_the_default_and_the_static_one_a_config_file():
+    """scripts/configs/emobank.json (data only) trains the contextual default; emobank_static.json the static one."""
+    from seqreg_hf.arguments import SeqRegTrainingArguments, parse_arguments
 
     from .conftest import REPO
 
-    recipe = REPO / "scripts" / "configs" / "emobank_contextual.json"
-    run = parse_arguments([str(recipe), "--seed", "3"])
-    assert run.architecture.embedding_type == "contextual" and run.architecture.ensemble_size == 1
-    assert run.architecture.rnn_type == seqreg_hf.SeqRegConfig().rnn_type  # the rest: the config's defaults
-    assert run.training.seed == 3 and run.training.num_train_epochs == 10
+    run = parse_arguments([str(REPO / "scripts" / "configs" / "emobank.json"), "--seed", "3"])
+    assert run.architecture.embedding_type is None and run.architecture.ensemble_size == 1  # embeddings decide
+    defaults = SeqRegTrainingArguments(output_dir="o")
+    assert run.training.seed == 3 and run.training.num_train_epochs == defaults.num_train_epochs
     assert run.data.label_columns == ["V", "A", "D"] and run.data.split_column == "split"
+    static = parse_arguments([str(REPO / "scripts" / "configs" / "emobank_static.json")])
+    assert static.architecture.embedding_type == "static" and static.architecture.ensemble_size == 3
+    assert static.architecture.rnn_type == seqreg_hf.SeqRegConfig().rnn_type  # the rest: the config's defaults
+    assert static.training.num_train_epochs == 15 and static.training.early_stopping_patience == 4
+
+def test_the_transformer_sees_length_sorted_batches_and_the_states_return_in_row_order(tiny_bert, tmp_path,
+                                                                                      monkeypatch):
+    """Each batch pads only to its own longest row: the rows reach the transformer sorted by length, and each row's
+    states come back to its own row."""
+    import pandas as pd
+
+    from seqreg_hf.contextual_cache import COLUMN, cache_contextual_states
+    from seqreg_hf.data import load_raw_datasets, tokenize_splits
+    from seqreg_hf.modeling_seqreg import SeqRegEmbeddings
+
+    texts = [" ".join(["word"] * (1 + (7 * i) % 23)) for i in range(50)]  # lengths in no order
+    pd.DataFrame({"text": texts, "y": range(50)}).to_csv(tmp_path / "data.csv", index=False)
+    tokenizer = load_embeddings(None).tokenizer
+    splits = tokenize_splits(load_raw_datasets(train_file=tmp_path / "data.csv"), tokenizer, "text", ["y"], 128)
+    model, _ = init_model_dir(tmp_path / "model", str(tiny_bert), embedding_type="contextual", id2label={0: "y"},
+                              hidden_size=8)
+    seen, real = [], SeqRegEmbeddings.contextual_states
+    monkeypatch.setattr(SeqRegEmbeddings, "contextual_states",
+                        lambda self, ids, mask: seen.append(mask.sum(dim=1).tolist()) or real(self, ids, mask))
+    cached = cache_contextual_states(splits, model.eval(), tokenizer.pad_token_id, batch_size=8)["train"]
+    lengths = [len(ids) for ids in splits["train"]["input_ids"]]
+    assert [n for batch in seen for n in batch] == sorted(lengths)  # no batch pads a short row to a long one
+    hidden = model.config.embedding_dim
+    for row in (0, 1, 17, 49):  # each row's states are its own: a row alone through the transformer
+        ids = torch.tensor([splits["train"][row]["input_ids"]])
+        with torch.no_grad():
+            alone = real(model.base_model.embeddings, ids, torch.ones_like(ids)).mean(dim=0)[0].half().numpy()
+        assert np.allclose(cached[row][COLUMN].reshape(-1, hidden), alone, atol=2e-3)
+
+
+def test_the_default_model_through_every_door(emobank_path, tmp_path):
+    """No embeddings and no embedding_type: `seqreg_hf.train` builds the contextual MiniLM-L6 model, and init,
+    evaluate, predict and Predictor all take it; predict (the transformer live, float32) gives the scores training
+    wrote from its cached float16 states."""
+    import pandas as pd
+
+    from seqreg_hf.cli import main as cli
+
+    frame = pd.read_csv(emobank_path, keep_default_na=False)
+    for split, n in (("train", 48), ("dev", 16), ("test", 16)):
+        frame[frame.split == split].head(n)[["text", "V"]].to_csv(tmp_path / f"{split}.csv", index=False)
+    out = tmp_path / "run"
+    metrics = seqreg_hf.train(train_file=str(tmp_path / "train.csv"), validation_file=str(tmp_path / "dev.csv"),
+                              test_file=str(tmp_path / "test.csv"), label_columns=["V"], output_dir=str(out),
+                              hidden_size=8, num_train_epochs=1, report_to="none", disable_tqdm=True, plots=False)
+    config = json.loads((out / "config.json").read_text())
+    assert (config["embedding_type"], config["contextual_config"]["model_type"], config["ensemble_size"]) == (
+        "contextual", "bert", 1)
+    trained = pd.read_csv(out / "_predictions" / "test_predictions.csv", keep_default_na=False)["pred_V"].to_numpy()
+    assert cli(["predict", "--model_name_or_path", str(out), "--test_file", str(tmp_path / "test.csv"),
+                "--output_file", str(tmp_path / "scored.csv")]) == 0
+    live = pd.read_csv(tmp_path / "scored.csv", keep_default_na=False)["pred_V"].to_numpy()
+    np.testing.assert_allclose(live, trained, atol=2e-3)
+    texts = list(pd.read_csv(tmp_path / "test.csv", keep_default_na=False)["text"])
+    np.testing.assert_allclose(seqreg_hf.Predictor.from_dir(out).predict(texts)[:, 0], live, atol=1e-5)
+    assert cli(["evaluate", "--model_name_or_path", str(out), "--test_file", str(tmp_path / "test.csv"),
+                "--output_dir", str(tmp_path / "eval")]) == 0
+    evaluated = json.loads((tmp_path / "eval" / "test_results.json").read_text())
+    assert abs(evaluated["test_pearson_V"] - metrics["test"]["test_pearson_V"]) < 5e-3
+    assert cli(["init", "--output_dir", str(tmp_path / "init"), "--label_columns", "V", "--hidden_size", "8"]) == 0
+    assert json.loads((tmp_path / "init" / "config.json").read_text())["embedding_type"] == "contextual"

@@ -41,8 +41,8 @@ def test_torchrun_two_processes(tmp_path):
                str(free_port()), str(REPO / "tests" / "ddp_probe.py"), str(probe),
                "--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"),
                "--label_columns", "y1", "y2", "--output_dir", str(output_dir), "--hidden_size", "8",
-               "--per_device_train_batch_size", "8", "--num_train_epochs", "1", "--report_to", "none",
-               "--disable_tqdm", "true", "--plots", "false", "--train_sampling_strategy", "random"]
+               "--embedding_type", "static", "--per_device_train_batch_size", "8", "--num_train_epochs", "1",
+               "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", "--train_sampling_strategy", "random"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 

@@ -17,7 +17,8 @@ from .conftest import run_cli
 
 WORDS = ["calm", "angry", "happy", "sad", "bright", "dark", "loud", "quiet", "warm", "cold", "fast", "slow"]
 TINY = {"hidden_size": 8, "ensemble_size": 1, "num_train_epochs": 1, "per_device_train_batch_size": 16,
-        "report_to": "none", "plots": False, "save_strategy": "no", "load_best_model_at_end": False}
+        "report_to": "none", "plots": False, "save_strategy": "no", "load_best_model_at_end": False,
+        "embedding_type": "static"}
 
 
 def synthetic(n, seed, decoy=None):

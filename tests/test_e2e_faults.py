@@ -21,7 +21,7 @@ from .conftest import right_padded, tiny_config
 
 WORDS = ["calm", "angry", "happy", "sad", "bright", "dark", "loud", "quiet"]
 SMALL = ["--hidden_size", "8", "--ensemble_size", "1", "--num_train_epochs", "1", "--report_to", "none",
-         "--plots", "false", "--disable_tqdm", "true"]
+         "--plots", "false", "--disable_tqdm", "true", "--embedding_type", "static"]
 
 
 def texts_and_scores(n, shift=0.0, constant=None):
@@ -101,7 +101,7 @@ def test_truncated_weights_are_named_through_every_door(truncated_model):
 @pytest.fixture
 def saved_model(tmp_path):
     folder = tmp_path / "model"
-    seqreg_hf.init_model_dir(folder, None, id2label={0: "y"}, hidden_size=8)
+    seqreg_hf.init_model_dir(folder, None, embedding_type="static", id2label={0: "y"}, hidden_size=8)
     return folder
 
 

@@ -32,7 +32,8 @@ def cli_args(output_dir, *extra):
             "--max_test_samples", "100", "--hidden_size", "16", "--num_train_epochs", "3", "--save_total_limit", "20",
             "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "5", "--save_steps", "5",
             "--learning_rate", "0.02", "--early_stopping_patience", "3",
-            "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", "--seed", "7", *extra]
+            "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", "--seed", "7", "--embedding_type", "static",
+            "--ensemble_size", "3", *extra]  # the 3-member ensemble this scenario was written for
 
 
 def run_cli(args, **kwargs):

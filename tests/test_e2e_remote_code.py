@@ -91,7 +91,8 @@ def test_the_checkpoint_carries_its_pipeline(tmp_path):
 
     folder = tmp_path / "model"
     torch.manual_seed(0)
-    seqreg_hf.init_model_dir(folder, None, id2label={0: "V", 1: "A"}, hidden_size=8, ensemble_size=2)
+    seqreg_hf.init_model_dir(folder, None, embedding_type="static", id2label={0: "V", 1: "A"}, hidden_size=8,
+                             ensemble_size=2)
     saved = json.loads((folder / "config.json").read_text())
     assert saved["custom_pipelines"]["text-regression"]["impl"] == "pipelines.TextRegressionPipeline"
     assert (folder / "pipelines.py").read_text() == (Path(seqreg_hf.__file__).parent / "pipelines.py").read_text()

@@ -48,7 +48,8 @@ def files(tmp_path_factory):
     lines[8] = lines[8].replace(b" ", b" caf\xe9 ", 1)  # latin-1 in data row 7
     (folder / "not_utf8.csv").write_bytes(b"\n".join(lines))
     model = folder / "model"
-    init_model_dir(model, default_embeddings_path(), id2label={0: "V"}, hidden_size=8, ensemble_size=1)
+    init_model_dir(model, default_embeddings_path(), embedding_type="static", id2label={0: "V"}, hidden_size=8,
+                   ensemble_size=1)
     return folder, rows
 
 
@@ -92,6 +93,7 @@ def test_train_reads_every_row(files, name):
     out = folder / f"train_{name}"
     assert cli(["train", "--train_file", str(folder / f"{name}.csv"), "--validation_file", str(folder / "plain.csv"),
                 "--label_columns", "V", "--output_dir", str(out), "--num_train_epochs", "1", "--hidden_size", "8",
+                "--embedding_type", "static",
                 "--ensemble_size", "1", "--report_to", "none", "--disable_tqdm", "true", "--plots", "false"]) == 0
     assert json.loads((out / "train_results.json").read_text())["train_samples"] == ROWS
 
@@ -105,7 +107,8 @@ def test_bytes_that_are_not_utf8_are_named_by_row_and_column(files, command, cap
             "evaluate": ["evaluate", "--model_name_or_path", str(folder / "model"), "--validation_file", bad,
                          "--output_dir", str(tmp_path / "e")],
             "train": ["train", "--train_file", bad, "--validation_file", str(folder / "plain.csv"), "--label_columns",
-                      "V", "--output_dir", str(tmp_path / "t"), "--hidden_size", "8", "--report_to", "none"]}
+                      "V", "--output_dir", str(tmp_path / "t"), "--hidden_size", "8", "--report_to", "none",
+                      "--embedding_type", "static"]}
     argv["train_streamed"] = [*argv["train"], "--streaming", "true", "--max_steps", "2"]
     assert cli(argv[command]) == 1
     command = command.split("_")[0]

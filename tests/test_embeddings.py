@@ -98,7 +98,7 @@ def test_tokenizer_round_trips_through_auto_tokenizer(vector_files, tmp_path):  
 
 def test_minilm_directory_gives_its_input_embeddings_and_its_own_tokenizer(tmp_path):
     path = default_embeddings_path()
-    model, source = init_model_dir(tmp_path / "model", None, hidden_size=8, num_labels=3)
+    model, source = init_model_dir(tmp_path / "model", None, embedding_type="static", hidden_size=8, num_labels=3)
     reference = AutoModel.from_pretrained(path)
     torch.testing.assert_close(model.get_input_embeddings().weight, reference.get_input_embeddings().weight,
                                rtol=0, atol=0)

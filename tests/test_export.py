@@ -68,7 +68,8 @@ def exported(tmp_path_factory):
     """A MiniLM model directory (a 3-member ensemble), exported by the CLI with its int8 variant."""
     folder = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
-    init_model_dir(folder / "model", None, id2label={0: "V", 1: "A"}, hidden_size=8, ensemble_size=3,
+    init_model_dir(folder / "model", None, embedding_type="static", id2label={0: "V", 1: "A"}, hidden_size=8,
+                   ensemble_size=3,
                    label_means=[3.0, 2.5], label_stds=[0.4, 0.3])
     assert cli(["export", "--model_name_or_path", str(folder / "model"), "--output_dir", str(folder / "onnx"),
                 "--quantize", "int8"]) == 0
@@ -134,7 +135,8 @@ def test_std_is_the_spread_of_the_members_run_alone(exported):
 
 
 def test_a_single_network_says_it_has_no_std(tmp_path, capsys):
-    init_model_dir(tmp_path / "single", None, id2label={0: "V"}, hidden_size=8, ensemble_size=1)
+    init_model_dir(tmp_path / "single", None, embedding_type="static", id2label={0: "V"}, hidden_size=8,
+                   ensemble_size=1)
     predictor = Predictor.from_dir(tmp_path / "single")
     with pytest.raises(ValueError, match=r"a single network \(ensemble_size=1\) has no spread"):
         predictor.predict(TEXTS, return_std=True)
@@ -167,7 +169,8 @@ def test_the_pipeline_returns_std_on_request(exported, tmp_path):
         np.testing.assert_allclose([result["V"], result["A"]], want, atol=1e-5)
         np.testing.assert_allclose([row["V"], row["A"]], want, atol=1e-5)
         np.testing.assert_allclose([result["V_std"], result["A_std"]], sd, atol=1e-5)
-    init_model_dir(tmp_path / "single", None, id2label={0: "V"}, hidden_size=8, ensemble_size=1)
+    init_model_dir(tmp_path / "single", None, embedding_type="static", id2label={0: "V"}, hidden_size=8,
+                   ensemble_size=1)
     with pytest.raises(ValueError, match="a single network .* has no spread"):
         pipeline("text-regression", model=str(tmp_path / "single"), trust_remote_code=True)("fine", return_std=True)
 
@@ -180,7 +183,7 @@ def test_push_to_hub_uploads_seqreg_cards_not_the_generic_one(tmp_path, monkeypa
     from seqreg_hf.trainer import SeqRegTrainer
 
     folder = tmp_path / "out"
-    init_model_dir(folder, None, id2label={0: "V"}, hidden_size=8, ensemble_size=2)
+    init_model_dir(folder, None, embedding_type="static", id2label={0: "V"}, hidden_size=8, ensemble_size=2)
     card = (folder / "README.md").read_text()
     uploads = []
 
@@ -246,7 +249,7 @@ def test_a_float16_matrix_on_disk_is_read_back_as_float32(tmp_path):
     for folder, dtype in ((full, "float32"), (half, "float16")):
         torch.manual_seed(0)
         assert cli(["init", "--output_dir", str(folder), "--label_columns", "V", "--hidden_size", "8",
-                    "--ensemble_size", "1", "--embeddings_dtype", dtype]) == 0
+                    "--ensemble_size", "1", "--embeddings_dtype", dtype, "--embedding_type", "static"]) == 0
     key = "seqreg.embeddings.word_embeddings.weight"
     with safe_open(half / "model.safetensors", "pt") as handle:
         assert handle.get_slice(key).get_dtype() == "F16"

@@ -27,7 +27,7 @@ def trained(tmp_path_factory):
                 "--output_dir", str(folder / "model"), "--max_train_samples", "400", "--max_eval_samples", "100",
                 "--max_test_samples", "200", "--rnn_type", "lstm", "--bidirectional", "true", "--hidden_size", "16",
                 "--ensemble_size", "2", "--num_train_epochs", "3", "--learning_rate", "1e-2",
-                "--report_to", "none", "--disable_tqdm", "true"]) == 0
+                "--report_to", "none", "--disable_tqdm", "true", "--embedding_type", "static"]) == 0
     return folder
 
 
@@ -109,7 +109,8 @@ def test_an_int8_graph_that_ignores_its_input_is_refused(trained, tmp_path, monk
 def model_dir(tmp_path_factory):
     """A model directory (config and tokenizer) for three labels and two members, ready for a graph beside it."""
     folder = tmp_path_factory.mktemp("foreign") / "model"
-    init_model_dir(folder, None, id2label={0: "V", 1: "A", 2: "D"}, hidden_size=8, ensemble_size=2)
+    init_model_dir(folder, None, embedding_type="static", id2label={0: "V", 1: "A", 2: "D"}, hidden_size=8,
+                   ensemble_size=2)
     return folder
 
 

@@ -32,8 +32,8 @@ def setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("formats")
     frame = pd.read_csv(EMOBANK, keep_default_na=False).head(ROWS)[["id", "text"]]
     frame.to_csv(folder / "texts.csv", index=False)
-    init_model_dir(folder / "model", default_embeddings_path(), id2label={0: "V", 1: "A"}, hidden_size=8,
-                   ensemble_size=1)
+    init_model_dir(folder / "model", default_embeddings_path(), embedding_type="static", id2label={0: "V", 1: "A"},
+                   hidden_size=8, ensemble_size=1)
     return folder, frame, Predictor.from_dir(folder / "model")
 
 

@@ -82,8 +82,8 @@ def test_every_card_of_a_run_is_rendered_from_one_context(two_step_run):
 
 
 # The committed cards (model_cards/) of the README's recipes: their repository placeholder, labels and members.
-COMMITTED_CARDS = {"emobank.md": ("path/to/model", ["V", "A", "D"], 3),
-                   "emobank_contextual.md": ("path/to/model", ["V", "A", "D"], 1)}
+COMMITTED_CARDS = {"emobank_static.md": ("path/to/model", ["V", "A", "D"], 3),
+                   "emobank.md": ("path/to/model", ["V", "A", "D"], 1)}
 
 
 @pytest.mark.parametrize("name", sorted(COMMITTED_CARDS))

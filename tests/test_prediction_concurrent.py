@@ -19,7 +19,8 @@ from .conftest import REPO
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("concurrent") / "model"
-    init_model_dir(folder, default_embeddings_path(), id2label={0: "V"}, hidden_size=8, ensemble_size=1)
+    init_model_dir(folder, default_embeddings_path(), embedding_type="static", id2label={0: "V"}, hidden_size=8,
+                   ensemble_size=1)
     return folder
 
 

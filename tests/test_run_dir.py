@@ -24,9 +24,11 @@ from seqreg_hf.cli import main as cli
 from .conftest import REPO
 
 WORDS = ["calm", "angry", "happy", "sad", "bright", "dark", "loud", "quiet"]
-# 40 rows in batches of 8: 5 steps an epoch, 4 epochs, a checkpoint each epoch (5, 10, 15, 20).
+# 40 rows in batches of 8: 5 steps an epoch, 4 epochs, a checkpoint each epoch (5, 10, 15, 20); no early stopping,
+# whose default patience (2) could end the run before its 4 epochs.
 TINY = ["--hidden_size", "8", "--ensemble_size", "1", "--num_train_epochs", "4", "--per_device_train_batch_size", "8",
-        "--report_to", "none", "--plots", "false", "--disable_tqdm", "true", "--seed", "3"]
+        "--report_to", "none", "--plots", "false", "--disable_tqdm", "true", "--seed", "3", "--embedding_type", "static",
+        "--early_stopping_patience", "0"]
 
 
 def scored_texts(n, shift=0.0, text_column="text", label_column="y"):

@@ -78,6 +78,7 @@ def test_a_push_uploads_a_model_repository_and_never_the_users_texts(tmp_path, h
     code = cli(["train", "--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"),
                 "--test_file", str(tmp_path / "test.csv"), "--label_columns", "y", "--output_dir", str(output_dir),
                 "--hidden_size", "8", "--ensemble_size", "1", "--num_train_epochs", "2", "--report_to", "tensorboard",
+                "--embedding_type", "static",
                 "--disable_tqdm", "true", "--push_to_hub", "--hub_model_id", "user/model", "--hub_strategy",
                 "checkpoint", "--predictions_dir", str(predictions), "--widget_examples", *MY_EXAMPLES])
     assert code == 0, capsys.readouterr().err[-3000:]
@@ -126,7 +127,8 @@ def test_the_card_shows_no_dataset_text_unless_the_user_gives_examples(tmp_path)
     from seqreg_hf.model_dir import init_model_dir
 
     texts = split_file(tmp_path / "train.csv", 10, "train")
-    model, _ = init_model_dir(tmp_path / "model", None, id2label={0: "y"}, hidden_size=8, ensemble_size=1)
+    model, _ = init_model_dir(tmp_path / "model", None, embedding_type="static", id2label={0: "y"}, hidden_size=8,
+                              ensemble_size=1)
     default = CardCallback(DataArguments(train_file=str(tmp_path / "train.csv"))).context(model)["card_data"].widget
     assert [w["text"] for w in default] == GENERIC_EXAMPLES and not set(GENERIC_EXAMPLES) & set(texts)
     given = DataArguments(train_file=str(tmp_path / "train.csv"), widget_examples=MY_EXAMPLES)

@@ -40,5 +40,6 @@ def test_training_with_length_buckets(tmp_path):
     assert cli(["train", "--train_file", str(EMOBANK), "--split_column", "split", "--label_columns", "V", "A", "D",
                 "--output_dir", str(out), "--max_train_samples", "400", "--max_eval_samples", "100",
                 "--max_test_samples", "100", "--hidden_size", "16", "--num_train_epochs", "1", "--length_buckets",
+                "--embedding_type", "static",
                 "--report_to", "none", "--disable_tqdm", "true", "--plots", "false"]) == 0
     assert (out / "model.safetensors").exists() and (out / "metrics.json").exists()

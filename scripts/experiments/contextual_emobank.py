@@ -4,13 +4,12 @@
 
 Each seed trains `seqreg_hf.train` with the recipe below (MiniLM-L6's 7 hidden states, their mean, read by one
 BiGRU-256 with mean_max pooling) on EmoBank's train split, selects on dev and reports dev and test. The transformer
-runs once per split (the float16 state cache); the first seed pays for it,
-the others reuse it. The recipe is scripts/configs/emobank_contextual.json, laid over `seqreg-hf train`'s
-defaults for everything it does not set. Then:
+runs once per split (the float16 state cache); the first seed pays for it, the others reuse it. The recipe is
+scripts/configs/emobank.json, the defaults (it was emobank_contextual.json before they became contextual). Then:
 - the cost of float16 states: dev r of each run as trained (cached float16 states) against `evaluate` run live
   (float32 states through Predictor);
 - sentences/s through Predictor on the test texts, contextual (transformer live) against the static recipe model
-  in `outputs/emobank`, in the same run;
+  in `outputs/emobank-static` (scripts/configs/emobank_static.json), in the same run;
 - peak RSS of this process, and the size of the cache files on disk.
 """
 
@@ -25,14 +24,14 @@ import seqreg_hf
 from scripts.common import EMOBANK_CSV, REPO, gemm_peak
 from seqreg_hf.evaluation import evaluate_model_dir
 
-RECIPE_FILE = os.path.join(REPO, "scripts", "configs", "emobank_contextual.json")  # as a user names it to train
+RECIPE_FILE = os.path.join(REPO, "scripts", "configs", "emobank.json")  # the default (contextual) recipe
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--output_root", default=os.path.join(REPO, "outputs", "contextual"))
-    parser.add_argument("--static_model", default=os.path.join(REPO, "outputs", "emobank"))
+    parser.add_argument("--static_model", default=os.path.join(REPO, "outputs", "emobank-static"))
     parser.add_argument("--retrain", action="store_true", help="train seeds whose output_dir holds a finished run")
     args = parser.parse_args(argv)
     peak, _ = gemm_peak()

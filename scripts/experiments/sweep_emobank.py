@@ -6,8 +6,8 @@ gru_combo_mlp changed the first recipe (BiLSTM-256, mean_max, lr 1e-3, dropouts 
 length_buckets, batch16, weight_decay, hidden384, epochs15, wd_buckets, dropout_3_4 and sum_merge_gru changed
 the second (BiGRU, lr 2e-3, dropouts 0.2 / 0.3); word_dropout* and ccc changed the third (dropouts 0.3 / 0.4, 10
 epochs, no word dropout); ensemble3 changed the fourth (word dropout 0.2, 15 epochs, one network), which "single"
-restores; arousal_only is "single" trained on one target, A. "base" is always the recipe file as it is now (a
-3-member ensemble).
+restores; arousal_only is "single" trained on one target, A. "base" is the static recipe file as it is now
+(scripts/configs/emobank_static.json, a 3-member ensemble; the static table, as in every run of this sweep).
 Usage: python -m scripts.experiments.sweep_emobank OUT.jsonl [variant ...] [--seeds 42 43 44]
 """
 
@@ -87,7 +87,7 @@ if __name__ == "__main__":
     parser.add_argument("out")
     parser.add_argument("variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
-    parser.add_argument("--recipe", default=os.path.join(REPO, "scripts", "configs", "emobank.json"))
+    parser.add_argument("--recipe", default=os.path.join(REPO, "scripts", "configs", "emobank_static.json"))
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "seqreg_sweep"),
                         help="where each variant's run directory goes")
     args = parser.parse_args()

@@ -2,8 +2,8 @@
 
 Everything is measured in one run, on the same sentences, and printed as one JSON object plus a table.
 Fixed model: BiLSTM, hidden 256, one layer, read at its final states, one network, no dropout, frozen 384-d MiniLM
-input embeddings, 3 targets, batch 32; the recipe (scripts/configs/emobank.json: SeqRegConfig's defaults and the
-values the recipe sets) is a second row. For an ensemble (ensemble_size K), the loop
+input embeddings, 3 targets, batch 32; the static recipe (scripts/configs/emobank_static.json: SeqRegConfig's
+defaults and the values the recipe sets) is a second row. For an ensemble (ensemble_size K), the loop
 (a), the kernel bounds (c), (e), (g) and the FLOP counts run all K members, so every ratio compares the same model.
 
 Every throughput divides the sentences that actually went through (counted by the collator or the predictor)
@@ -303,7 +303,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts: finishes in under a minute")
     parser.add_argument("--data", default=EMOBANK_CSV)
-    parser.add_argument("--recipe", default=os.path.join(REPO, "scripts", "configs", "emobank.json"))
+    parser.add_argument("--recipe", default=os.path.join(REPO, "scripts", "configs", "emobank_static.json"))
     args = parser.parse_args()
     from transformers.utils import logging as hf_logging
 
