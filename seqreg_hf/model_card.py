@@ -7,6 +7,7 @@ an untrained model's card comes from a callback that saw no training.
 """
 
 import os
+import re
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import TrainerCallback
@@ -200,6 +201,25 @@ def render_usage(repo_id, label_names, ensemble_size, calibration=None):
     return template.render(repo_id=repo_id, num_labels=len(label_names), label_names=label_names,
                            ensemble_size=ensemble_size, calibration=calibration or None,
                            level=card_level(calibration["n"]) if calibration else None)
+
+
+def update_usage(folder, label_names, ensemble_size, before, after):
+    """After a model in `folder` is (re)calibrated: the "Use" section of its README.md, a seqreg_hf card rendered
+    with calibration `before`, rewritten for `after`. Returns whether it was (a card written otherwise stays)."""
+    path = os.path.join(folder, "README.md")
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as handle:
+        card = handle.read()
+    named = re.search(r'from_pretrained\("([^"\n]+)", trust_remote_code=True\)', card)
+    if named is None:
+        return False
+    old = render_usage(named.group(1), label_names, ensemble_size, before).rstrip()
+    if old not in card:
+        return False
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(card.replace(old, render_usage(named.group(1), label_names, ensemble_size, after).rstrip(), 1))
+    return True
 
 
 def render_model_card(context):

@@ -190,7 +190,12 @@ def test_an_uncalibrated_models_card_shows_the_command_that_calibrates_it_and_th
     argv = command[0].replace("path/to/model", str(folder)).replace("dev.csv", str(calibrated / "dev.csv")).replace(
         "--output_dir calibrated", f"--output_dir {tmp_path / 'calibrated'}").split()[1:]
     assert cli(argv + ["--disable_tqdm", "true"]) == 0
-    assert seqreg_hf.SeqRegConfig.from_pretrained(tmp_path / "calibrated").calibration["n"] == 20
+    calibration = seqreg_hf.SeqRegConfig.from_pretrained(tmp_path / "calibrated").calibration
+    assert calibration["n"] == 20
+    # The calibrated copy's card says so now; the model it was copied from still says it has none.
+    assert use((tmp_path / "calibrated" / "README.md").read_text()) == render_usage("path/to/model", ["y"], 1,
+                                                                                    calibration).rstrip()
+    assert use((folder / "README.md").read_text()) == usage.rstrip()
     answer = seqreg_hf.predict(tmp_path / "calibrated", ["calm"], interval=0.9)[0]
     assert answer["y_lo"] < answer["y"] < answer["y_hi"]
 
