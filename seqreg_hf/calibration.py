@@ -18,6 +18,7 @@ import numpy as np
 from .conformal import KINDS, calibration_of
 from .data import clean_split, read_split
 from .formats import atomic_write, check_input
+from .model_card import update_usage
 from .prediction import Predictor, no_std_error
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ def main(argv=None):
     if args.output_dir and os.path.abspath(args.output_dir) != os.path.abspath(args.model_name_or_path):
         shutil.copytree(resolve_model_dir(args.model_name_or_path), args.output_dir, dirs_exist_ok=True)
     write_calibration(folder, calibration)
+    update_usage(folder, labels, config.ensemble_size, getattr(config, "calibration", None), calibration)
     print(json.dumps({"calibrated": {"model": folder, "kind": calibration["kind"], "n": calibration["n"],
                                      "bad_rows": bad["dropped"], "source": where}}), file=sys.stderr)
     return calibration

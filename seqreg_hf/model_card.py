@@ -7,9 +7,12 @@ an untrained model's card comes from a callback that saw no training.
 """
 
 import os
+import re
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import TrainerCallback
+
+from .conformal import quantile_rank
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "model_card.md.j2")
 # The card's "Use" section, rendered on its own so that cards kept elsewhere (model_cards/) can be checked against it.
@@ -34,6 +37,7 @@ KNOWN_DATASETS = {
         ),
     },
 }
+CARD_LEVELS = (0.9, 0.8, 0.5)  # the level of the card's interval call: the first one the calibration's n allows
 GENERIC_EXAMPLES = ["What a wonderful day!", "I am not sure this is going to work."]
 _METRICS = ("pearson", "spearman", "mse", "mae", "r2")
 _HUB_METRIC_TYPES = {"pearson": "pearsonr", "spearman": "spearmanr", "mse": "mse", "mae": "mae", "r2": "r_squared"}
@@ -152,7 +156,8 @@ class CardCallback(TrainerCallback):
             "card_data": card_data,
             "model_name": _model_name(training_args),
             "repo_id": repo_id,
-            "usage": render_usage(repo_id, config.label_names, config.ensemble_size),
+            "usage": render_usage(repo_id, config.label_names, config.ensemble_size,
+                                  getattr(config, "calibration", None)),
             "architecture": _architecture(config),
             "architecture_table": [(k, getattr(config, k)) for k in (
                 "rnn_type", "hidden_size", "num_layers", "bidirectional", "direction_merge", "pooling",
@@ -179,14 +184,42 @@ class CardCallback(TrainerCallback):
         }
 
 
-def render_usage(repo_id, label_names, ensemble_size):
-    """The card's "Use" section: snippets that run as written with plain transformers (seqreg_hf absent)."""
+def card_level(n):
+    """The interval level the card's snippet shows for a calibration of `n` rows: 0.9 where n allows it (a level
+    above n / (n + 1) is refused), else the highest of 0.8 and 0.5 that it allows."""
+    return next((level for level in CARD_LEVELS if quantile_rank(n, level) <= n), CARD_LEVELS[-1])
+
+
+def render_usage(repo_id, label_names, ensemble_size, calibration=None):
+    """The card's "Use" section: snippets that run as written with plain transformers (seqreg_hf absent). With
+    `calibration` (config.calibration) it says what the intervals were calibrated on and calls the pipeline with
+    `interval=`; without, it shows the command that calibrates the model."""
     import jinja2
 
     with open(USAGE_TEMPLATE, encoding="utf-8") as handle:
         template = jinja2.Template(handle.read(), keep_trailing_newline=True)
     return template.render(repo_id=repo_id, num_labels=len(label_names), label_names=label_names,
-                           ensemble_size=ensemble_size)
+                           ensemble_size=ensemble_size, calibration=calibration or None,
+                           level=card_level(calibration["n"]) if calibration else None)
+
+
+def update_usage(folder, label_names, ensemble_size, before, after):
+    """After a model in `folder` is (re)calibrated: the "Use" section of its README.md, a seqreg_hf card rendered
+    with calibration `before`, rewritten for `after`. Returns whether it was (a card written otherwise stays)."""
+    path = os.path.join(folder, "README.md")
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as handle:
+        card = handle.read()
+    named = re.search(r'from_pretrained\("([^"\n]+)", trust_remote_code=True\)', card)
+    if named is None:
+        return False
+    old = render_usage(named.group(1), label_names, ensemble_size, before).rstrip()
+    if old not in card:
+        return False
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(card.replace(old, render_usage(named.group(1), label_names, ensemble_size, after).rstrip(), 1))
+    return True
 
 
 def render_model_card(context):

@@ -79,3 +79,65 @@ def test_without_seqreg_hf_the_interval_goes_to_the_folders_pipeline_and_code_wi
     handler.pipeline = lambda texts, **parameters: [{"V": 0.5} for _ in texts]
     with pytest.raises(ValueError, match="no calibrated intervals"):
         handler({"inputs": ["calm"], "parameters": {"interval": 0.9}})
+
+
+HANDLER_BY_PATH = """
+import importlib.util, json, sys
+
+try:
+    import seqreg_hf  # noqa: F401
+    refused = False
+except ImportError:
+    refused = True
+folder, texts = json.loads(sys.argv[1])["folder"], json.loads(sys.argv[2])
+# As the Inference Endpoints toolkit does: handler.py imported by path, built with the folder, called.
+spec = importlib.util.spec_from_file_location("handler", f"{folder}/handler.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+handler = module.EndpointHandler(path=folder)
+answers = {str(std): handler({"inputs": texts, "parameters": {"interval": 0.9, "return_std": std}})
+           for std in (False, True)}
+answers["one"] = handler({"inputs": texts[0], "parameters": {"interval": 0.9}})
+print("REPORT", json.dumps({"refused": refused, "via_pipeline": handler.pipeline is not None, "answers": answers}))
+"""
+
+
+@pytest.fixture(scope="module")
+def calibrated(folder):
+    """The ensemble of `folder`, copied and calibrated by `seqreg-hf calibrate` on 20 labelled rows."""
+    import shutil
+
+    import pandas as pd
+
+    from seqreg_hf.cli import main as cli
+
+    where = folder.parent / "calibrated"
+    shutil.copytree(folder, where)
+    rng = np.random.default_rng(1)
+    pd.DataFrame({"text": [" ".join(rng.choice(WORDS, size=rng.integers(1, 5))) for _ in range(20)],
+                  "V": rng.normal(0, 1, 20), "A": rng.normal(0, 1, 20)}).to_csv(folder.parent / "dev.csv", index=False)
+    assert cli(["calibrate", "--model_name_or_path", str(where), "--validation_file", str(folder.parent / "dev.csv"),
+                "--disable_tqdm", "true"]) == 0
+    return where
+
+
+@pytest.mark.parametrize("seqreg_importable", [True, False])
+def test_intervals_through_the_handler_by_path_equal_predicts_with_and_without_seqreg_hf(calibrated,
+                                                                                         seqreg_importable):
+    """handler.py as the toolkit calls it, with "interval" (and "return_std"): with seqreg_hf importable it answers
+    through seqreg_hf.predict; where seqreg_hf cannot be imported, through the folder's pipeline, which reads the
+    calibration in config.json itself. Both equal seqreg_hf.predict(dir, texts, interval=0.9)."""
+    from .test_e2e_clean_repos import TEXTS, run
+
+    report = run(calibrated.parent, HANDLER_BY_PATH, {"folder": str(calibrated)}, seqreg_importable)
+    assert report["refused"] != seqreg_importable and report["via_pipeline"] != seqreg_importable
+    for std in (False, True):
+        expected = seqreg_hf.predict(calibrated, TEXTS, interval=0.9, return_std=std)
+        answers = report["answers"][str(std)]
+        keys = ["V", "A", "V_lo", "V_hi", "A_lo", "A_hi"] + (["V_std", "A_std"] if std else [])
+        assert [sorted(a) for a in answers] == [sorted(keys)] * len(TEXTS)
+        np.testing.assert_allclose([[a[k] for k in keys] for a in answers], [[e[k] for k in keys] for e in expected],
+                                   atol=1e-5, rtol=0)
+        assert all(e["V_lo"] < e["V"] < e["V_hi"] for e in expected)
+    np.testing.assert_allclose([report["answers"]["one"][k] for k in keys[:6]], [expected[0][k] for k in keys[:6]],
+                               atol=1e-5, rtol=0)

@@ -1,12 +1,15 @@
 """Model cards: every card of a run (each checkpoint's, the final one's) is rendered from one context."""
 
+import json
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import seqreg_hf
 from seqreg_hf.cli import main as cli
+from seqreg_hf.model_card import render_usage
 
 WORDS = ["calm", "angry", "happy", "sad", "bright", "dark", "loud", "quiet"]
 
@@ -57,6 +60,15 @@ def two_step_run(tmp_path_factory):
     return folder / "out"
 
 
+def use(card):
+    """The card's "Use" section, as render_usage writes it."""
+    return ("## Use" + card.split("## Use", 1)[1].split("\n\n## ", 1)[0]).rstrip()
+
+
+def without_use(text):
+    return text.replace(use(text), "")
+
+
 def body(card, end="## Results"):
     """The card below its metadata, up to `end` (the sections every card of a run shares)."""
     return card.split("\n---\n", 1)[1].split(end, 1)[0].rstrip()
@@ -74,7 +86,13 @@ def test_every_card_of_a_run_is_rendered_from_one_context(two_step_run):
     final = (two_step_run / "README.md").read_text()
     first, second = ((two_step_run / f"checkpoint-{step}" / "README.md").read_text() for step in (1, 2))
     assert "untrained" not in first
-    assert body(first, "## Limitations") == body(second) == body(final)
+    assert without_use(body(first, "## Limitations")) == without_use(body(second)) == without_use(body(final))
+    # Only the final model was calibrated (on the validation split, once training ended): only its card says so.
+    calibration = json.loads((two_step_run / "config.json").read_text())["calibration"]
+    assert calibration["n"] == 20 and not any("calibration" in json.loads(
+        (two_step_run / f"checkpoint-{step}" / "config.json").read_text()) for step in (1, 2))
+    assert use(final) == render_usage("path/to/model", ["y"], 1, calibration).rstrip()
+    assert use(first) == use(second) == render_usage("path/to/model", ["y"], 1).rstrip()
     # Checkpoint 2 holds the model the final evaluation measured: the same validation rows; test came after.
     rows = [line for line in final.splitlines() if line.startswith("| validation |")]
     assert len(rows) == 2 and [line for line in second.splitlines() if line.startswith("| validation |")] == rows
@@ -106,3 +124,83 @@ def test_every_loader_in_the_snippets_says_trust_remote_code_where_seqreg_hf_is_
     loaders = re.findall(r"^.*(?:from_pretrained|pipeline)\(.*$", usage, re.M)
     assert len(loaders) == 3 and all("trust_remote_code=True" in line for line in loaders), loaders
     assert ("return_std=True" in usage) == (ensemble_size > 1)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """An ensemble (3 members) and a single network, calibrated by `seqreg-hf calibrate` on 20 labelled rows."""
+    folder = tmp_path_factory.mktemp("calibrated_cards")
+    tiny_files(folder, dev=20)
+    for name, size in (("ensemble", 3), ("single", 1)):
+        seqreg_hf.init_model_dir(folder / name, str(folder / "vectors.txt"), id2label={0: "y"}, hidden_size=8,
+                                 ensemble_size=size, label_means=[2.0], label_stds=[1.4])
+        assert cli(["calibrate", "--model_name_or_path", str(folder / name), "--validation_file",
+                    str(folder / "dev.csv"), "--disable_tqdm", "true"]) == 0
+    return folder
+
+
+RUN_SNIPPETS = """
+import json, sys
+report = {"folders": {}}
+try:
+    import seqreg_hf  # noqa: F401
+    report["refused"] = False
+except ImportError:
+    report["refused"] = True
+for job in json.loads(sys.argv[1]):
+    scope = {}
+    for block in job["snippets"]:
+        exec(block, scope)  # the card's code, as rendered (its repo id made the job's folder)
+    report["folders"][job["name"]] = {"bounds": scope["bounds"], "results": scope["results"]}
+print("REPORT", json.dumps(report))
+"""
+
+
+def test_a_calibrated_models_card_says_so_and_its_interval_snippet_runs_where_seqreg_hf_is_absent(calibrated):
+    from .test_e2e_clean_repos import run
+
+    jobs, expected = [], {}
+    for name, kind in (("ensemble", "adaptive"), ("single", "constant")):
+        folder = calibrated / name
+        calibration = seqreg_hf.SeqRegConfig.from_pretrained(folder).calibration
+        usage = render_usage("user/model", ["y"], 3 if name == "ensemble" else 1, calibration)
+        assert f"kind {kind}" in usage and "n = 20 labelled texts" in usage and str(calibrated / "dev.csv") in usage
+        assert '"interval": 0.9' in usage and "seqreg-hf calibrate" not in usage
+        blocks = re.findall(r"```python\n(.*?)```", usage, re.S)
+        assert "interval=0.9" in blocks[-1]
+        jobs.append({"name": name, "snippets": [b.replace('"user/model"', json.dumps(str(folder))) for b in blocks]})
+        expected[name] = seqreg_hf.predict(folder, ["What a wonderful day!"], interval=0.9)
+    report = run(calibrated, RUN_SNIPPETS, jobs, seqreg_importable=False)
+    assert report["refused"]
+    for name, answers in expected.items():
+        bounds = report["folders"][name]["bounds"]
+        assert [sorted(b) for b in bounds] == [["y", "y_hi", "y_lo"]]
+        np.testing.assert_allclose([[b[k] for k in ("y", "y_lo", "y_hi")] for b in bounds],
+                                   [[a[k] for k in ("y", "y_lo", "y_hi")] for a in answers], atol=1e-5, rtol=0)
+
+
+def test_an_uncalibrated_models_card_shows_the_command_that_calibrates_it_and_the_command_works(calibrated, tmp_path):
+    folder = tmp_path / "plain"
+    seqreg_hf.init_model_dir(folder, str(calibrated / "vectors.txt"), id2label={0: "y"}, hidden_size=8,
+                             ensemble_size=1)
+    usage = render_usage("path/to/model", ["y"], 1)
+    assert "interval=" not in "".join(re.findall(r"```python\n(.*?)```", usage, re.S)) and '"interval"' not in usage
+    command = re.findall(r"```bash\n(seqreg-hf calibrate .*?)\n```", usage)
+    assert len(command) == 1, usage
+    argv = command[0].replace("path/to/model", str(folder)).replace("dev.csv", str(calibrated / "dev.csv")).replace(
+        "--output_dir calibrated", f"--output_dir {tmp_path / 'calibrated'}").split()[1:]
+    assert cli(argv + ["--disable_tqdm", "true"]) == 0
+    calibration = seqreg_hf.SeqRegConfig.from_pretrained(tmp_path / "calibrated").calibration
+    assert calibration["n"] == 20
+    # The calibrated copy's card says so now; the model it was copied from still says it has none.
+    assert use((tmp_path / "calibrated" / "README.md").read_text()) == render_usage("path/to/model", ["y"], 1,
+                                                                                    calibration).rstrip()
+    assert use((folder / "README.md").read_text()) == usage.rstrip()
+    answer = seqreg_hf.predict(tmp_path / "calibrated", ["calm"], interval=0.9)[0]
+    assert answer["y_lo"] < answer["y"] < answer["y_hi"]
+
+
+@pytest.mark.parametrize("n, level", [(8, 0.8), (9, 0.9), (20, 0.9), (3, 0.5)])
+def test_the_cards_interval_call_uses_a_level_the_calibration_allows(n, level):
+    usage = render_usage("user/model", ["y"], 1, {"kind": "constant", "n": n})
+    assert f"interval={level})" in usage and f'"interval": {level}' in usage

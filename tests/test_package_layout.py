@@ -189,3 +189,15 @@ def test_tests_mirror_modules():
                                                                 for m in modules | scripts)):
             stray.append(path.name)
     assert stray == []
+
+
+def test_the_readme_module_map_names_every_module():
+    """Each module of seqreg_hf/ (and each subpackage) has a row in README's "Architecture: the module map" table."""
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## Architecture: the module map", 1)[1]
+    table = "\n".join(line for line in section.split("\n## ", 1)[0].splitlines() if line.startswith("| `"))
+    named = {name for cell in (line.split(" | ")[0] for line in table.splitlines())
+             for name in re.findall(r"`([\w./]+)`", cell)}
+    root = REPO / "seqreg_hf"
+    modules = {p.name for p in root.glob("*.py") if p.name != "__init__.py"}
+    packages = {f"{p.parent.name}/" for p in root.glob("*/__init__.py")}
+    assert modules | packages <= named, sorted((modules | packages) - named)
