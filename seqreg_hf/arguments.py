@@ -569,7 +569,8 @@ def read_config_file(path):
         else:
             values = json.loads(text)
     except Exception as error:  # json.JSONDecodeError, yaml.YAMLError
-        raise ValueError(f"{path} cannot be parsed ({error}). Fix the file, or give the options as flags.") from None
+        problem = " ".join(str(error).split())  # YAML's message spans lines; the error is one
+        raise ValueError(f"{path} cannot be parsed ({problem}). Fix the file, or give the options as flags.") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold one mapping of option names to values, not {type(values).__name__}.")
     return values
