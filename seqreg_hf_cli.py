@@ -16,7 +16,7 @@ import sys
 COMMANDS = {
     "init": ("seqreg_hf.model_dir", "build an untrained model directory from pretrained embeddings"),
     "train": ("seqreg_hf.training", "train (and evaluate) on files of texts and scores"),
-    "search": ("seqreg_hf.search", "search the architecture and training options on the dev split; best_config.json"),
+    "search": ("seqreg_hf.search", "search architectures and training options on the dev split; writes best_config.json"),
     "evaluate": ("seqreg_hf.evaluation", "evaluate a model on labelled files (same metric keys and files as train)"),
     "predict": ("seqreg_hf.prediction", "score texts from a CSV / TSV / JSONL / TXT file or stdin"),
     "export": ("seqreg_hf.export", "write an ONNX graph of a trained model (checked against torch; int8 on request)"),

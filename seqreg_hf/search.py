@@ -302,7 +302,7 @@ def main(argv=None):
     try:
         import optuna
     except ImportError:
-        raise ImportError("seqreg-hf search needs optuna: pip install 'seqreg-hf[search]'.") from None
+        raise ImportError("the search runs on optuna, which is not installed: pip install 'seqreg-hf[search]'.") from None
     contextual = run.architecture.embedding_type == "contextual"
     space = read_space(search.space, contextual) if search.space else default_space(contextual)
     summary = search_trials(run, search, space, optuna)
