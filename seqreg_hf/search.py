@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import signal
 import statistics
 import sys
 import time
@@ -35,6 +36,7 @@ from transformers import DataCollatorWithPadding, TrainerCallback, set_seed
 
 from . import training
 from .arguments import ARCHITECTURE_OPTIONS, command_parser, parse_search_arguments, read_config_file
+from .checkpoints import TrainingInterrupted
 from .contextual_cache import COLUMN, cache_contextual_states
 from .data import DataError, load_clean_data, tokenize_splits
 from .embeddings import load_embeddings
@@ -230,6 +232,25 @@ class LayerChoiceCollator(DataCollatorWithPadding):
         return batch
 
 
+class SearchStopped(TrainingInterrupted):
+    """SIGTERM or Ctrl-C during a trial: the search ends there, its complete trials written (table, best config)."""
+
+    def __init__(self, signum, output_dir, complete):
+        RuntimeError.__init__(self, f"stopped by {signal.Signals(signum).name} during a trial; "
+                              f"{os.path.join(output_dir, 'trials.csv')} holds the trials so far"
+                              + (f" and best_config.json the best of the {complete} complete one(s): "
+                                 f"seqreg-hf train {os.path.join(output_dir, 'best_config.json')}" if complete else
+                                 ", none complete (no best_config.json)") + ".")
+        self.signum, self.step, self.checkpoint = signum, None, None
+
+
+class _NoStopTraceback(logging.Filter):
+    """optuna logs a trial that raised with its traceback; a signal's stop is said in one line, by the command."""
+
+    def filter(self, record):
+        return not (record.exc_info and isinstance(record.exc_info[1], TrainingInterrupted | KeyboardInterrupt))
+
+
 class BestSoFar:
     """compute_objective: the trial's best evaluation so far, the epoch `train` would keep (NaN counts as worst)."""
 
@@ -306,12 +327,15 @@ def main(argv=None):
     contextual = run.architecture.embedding_type == "contextual"
     space = read_space(search.space, contextual) if search.space else default_space(contextual)
     summary = search_trials(run, search, space, optuna)
-    config_path = write_best_config(run, summary, space)
-    summary["best_config"] = config_path
-    if search.seeds:
-        summary["seeds"] = rerun_seeds(run, search.seeds, config_path)
+    stop = summary.pop("stopped_by", None)
+    if summary["complete"]:
+        summary["best_config"] = write_best_config(run, summary, space)
+    if search.seeds and stop is None:
+        summary["seeds"] = rerun_seeds(run, search.seeds, summary["best_config"])
     with atomic_write(os.path.join(run.training.output_dir, "search.json")) as path, open(path, "w") as handle:
         json.dump(summary, handle, indent=2, default=str)
+    if stop is not None:  # the trials so far are written; no seed reruns
+        raise SearchStopped(stop.signum, run.training.output_dir, summary["complete"])
     return summary
 
 
@@ -386,20 +410,30 @@ def search_trials(run, search, space, optuna):
         pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=first_epoch + 1)
     else:
         pruner = optuna.pruners.NopPruner()
-    storage = optuna.storages.InMemoryStorage()
+    storage, stopped_by = optuna.storages.InMemoryStorage(), None
+    logging.getLogger("optuna.study._optimize").addFilter(_NoStopTraceback())
     start = time.perf_counter()
-    trainer.hyperparameter_search(
-        hp_space=hp_space, compute_objective=objective, n_trials=search.n_trials,
-        direction="maximize" if greater else "minimize", backend="optuna", timeout=search.timeout,
-        study_name=STUDY, storage=storage, sampler=optuna.samplers.TPESampler(seed=training_args.seed), pruner=pruner,
-        catch=(ValueError, RuntimeError))
+    try:
+        trainer.hyperparameter_search(
+            hp_space=hp_space, compute_objective=objective, n_trials=search.n_trials,
+            direction="maximize" if greater else "minimize", backend="optuna", timeout=search.timeout,
+            study_name=STUDY, storage=storage, sampler=optuna.samplers.TPESampler(seed=training_args.seed),
+            pruner=pruner, catch=(ValueError,))  # a combination the config refuses fails its trial, not the search
+    except TrainingInterrupted as stop:  # a signal during a trial: the search ends with what it has
+        stopped_by = stop
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside a trial's training
+        stopped_by = TrainingInterrupted.at_once(None)
     study = optuna.load_study(study_name=STUDY, storage=storage)
     rows = trial_rows(study, space, key)
     write_trials(output_dir, rows, key)
-    best = study.best_trial
-    values = suggest(optuna.trial.FixedTrial(best.params), space)
-    return {"objective": key, "direction": "maximize" if greater else "minimize", "best_trial": best.number,
-            "best_value": best.value, "best_values": values, "trials": len(rows),
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = study.best_trial if complete else None
+    if best is None and stopped_by is None:
+        raise RuntimeError(f"no trial completed (see {os.path.join(output_dir, 'trials.csv')}, and the log for why "
+                           "they failed); fix it, or give a space file that leaves the failing options out.")
+    return {"objective": key, "direction": "maximize" if greater else "minimize", "stopped_by": stopped_by,
+            "best_trial": best and best.number, "best_value": best and best.value,
+            "best_values": best and suggest(optuna.trial.FixedTrial(best.params), space), "trials": len(rows),
             "complete": sum(r["state"] == "complete" for r in rows), "pruned": sum(r["state"] == "pruned" for r in rows),
             "failed": sum(r["state"] == "fail" for r in rows), "search_seconds": round(time.perf_counter() - start, 1),
             "contextual_states_seconds": states_seconds,
@@ -422,8 +456,6 @@ def trial_rows(study, space, key):
                     trial.params[name]
             else:
                 row[name] = layers_label(dimension.value) if isinstance(dimension.value, list) else dimension.value
-        if state == "fail":
-            row["state"] = f"fail: {trial.system_attrs.get('fail_reason', '')}"[:200]
         rows.append(row)
     return rows
 

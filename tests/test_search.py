@@ -207,3 +207,33 @@ def test_a_trial_reads_the_states_its_model_would_compute(layers, mix, tiny_bert
                            contextual_states=batch[COLUMN]).logits
         live = model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     torch.testing.assert_close(from_cache, live, atol=5e-3, rtol=0)  # float16 states
+
+
+def test_a_signal_ends_the_search_with_its_complete_trials_written(recipe, tmp_path, monkeypatch, capsys):
+    """SIGTERM / Ctrl-C during a trial (SeqRegTrainer raises TrainingInterrupted) ends the search in one line, with
+    the trials so far in the table and the best complete one in best_config.json; no seed reruns."""
+    import signal
+
+    from seqreg_hf.checkpoints import TrainingInterrupted
+    from seqreg_hf.trainer import SeqRegTrainer
+
+    calls, real_train = [], SeqRegTrainer.train
+
+    def train(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second trial is stopped
+            raise TrainingInterrupted(signal.SIGTERM, 1, None)
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(SeqRegTrainer, "train", train)
+    out = tmp_path / "out"
+    code = cli(["search", str(recipe / "recipe.json"), "--output_dir", str(out), "--n_trials", "3", "--space",
+                str(recipe / "space.yaml"), "--seeds", "1"])
+    error = capsys.readouterr().err
+    assert code == 128 + signal.SIGTERM and "Traceback" not in error
+    assert error.strip().splitlines()[-1].startswith("seqreg-hf search: stopped by SIGTERM during a trial; ")
+    with open(out / "trials.csv", newline="") as handle:
+        assert [t["state"] for t in csv.DictReader(handle)] == ["complete", "fail"]
+    assert json.loads((out / "best_config.json").read_text())["rnn_type"] == "lstm"
+    assert json.loads((out / "search.json").read_text())["complete"] == 1
+    assert not (out / "seeds").exists() and len(calls) == 2
