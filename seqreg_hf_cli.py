@@ -16,6 +16,7 @@ import sys
 COMMANDS = {
     "init": ("seqreg_hf.model_dir", "build an untrained model directory from pretrained embeddings"),
     "train": ("seqreg_hf.training", "train (and evaluate) on files of texts and scores"),
+    "search": ("seqreg_hf.search", "search architectures and training options on the dev split; writes best_config.json"),
     "evaluate": ("seqreg_hf.evaluation", "evaluate a model on labelled files (same metric keys and files as train)"),
     "predict": ("seqreg_hf.prediction", "score texts from a CSV / TSV / JSONL / TXT file or stdin"),
     "calibrate": ("seqreg_hf.calibration", "calibrate a model's prediction intervals (split conformal) on labelled texts"),

@@ -375,6 +375,30 @@ class ExplainArguments:
     hidden_size: int = field(default=4, metadata={"help": "State size of one direction."})
 
 
+@dataclass
+class SearchArguments:
+    """`seqreg-hf search`: the search's own options; the data, embeddings, architecture and training options are
+    train's, and each trial starts from them."""
+
+    space: str | None = field(default=None, metadata={
+        "help": "A YAML / JSON file mapping options to what to try, replacing the default space (see the README): a "
+                "list of choices, {low, high[, log, step]} for a range, or one value to fix it."})
+    n_trials: int = field(default=20, metadata={"help": "Trials to run (fewer if --timeout comes first)."})
+    timeout: float | None = field(default=None, metadata={
+        "help": "Seconds after which no new trial starts (the running one finishes)."})
+    pruner: typing.Literal["median", "none"] = field(default="median", metadata={
+        "help": "median: stop a trial whose best dev score so far is below the median of earlier trials at the same "
+                "step (from its second evaluation on, after 3 complete trials); none: every trial runs to its end."})
+    seeds: list[int] = field(default_factory=list, metadata={
+        "help": "Afterwards, train the best configuration once per seed (as `seqreg-hf train best_config.json --seed "
+                "S`) and report mean and sd on dev, and on test once at the end if a test split is given."})
+
+    def __post_init__(self):
+        _require_positive(self, "n_trials")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"--timeout {self.timeout}: must be a number of seconds above 0.")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Training: TrainingArguments with this model's defaults
 
@@ -586,7 +610,8 @@ def read_config_file(path):
         else:
             values = json.loads(text)
     except Exception as error:  # json.JSONDecodeError, yaml.YAMLError
-        raise ValueError(f"{path} cannot be parsed ({error}). Fix the file, or give the options as flags.") from None
+        problem = " ".join(str(error).split())  # YAML's message spans lines; the error is one
+        raise ValueError(f"{path} cannot be parsed ({problem}). Fix the file, or give the options as flags.") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold one mapping of option names to values, not {type(values).__name__}.")
     return values
@@ -602,6 +627,8 @@ def split_config_file(argv):
 
 COMMAND_GROUPS = {
     "train": (ModelArguments, DataArguments, EmbeddingArguments, ArchitectureArguments, SeqRegTrainingArguments),
+    "search": (ModelArguments, DataArguments, EmbeddingArguments, ArchitectureArguments, SeqRegTrainingArguments,
+               SearchArguments),
     "init": (InitArguments, EmbeddingArguments, ArchitectureArguments, RunOptions),
     "evaluate": (EvaluateArguments, RunOptions),
     "calibrate": (CalibrateArguments, RunOptions),
@@ -643,19 +670,31 @@ def parse_arguments(argv=None, values=None):
     """RunArguments of `seqreg-hf train` from flags, optionally after a config file (first argument) and/or a dict of
     `values` (the Python API's keyword arguments). Precedence, highest first: flags and --config_overrides (an option
     may be in one of them only), `values`, the config file, the defaults."""
-    config_file, argv = split_config_file(sys.argv[1:] if argv is None else argv)
-    parser = command_parser("train", config_file)
+    return parse_run("train", sys.argv[1:] if argv is None else argv, values)[0]
+
+
+def parse_search_arguments(argv):
+    """(RunArguments, SearchArguments) of `seqreg-hf search`: train's options, parsed as train parses them (a
+    config file first, flags over it), and the search's own."""
+    run, (search,) = parse_run("search", argv)
+    return run, search
+
+
+def parse_run(command, argv, values=None):
+    """(RunArguments, the command's further groups) of train or a command that takes train's options."""
+    config_file, argv = split_config_file(argv)
+    parser = command_parser(command, config_file)
     file_values = read_config_file(config_file) if config_file else {}
     if values:
-        parser.merge_under_flags(values, "train()")
+        parser.merge_under_flags(values, f"{command}()")
     argv = parser.canonical(argv)
-    model, data, embeddings, architecture, training = parser.parse_args_into_dataclasses(argv)
+    model, data, embeddings, architecture, training, *further = parser.parse_args_into_dataclasses(argv)
     explicit = parser.given(argv) | set(file_values) | set(values or {})
     if model.config_overrides:
         architecture, explicit = apply_config_overrides(architecture, model.config_overrides, explicit)
     if data.label_columns:  # a misspelt name would be a KeyError after the first epoch
         check_metric_for_best_model(training.metric_for_best_model, data.label_columns)
-    return RunArguments(model, data, embeddings, architecture, training, frozenset(explicit))
+    return RunArguments(model, data, embeddings, architecture, training, frozenset(explicit)), further
 
 
 def apply_config_overrides(architecture, text, explicit):
@@ -680,5 +719,6 @@ def apply_config_overrides(architecture, text, explicit):
 
 __all__ = ["ArchitectureArguments", "DataArguments", "EmbeddingArguments", "ModelArguments", "SeqRegTrainingArguments",
            "RunArguments", "RunOptions", "InitArguments", "PredictArguments", "ExportArguments", "EvaluateArguments",
-           "OovArguments", "ExplainArguments", "CalibrateArguments", "Parser", "parse_arguments", "parse_command",
-           "command_parser", "read_config_file", "COMMAND_GROUPS"]
+           "OovArguments", "ExplainArguments", "CalibrateArguments", "SearchArguments", "Parser", "parse_arguments",
+           "parse_search_arguments", "parse_run", "parse_command", "command_parser", "read_config_file",
+           "COMMAND_GROUPS"]
