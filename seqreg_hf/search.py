@@ -2,7 +2,7 @@
 
 Trials run through `Trainer.hyperparameter_search` with its optuna backend (`pip install 'seqreg-hf[search]'`): one
 SeqRegTrainer whose `model_init` builds each trial's model over the same embeddings, with the trial's options over
-the run's own (a config file such as scripts/configs/emobank_contextual.json, then flags, exactly as `train` reads
+the run's own (a config file such as scripts/configs/emobank.json, then flags, exactly as `train` reads
 them). The objective is the validation split's metric_for_best_model (eval_pearson_mean by default) at the trial's
 best epoch, the epoch `train` would keep. The test split is dropped before anything is computed: no trial sees it.
 Every evaluation is reported to optuna's pruner, which stops a trial that trails the median of the earlier ones.

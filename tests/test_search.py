@@ -44,7 +44,7 @@ def tiny_bert(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def recipe(tiny_bert, tmp_path_factory):
-    """Train / dev / test files and a config file as scripts/configs/emobank_contextual.json is one."""
+    """Train / dev / test files and a config file as scripts/configs/emobank.json is one."""
     folder = tmp_path_factory.mktemp("search_data")
     rng = random.Random(0)
     for split, rows in SIZES.items():
