@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": ("seqreg_hf.evaluation", "evaluate a model on labelled files (same metric keys and files as train)"),
     "predict": ("seqreg_hf.prediction", "score texts from a CSV / TSV / JSONL / TXT file or stdin"),
     "export": ("seqreg_hf.export", "write an ONNX graph of a trained model (checked against torch; int8 on request)"),
+    "serve": ("seqreg_hf.serving", "answer predictions over HTTP (POST /predict, GET /info, a page at /)"),
     "oov": ("seqreg_hf.oov", "out-of-vocabulary rates of a text file under a model's tokenizer"),
     "explain": ("seqreg_hf.shapes", "RNN output / h_n / c_n shapes and which slice is the sentence vector"),
 }
