@@ -296,8 +296,8 @@ class ServeArguments:
         "help": "Most texts the model runs at once: waiting requests are joined up to this many texts (one request "
                 "over it still runs whole, in batches of this size)."})
     batch_wait_ms: float = field(default=2.0, metadata={
-        "help": "How long the model waits for more requests to join a batch, in milliseconds, once one is waiting "
-                "(0: run what is waiting at once)."})
+        "help": "How long the model waits for requests that are still being read to join a batch, in "
+                "milliseconds (a lone request never waits; 0: run what is queued at once)."})
     access_log: bool = field(default=False, metadata={"help": "Log one line per request (uvicorn's access log)."})
     trust_remote_code: bool = _trust_remote_code_field()
 

@@ -6,10 +6,10 @@ for a list. `GET /health` says the server is up, `GET /info` what it serves (lab
 the limits), and `GET /` is a page to type sentences into (`static/index.html`, plain HTML and JS).
 
 Requests never run the model concurrently: one worker thread owns the `Predictor`. Requests wait in a queue; the
-worker takes what is waiting (up to `--max_batch_size` texts, after at most `--batch_wait_ms` for more to arrive),
-runs the texts of all requests that asked for the same outputs as one `Predictor` call (which batches them by exact
-token length), and hands each request its own rows. Under load the model thus runs full batches; a lone request
-waits only the short batching window.
+worker takes what is waiting (up to `--max_batch_size` texts, waiting at most `--batch_wait_ms` for requests that
+are still being read), runs the texts of all requests that asked for the same outputs as one `Predictor` call (which
+batches them by exact token length), and hands each request its own rows. Under load the model thus runs joined
+batches, and a lone request never waits.
 
 Every bad request gets a 4xx with `{"error": "one line naming the problem"}`: malformed JSON, an empty body, wrong
 types, unknown fields, a request over a limit (413), and what the model refuses (std of a single network: 422).
@@ -158,8 +158,9 @@ class Batcher:
     """Requests in, one worker thread running `predictor.predict_dicts` on joined batches, each request's rows out.
 
     `submit` (from the event loop) queues a request and returns a future of its list of dicts. The worker takes the
-    first waiting request, then whatever else arrives within `wait_s` until `max_batch` texts are held, and runs the
-    texts of the requests that asked for the same options as one call (the Predictor groups them by exact length).
+    first waiting request and those queued behind it (waiting up to `wait_s` for requests still being read) until
+    `max_batch` texts are held, and runs the texts of the requests that asked for the same options as one call (the
+    Predictor groups them by exact length).
     `close` lets every queued request finish, then stops the thread."""
 
     def __init__(self, predictor, max_batch=256, wait_s=0.002):
@@ -168,6 +169,7 @@ class Batcher:
         self.thread = threading.Thread(target=self.work, name="seqreg-hf-model", daemon=True)
         self.runs = self.rows = 0  # model calls made and texts scored, for /health
         self.waiting = 0  # requests submitted and not yet answered
+        self.arriving = 0  # requests being read and checked by the event loop (only it writes this)
         self.lock = threading.Lock()
 
     def start(self):
@@ -188,16 +190,22 @@ class Batcher:
             self.thread.join()
 
     def collect(self, first):
-        """`first` and the jobs that arrive within the batching window, up to max_batch texts; and whether the stop
-        mark was met."""
+        """`first` and the jobs queued behind it, up to max_batch texts; and whether the stop mark was met. While
+        other requests are still being read (`arriving`), it waits for them up to the batching window: a lone
+        request never waits, and requests that come together run together."""
         jobs, held = [first], len(first.texts)
         deadline = time.monotonic() + self.wait_s
         while held < self.max_batch:
-            left = deadline - time.monotonic()
             try:
-                job = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
+                job = self.queue.get_nowait()
             except queue.Empty:
-                break
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.arriving:
+                    break
+                try:
+                    job = self.queue.get(timeout=min(left, 0.0005))  # then look at `arriving` again
+                except queue.Empty:
+                    continue
             if job is None:
                 return jobs, True
             jobs.append(job)
@@ -341,8 +349,12 @@ def create_app(predictor, folder=None, name=None, limits=None, max_batch=256, wa
 
     async def predict(request):
         try:
-            body = await read_body(request, limits.body_bytes)
-            texts, single, options = parse_request(body, limits)
+            batcher.arriving += 1
+            try:
+                body = await read_body(request, limits.body_bytes)
+                texts, single, options = parse_request(body, limits)
+            finally:
+                batcher.arriving -= 1
             if options.get("return_std") and not predictor.has_std:
                 from .prediction import no_std_error
 
@@ -358,8 +370,8 @@ def create_app(predictor, folder=None, name=None, limits=None, max_batch=256, wa
         return json_response(rows[0] if single else rows)
 
     async def health(request):
-        return json_response({"status": "ok", "waiting": batcher.waiting, "model_runs": batcher.runs,
-                              "texts_scored": batcher.rows})
+        return json_response({"status": "ok", "reading": batcher.arriving, "waiting": batcher.waiting,
+                              "model_runs": batcher.runs, "texts_scored": batcher.rows})
 
     async def describe(request):
         return json_response(info)
@@ -400,7 +412,7 @@ def create_app(predictor, folder=None, name=None, limits=None, max_batch=256, wa
 def listen_socket(host, port):
     """A socket bound to host:port, before the model loads: a port in use fails at once, in one line."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so that asyncio sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
