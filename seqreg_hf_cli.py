@@ -18,6 +18,7 @@ COMMANDS = {
     "train": ("seqreg_hf.training", "train (and evaluate) on files of texts and scores"),
     "evaluate": ("seqreg_hf.evaluation", "evaluate a model on labelled files (same metric keys and files as train)"),
     "predict": ("seqreg_hf.prediction", "score texts from a CSV / TSV / JSONL / TXT file or stdin"),
+    "calibrate": ("seqreg_hf.calibration", "calibrate a model's prediction intervals (split conformal) on labelled texts"),
     "export": ("seqreg_hf.export", "write an ONNX graph of a trained model (checked against torch; int8 on request)"),
     "serve": ("seqreg_hf.serving", "answer predictions over HTTP (POST /predict, GET /info, a page at /)"),
     "oov": ("seqreg_hf.oov", "out-of-vocabulary rates of a text file under a model's tokenizer"),

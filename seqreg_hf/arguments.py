@@ -264,6 +264,10 @@ class PredictArguments:
     std: bool | None = field(default=None, metadata={
         "help": "Write pred_<label>_std, the spread of an ensemble's members, next to each score (default: yes for "
                 "ensembles; a single network has none)."})
+    interval: float | None = field(default=None, metadata={
+        "help": "Write pred_<label>_lo and pred_<label>_hi, the bounds of the calibrated interval at this level "
+                "(e.g. 0.9: split conformal, covering the true score of 90 %% of texts like the calibration rows). "
+                "The model needs a calibration: `seqreg-hf train` with a validation split, or `seqreg-hf calibrate`."})
     trust_remote_code: bool = _trust_remote_code_field()
 
     def __post_init__(self):
@@ -342,6 +346,40 @@ class EvaluateArguments:
     on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
     output_dir: str | None = field(default=None, metadata={
         "help": "Write <prefix>_results.json, <split>_predictions.csv and scatter plots here."})
+    batch_size: int = _batch_size_field()
+    trust_remote_code: bool = _trust_remote_code_field()
+
+    def __post_init__(self):
+        _require_positive(self, "batch_size")
+
+
+@dataclass
+class CalibrateArguments:
+    """`seqreg-hf calibrate`: split-conformal intervals for an existing model, stored in its config.json."""
+
+    model_name_or_path: str | None = _model_field(
+        "The model to calibrate: a directory (its config.json gains the calibration) or a Hub id (with --output_dir).")
+    validation_file: str | None = field(default=None, metadata={
+        "aliases": ["--data"],
+        "help": "Labelled texts the model was not trained on (required): the calibration rows. Intervals cover the "
+                "true score at their level for texts exchangeable with these."})
+    split_column: str | None = field(default=None, metadata={
+        "help": "Column whose values (train / dev / test) split the file: only the --split rows calibrate."})
+    split: typing.Literal["train", "dev", "validation", "test"] = field(default="validation", metadata={
+        "help": "With --split_column: the rows to calibrate on (dev and validation are one split)."})
+    text_column: str = _text_column_field()
+    label_columns: list[str] = field(default_factory=list, metadata={
+        "help": "Columns holding the true scores (default: the model's label names)."})
+    on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
+    kind: typing.Literal["auto", "adaptive", "constant"] = field(default="auto", metadata={
+        "help": "adaptive: each text's width scales with the ensemble members' spread; constant: one width per target "
+                "for every text; auto: adaptive for an ensemble, constant for a single network."})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "Write a calibrated copy of the model here (default: calibrate the model directory in place)."})
+    backend: typing.Literal["torch", "onnx"] = field(default="torch", metadata={
+        "help": "Predict the calibration rows with torch, or with onnxruntime (the directory's model.onnx)."})
+    onnx_file: str | None = field(default=None, metadata={
+        "help": "With --backend onnx: the graph file in the model directory (default model.onnx)."})
     batch_size: int = _batch_size_field()
     trust_remote_code: bool = _trust_remote_code_field()
 
@@ -603,6 +641,7 @@ COMMAND_GROUPS = {
     "train": (ModelArguments, DataArguments, EmbeddingArguments, ArchitectureArguments, SeqRegTrainingArguments),
     "init": (InitArguments, EmbeddingArguments, ArchitectureArguments, RunOptions),
     "evaluate": (EvaluateArguments, RunOptions),
+    "calibrate": (CalibrateArguments, RunOptions),
     "predict": (PredictArguments, RunOptions),
     "export": (ExportArguments, RunOptions),
     "serve": (ServeArguments, RunOptions),
@@ -679,5 +718,6 @@ def apply_config_overrides(architecture, text, explicit):
 
 __all__ = ["ArchitectureArguments", "DataArguments", "EmbeddingArguments", "ModelArguments", "SeqRegTrainingArguments",
            "RunArguments", "RunOptions", "InitArguments", "PredictArguments", "ExportArguments", "EvaluateArguments",
-           "ServeArguments", "OovArguments", "ExplainArguments", "Parser", "parse_arguments", "parse_command",
+           "ServeArguments", "OovArguments", "ExplainArguments", "CalibrateArguments", "Parser", "parse_arguments",
+           "parse_command",
            "command_parser", "read_config_file", "COMMAND_GROUPS"]

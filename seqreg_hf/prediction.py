@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .conformal import check_level, interval_bounds, quantiles, require_calibration
 from .data import cut_long_texts, exact_length_batches, refuse_nested_text
 from .formats import atomic_write, check_input, read_chunks
 from .logs import progress_enabled
@@ -117,12 +118,25 @@ class Predictor:
             return members.mean(dim=0).cpu().numpy(), members.cpu().numpy()
         return self.model(ids, attention_mask=mask).logits.float().cpu().numpy(), None
 
+    @property
+    def calibration(self):
+        """The model's split-conformal calibration (`config.calibration`, see `seqreg_hf.conformal`), or None."""
+        return getattr(self.config, "calibration", None) or None
+
     @torch.inference_mode()
-    def predict(self, texts, batch_size=256, return_std=False, progress=None):
+    def predict(self, texts, batch_size=256, return_std=False, progress=None, interval=None):
         """(len(texts), num_labels) float32 scores; with return_std=True also the members' spread (population std,
-        same shape), for ensembles only. progress=False hides the batch bar (None: shown for several batches)."""
+        same shape), for ensembles only; with interval=L (a level in (0, 1), e.g. 0.9) also the lower and upper
+        bounds of the calibrated interval (see `seqreg_hf.conformal`). Several results come as a tuple in that
+        order: (scores, std, lo, hi). progress=False hides the batch bar (None: shown for several batches)."""
         if return_std and not self.has_std:
             raise no_std_error(self.config)
+        calibration = None
+        if interval is not None:
+            level = check_level(interval)
+            calibration = require_calibration(self.config, getattr(self.config, "name_or_path", "") or None)
+            quantiles(calibration, level)  # a level beyond the calibration's n is refused before any work
+        want_members = return_std or (calibration is not None and calibration["kind"] == "adaptive")
         texts = [as_text(t) for t in texts]
         ids, truncated = self.encode(texts) if texts else ([], 0)
         self.report = {"rows": len(texts), "empty": sum(1 for t in texts if not t.strip()), "truncated": truncated}
@@ -130,31 +144,45 @@ class Predictor:
             logger.warning("%d text(s) were longer than %d tokens and were truncated.", self.report["truncated"],
                            self.max_length)
         output = np.empty((len(ids), self.config.num_labels), dtype=np.float32)
-        spread = np.empty_like(output) if return_std else None
+        spread = np.empty_like(output) if want_members else None
         batches = exact_length_batches([len(i) for i in ids], batch_size)
         quiet = progress is False or not progress_enabled() or len(batches) < 2  # no bar for a single batch
         for rows in tqdm(batches, desc="predicting", unit=" batches", disable=quiet):
             # Every batch holds texts of one length: no padding, so the model runs its dense kernel.
             input_ids = np.array([ids[r] for r in rows], dtype=np.int64).reshape(len(rows), -1)
-            scores, members = self._run(input_ids, return_std)
+            scores, members = self._run(input_ids, want_members)
             output[rows] = scores
-            if return_std:
+            if want_members:
                 spread[rows] = members.std(axis=0)
-        return (output, spread) if return_std else output
+        results = [output, *([spread] if return_std else [])]
+        if calibration is not None:
+            results += interval_bounds(calibration, self.label_names, output, spread, level)
+        return tuple(results) if len(results) > 1 else output
 
-    def predict_dicts(self, texts, batch_size=256, return_std=False):
-        """One {label: score} dict per text, in input order (with return_std, also {label}_std)."""
+    def predict_dicts(self, texts, batch_size=256, return_std=False, interval=None):
+        """One {label: score} dict per text, in input order; with return_std, also {label}_std; with interval=L,
+        also {label}_lo and {label}_hi, the calibrated interval's bounds."""
         names = self.label_names
-        if not return_std:
-            return [dict(zip(names, map(float, row))) for row in self.predict(texts, batch_size)]
-        scores, spread = self.predict(texts, batch_size, return_std=True)
-        return [{**dict(zip(names, map(float, row))), **{f"{n}_std": float(v) for n, v in zip(names, sd)}}
-                for row, sd in zip(scores, spread)]
+        results = self.predict(texts, batch_size, return_std=return_std, interval=interval)
+        results = list(results) if isinstance(results, tuple) else [results]
+        scores = results.pop(0)
+        rows = [dict(zip(names, map(float, row))) for row in scores]
+        if return_std:
+            for row, sd in zip(rows, results.pop(0)):
+                row.update({f"{n}_std": float(v) for n, v in zip(names, sd)})
+        if interval is not None:
+            lo, hi = results
+            for row, low, high in zip(rows, lo, hi):
+                for n, a, b in zip(names, low, high):
+                    row[f"{n}_lo"], row[f"{n}_hi"] = float(a), float(b)
+        return rows
 
 
-def predict(model_or_path, texts, batch_size=256, tokenizer=None, return_std=False, trust_remote_code=False):
+def predict(model_or_path, texts, batch_size=256, tokenizer=None, return_std=False, trust_remote_code=False,
+            interval=None):
     """Scores of `texts`: one {label: score} dict per text, keyed by label name, in input order; with
-    return_std=True (ensembles) also {label}_std, the spread of the members' scores.
+    return_std=True (ensembles) also {label}_std, the spread of the members' scores; with interval=L (e.g. 0.9, a
+    calibrated model) also {label}_lo and {label}_hi, the split-conformal interval at level L.
 
     `model_or_path`: a model directory or Hub id, a `Predictor`, or a loaded `SeqRegForSequenceRegression` (its
     tokenizer is `tokenizer`, or loaded from where the model was loaded from). trust_remote_code=True runs a custom
@@ -172,7 +200,7 @@ def predict(model_or_path, texts, batch_size=256, tokenizer=None, return_std=Fal
 
             tokenizer = load_tokenizer(model_or_path.name_or_path, model_or_path.config, trust_remote_code)
         predictor = Predictor(model_or_path, tokenizer)
-    return predictor.predict_dicts(list(texts), batch_size=batch_size, return_std=return_std)
+    return predictor.predict_dicts(list(texts), batch_size=batch_size, return_std=return_std, interval=interval)
 
 
 def prediction_columns(label_names):
@@ -207,10 +235,16 @@ def run_id(world):
     return run
 
 
+def interval_columns(label_names):
+    """The columns of the calibrated interval's bounds in every file seqreg-hf writes: pred_<label>_lo and _hi."""
+    return [f"{column}_{end}" for column in prediction_columns(label_names) for end in ("lo", "hi")]
+
+
 def predict_file(predictor, test_file, output_file, text_column="text", batch_size=256, with_std=False,
-                 chunk_rows=100_000, rank=0, world=1):
+                 chunk_rows=100_000, rank=0, world=1, interval=None):
     """Score a file chunk by chunk in constant memory and write the rows with their scores, in input order, in the
-    format the output's name says (`formats.py`; stdout '-' gets JSON Lines).
+    format the output's name says (`formats.py`; stdout '-' gets JSON Lines). With `interval` (a level, e.g. 0.9),
+    the calibrated interval's bounds go to pred_<label>_lo and pred_<label>_hi.
 
     Under several processes chunk i is scored by rank i % world into a part file of its own; rank 0 then joins the
     parts in chunk order into a temporary file and renames it to the output in one step, so a reader sees a whole
@@ -223,6 +257,7 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
     check_input(test_file)
     columns = prediction_columns(predictor.label_names)
     std_columns = [f"{c}_std" for c in columns] if with_std else []
+    bound_columns = interval_columns(predictor.label_names) if interval is not None else []
     target = os.path.abspath(output_file) if output_file != "-" else None
     run = run_id(world) if target else None
     stem = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}") if target else None
@@ -239,7 +274,7 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
                 if text_column not in frame.columns:
                     raise ValueError(f"{test_file}: no column {text_column!r}; columns are {list(frame.columns)}. Set "
                                      "--text_column.")
-                if taken := [c for c in columns + std_columns if c in frame.columns]:
+                if taken := [c for c in columns + std_columns + bound_columns if c in frame.columns]:
                     raise ValueError(f"{test_file} already has column(s) {taken}, where the predictions go; rename "
                                      "them (or drop them, if they are an earlier run's predictions).")
             offset += len(frame)
@@ -247,12 +282,16 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
                 continue
             texts = frame[text_column].tolist()
             refuse_nested_text(texts, text_column, first_row=offset - len(frame), where=f"{test_file}: ")
-            result = predictor.predict(texts, batch_size=batch_size, return_std=with_std, progress=False)
-            scores, spread = result if with_std else (result, None)
-            for i, column in enumerate(columns):
+            result = predictor.predict(texts, batch_size=batch_size, return_std=with_std, progress=False,
+                                       interval=interval)
+            result = list(result) if isinstance(result, tuple) else [result]
+            scores, spread = result[0], result[1] if with_std else None
+            for i, column in enumerate(columns):  # each target's score, then its std and bounds
                 frame[column] = scores[:, i]
                 if with_std:
                     frame[std_columns[i]] = spread[:, i]
+                if interval is not None:
+                    frame[bound_columns[2 * i]], frame[bound_columns[2 * i + 1]] = result[-2][:, i], result[-1][:, i]
             for key in ("rows", "empty", "truncated"):
                 counts[key] += predictor.report[key]
             counts["chunks"] += 1
@@ -272,7 +311,8 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
             counts = dict(zip(("rows", "empty", "truncated", "chunks"), totals.tolist()))
         all_written = True
         if target is not None and rank == 0:
-            header = [text_column, *columns, *std_columns]
+            header = [text_column, *[c for i, column in enumerate(columns) for c in
+                                     (column, *std_columns[i:i + 1], *bound_columns[2 * i:2 * i + 2])]]
             with atomic_write(target, tag=run) as partial:
                 writer.join([part(i) for i in range(counts["chunks"])], header, partial)
     finally:
@@ -318,6 +358,12 @@ def main(argv=None):
 
 
 def _predict_command(args):
+    if args.interval is not None:  # refused before the model loads or the file is read
+        from .model_dir import load_config, resolve_model_dir
+
+        level = check_level(args.interval)
+        quantiles(require_calibration(load_config(resolve_model_dir(args.model_name_or_path)), args.model_name_or_path),
+                  level)
     rank, world, local_rank = process_group()
     device = args.device
     if device is None and world > 1 and args.backend == "torch" and torch.cuda.is_available():
@@ -329,7 +375,7 @@ def _predict_command(args):
     if with_std and not predictor.has_std:
         raise no_std_error(predictor.config)
     counts = predict_file(predictor, args.test_file, args.output_file, args.text_column, args.batch_size, with_std,
-                          args.chunk_rows, rank, world)
+                          args.chunk_rows, rank, world, args.interval)
     if counts["truncated"]:
         logger.warning("%d text(s) were longer than %d tokens and were truncated.", counts["truncated"],
                        predictor.max_length)
@@ -337,5 +383,9 @@ def _predict_command(args):
               "std": "the spread of the ensemble members' scores (population std)" if with_std else
               f"none: a single network (ensemble_size={predictor.config.ensemble_size}) has no spread between members"
               if not predictor.has_std else "not asked for (--std false)"}
+    if args.interval is not None:
+        calibration = predictor.calibration
+        report["interval"] = {"level": args.interval, "kind": calibration["kind"], "n": calibration["n"],
+                              "columns": "pred_<label>_lo, pred_<label>_hi"}
     if rank == 0:
         print(json.dumps({"predicted": report}), file=sys.stderr)

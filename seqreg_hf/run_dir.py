@@ -6,7 +6,8 @@
 - `<split>_predictions.csv`: the split's rows with one `pred_<label>` column per target (the same names as
   `seqreg-hf predict` and `seqreg-hf evaluate` write), in `--predictions_dir` (default `<output_dir>/_predictions`):
   they hold the texts, so they stay out of what a push uploads;
-- scatter plots and learning curves, and the model card.
+- scatter plots and learning curves, and the model card;
+- the calibration of the model's intervals on the validation split, in config.json (`seqreg_hf.calibration`).
 
 A new run does not mix with another run's files: an output_dir holding another run's checkpoints or model is refused,
 or with `--overwrite_output_dir` cleared of that run's files (the user's own files stay).
@@ -19,6 +20,7 @@ import shutil
 
 import numpy as np
 
+from .calibration import calibrate_run
 from .checkpoints import resolve_resume, run_identity
 from .model_card import write_model_card
 from .prediction import prediction_columns
@@ -145,6 +147,8 @@ def write_run_outputs(trainer, raw, results, run, predicted):
         scores = np.asarray(output.predictions, dtype=np.float32)
         os.makedirs(predictions_dir, exist_ok=True)
         write_predictions(predictions_dir, split, raw[split], scores, true, names, run.model.plots, output_dir)
+    if "validation" in raw:  # split-conformal intervals, stored in config.json (see seqreg_hf.calibration)
+        calibrate_run(trainer, raw["validation"], data_args.text_column, names)
     if run.model.plots:
         from .plots import learning_curves
 

@@ -55,9 +55,9 @@ def load_or_build_model(run, train_texts):
         model = build_from(source, run.embeddings.embeddings, id2label=dict(enumerate(labels)), **architecture)
         return model, source.tokenizer
     fixed = sorted(explicit & set(architecture) - set(TRAINING_TIME_OPTIONS))
-    model, tokenizer = load_model_dir(start, config_updates={k: architecture[k] for k in explicit
-                                                             if k in TRAINING_TIME_OPTIONS},
-                                      trust_remote_code=run.embeddings.trust_remote_code)
+    # A starting model's calibration measured its own errors, not those of the weights this run trains.
+    updates = {k: architecture[k] for k in explicit if k in TRAINING_TIME_OPTIONS} | {"calibration": None}
+    model, tokenizer = load_model_dir(start, config_updates=updates, trust_remote_code=run.embeddings.trust_remote_code)
     if model.config.label_names != labels:
         raise DataError(f"{start} predicts {model.config.num_labels} target(s) {model.config.label_names} but "
                         f"--label_columns is {labels}. Start from a model with those targets, or drop "
