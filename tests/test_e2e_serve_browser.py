@@ -67,6 +67,7 @@ def shown_scores(driver):
 
 def test_the_page_shows_the_apis_scores(driver, model_dirs, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     server = Server(model_dirs["ensemble"]).ready()
     try:
@@ -86,14 +87,20 @@ def test_the_page_shows_the_apis_scores(driver, model_dirs, tmp_path):  # noqa: 
             for label, (_, text) in shown.items():
                 assert abs(float(text) - answer[label]) <= 0.0005 + 1e-12 and len(text.split(".")[1]) == 3
         driver.find_element(By.ID, "std").click()
+        Select(driver.find_element(By.ID, "interval")).select_by_value("0.9")  # the model is calibrated
         driver.find_element(By.ID, "score").click()
         wait_for(driver, "data-scored", "2")
         scores, stds = shown_scores(driver)
-        expected = server.predict(TYPED, return_std=True)
-        for shown, std_texts, answer in zip(scores, stds, expected):
+        expected = server.predict(TYPED, return_std=True, interval=0.9)
+        boxes = driver.find_elements(By.CSS_SELECTOR, "#results .result")
+        for box, shown, std_texts, answer in zip(boxes, scores, stds, expected):
             assert {label: value for label, (value, _) in shown.items()} == {k: answer[k] for k in ("V", "A")}
             assert [float(t.strip().lstrip("±")) for t in std_texts] == pytest.approx(
                 [answer["V_std"], answer["A_std"]], abs=0.0005 + 1e-12)
+            bounds = [(float(i.get_attribute("data-lo")), float(i.get_attribute("data-hi")))
+                      for i in box.find_elements(By.CSS_SELECTOR, ".interval")]
+            assert bounds == [(answer["V_lo"], answer["V_hi"]), (answer["A_lo"], answer["A_hi"])]
+            assert len(box.find_elements(By.CSS_SELECTOR, ".band")) == 2  # drawn as bars
         shot = tmp_path / "serve_page.png"
         assert driver.save_screenshot(str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5_000

@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from seqreg_hf import predict
+from seqreg_hf.calibration import calibrate_predictor, write_calibration
 from seqreg_hf.model_dir import init_model_dir, load_config
-from seqreg_hf.prediction import no_std_error
+from seqreg_hf.prediction import Predictor, no_std_error
 from seqreg_hf.serving import Batcher
 
 from .conftest import REPO
@@ -51,6 +52,11 @@ def model_dirs(tmp_path_factory):
         init_model_dir(folder / name, str(vectors), embeddings_options=options, hidden_size=8, ensemble_size=members,
                        id2label={0: "V", 1: "A"})
         dirs[name] = folder / name
+    # The ensemble gets interval calibration from 60 made-up labelled texts; the single network has none.
+    rng = np.random.default_rng(2)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 8)))) for _ in range(60)]
+    predictor = Predictor.from_dir(dirs["ensemble"])
+    write_calibration(dirs["ensemble"], calibrate_predictor(predictor, texts, rng.normal(size=(60, 2)) * 0.1))
     return dirs
 
 
@@ -141,6 +147,16 @@ def test_predict_answers_what_seqreg_hf_predict_returns(server, model_dirs):
     assert set(with_std[0]) == {"V", "A", "V_std", "A_std"}
     assert server.predict(TEXTS, return_std=False) == expected
     assert server.predict([]) == []
+    with_interval = predict(folder, TEXTS, interval=0.9)
+    assert server.predict(TEXTS, interval=0.9) == with_interval
+    assert set(with_interval[0]) == {"V", "A", "V_lo", "V_hi", "A_lo", "A_hi"}
+    assert server.predict(TEXTS, interval=0.8, return_std=True) == predict(folder, TEXTS, interval=0.8,
+                                                                             return_std=True)
+    status, answer, _ = server.request("POST", "/predict", json.dumps({"inputs": "x", "parameters": {
+        "interval": 0.99}}))  # 60 calibration rows reach 60/61 at most
+    with pytest.raises(ValueError) as refusal:
+        predict(folder, ["x"], interval=0.99)
+    assert status == 422 and answer["error"] == str(refusal.value)
 
 
 def test_health_info_and_the_page(server, model_dirs):
@@ -151,6 +167,7 @@ def test_health_info_and_the_page(server, model_dirs):
     front = (model_dirs["ensemble"] / "README.md").read_text(encoding="utf-8").split("---\n")[1]
     assert status == 200 and info["labels"] == config.label_names == ["V", "A"]
     assert info["backend"] == "torch" and info["ensemble_size"] == 2 and info["return_std"] is True
+    assert info["interval"] is True  # calibrated
     assert info["card"] == json.loads(json.dumps(yaml.safe_load(front), default=str))
     assert info["limits"] == {"max_texts_per_request": 256, "max_chars_per_text": 10_000, "max_body_bytes": 4_194_304}
     status, page, kind = server.request("GET", "/")
@@ -213,6 +230,12 @@ def test_the_limits_and_what_a_single_network_refuses(tight, model_dirs):
         "return_std": True}}))
     assert status == 422 and answer["error"] == str(no_std_error(load_config(model_dirs["single"])))
     assert tight.predict("x", return_std=False) == predict(str(model_dirs["single"]), ["x"])[0]
+    status, answer, _ = tight.request("POST", "/predict", json.dumps({"inputs": "x", "parameters": {
+        "interval": 0.9}}))
+    with pytest.raises(ValueError) as refusal:
+        predict(str(model_dirs["single"]), ["x"], interval=0.9)
+    assert status == 422 and answer["error"] == str(refusal.value) and "no calibration" in answer["error"]
+    assert tight.request("GET", "/info")[1]["interval"] is False
 
 
 def test_32_concurrent_requests_equal_sequential_answers(server, model_dirs):
