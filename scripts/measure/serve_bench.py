@@ -1,5 +1,6 @@
-"""Serving under load: `seqreg-hf serve` answering 1, 8 and 32 concurrent clients (one text per request, on
-loopback), beside the `Predictor` on the same texts in the same run: throughput and p50 / p99 latency.
+"""Serving under load: `seqreg-hf serve` answering 1, 8 and 32 concurrent clients (one text per request, and 8 per
+request at 32, on loopback), beside the `Predictor` on the same texts in the same run: throughput and p50 / p99
+latency (of a request).
 
     flock /work/notes/heavy.lock python -m scripts.measure.serve_bench [--texts 1500] [--model_dir DIR]
 
@@ -84,11 +85,13 @@ class Serving:
         address = line.split("http://")[1].split()[0]
         self.host, self.port = address.rsplit(":", 1)[0], int(address.rsplit(":", 1)[1])
 
-    def load(self, texts, concurrency):
-        """(texts/s, latencies in s, answers) of `concurrency` clients, each on a kept-alive connection, sending one
-        text per request until the texts are used up."""
-        work, lock = iter(enumerate(texts)), threading.Lock()
-        latencies, answers, failures = [], [None] * len(texts), []
+    def load(self, texts, concurrency, per_request=1):
+        """(texts/s, latencies in s, answers) of `concurrency` clients, each on a kept-alive connection, sending
+        `per_request` texts per request (1: a string, more: a list) until the texts are used up."""
+        requests = [texts[i] if per_request == 1 else texts[i:i + per_request]
+                    for i in range(0, len(texts), per_request)]
+        work, lock = iter(enumerate(requests)), threading.Lock()
+        latencies, answers, failures = [], [None] * len(requests), []
 
         def client():
             connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
@@ -118,7 +121,8 @@ class Serving:
         seconds = time.perf_counter() - start
         if failures:
             raise SystemExit(f"{len(failures)} request(s) failed, e.g. {failures[0][:300]!r}")
-        return len(texts) / seconds, latencies, answers
+        flat = [row for answer in answers for row in ([answer] if per_request == 1 else answer)]
+        return len(texts) / seconds, latencies, flat
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -141,17 +145,18 @@ def main(argv=None):
         serving = Serving(model, env)
         try:
             serving.load(texts[:64], 8)  # warm-up
-            for concurrency in (1, 8, 32):
+            for concurrency, per_request in ((1, 1), (8, 1), (32, 1), (32, 8)):
                 sent = singles if concurrency == 1 else texts
-                rate, latencies, answers = serving.load(sent, concurrency)
+                rate, latencies, answers = serving.load(sent, concurrency, per_request)
                 got = np.array([[answer[name] for name in labels] for answer in answers])
                 np.testing.assert_allclose(got, reference[: len(sent)], rtol=1e-4, atol=1e-5)  # the same scores
-                rows[f"serve, concurrency {concurrency}"] = (rate, percentile(latencies, 50),
-                                                             percentile(latencies, 99))
+                name = f"serve, concurrency {concurrency}" + (f", {per_request} texts per request" if per_request > 1
+                                                              else "")
+                rows[name] = (rate, percentile(latencies, 50), percentile(latencies, 99))
         finally:
             code = serving.stop()
     batch, one_p50 = rows["Predictor, all texts in one call"][0], rows["Predictor, one text per call"][1]
-    print(f"\n{len(texts)} EmoBank texts (one per request; {len(singles)} at concurrency 1), model "
+    print(f"\n{len(texts)} EmoBank texts ({len(singles)} at concurrency 1), model "
           f"{args.model_dir or 'seqreg-hf init (default architecture, random weights)'}, {os.cpu_count()} CPUs; "
           f"server exit status after SIGTERM: {code}\n")
     print("| run | texts/s | x Predictor batch | p50 ms | p99 ms | p50 / one Predictor call |")
