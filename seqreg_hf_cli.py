@@ -82,7 +82,8 @@ def help_key():
 def render_help(command, config_file=None):
     from seqreg_hf.arguments import command_parser
 
-    return command_parser(command, config_file, description=COMMANDS[command][1].capitalize() + ".").format_help()
+    summary = COMMANDS[command][1]  # its first letter up; str.capitalize would lower "CSV" and "HTTP"
+    return command_parser(command, config_file, description=summary[:1].upper() + summary[1:] + ".").format_help()
 
 
 def help_text(command):
