@@ -60,8 +60,8 @@ def cache_dir():
 
 
 def help_key():
-    """A digest of what a command's help depends on: the package's code, transformers' version (its
-    TrainingArguments) and the terminal width argparse wraps to."""
+    """A digest of what a command's help depends on: the package's code and this file's (the summaries),
+    transformers' version (its TrainingArguments) and the terminal width argparse wraps to."""
     from importlib.metadata import version as installed
 
     digest = hashlib.sha256()
@@ -72,6 +72,8 @@ def help_key():
                 digest.update(name.encode())
                 with open(os.path.join(folder, name), "rb") as handle:
                     digest.update(handle.read())
+    with open(os.path.abspath(__file__), "rb") as handle:
+        digest.update(handle.read())
     # ... and what the environment-dependent defaults read (report_to follows tensorboard being installed).
     environment = (installed("transformers"), sys.version, shutil.get_terminal_size().columns,
                    importlib.util.find_spec("tensorboard") is not None)
