@@ -4,6 +4,7 @@ and splitting is also checked in process, with a stand-in predictor that holds t
 
 import asyncio
 import http.client
+import importlib.util
 import json
 import os
 import signal
@@ -57,7 +58,18 @@ def model_dirs(tmp_path_factory):
     texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 8)))) for _ in range(60)]
     predictor = Predictor.from_dir(dirs["ensemble"])
     write_calibration(dirs["ensemble"], calibrate_predictor(predictor, texts, rng.normal(size=(60, 2)) * 0.1))
+    if importlib.util.find_spec("onnxruntime"):  # the single network is also served by onnxruntime (the onnx extra)
+        from seqreg_hf.cli import run_command
+
+        assert run_command("export", ["--model_name_or_path", str(dirs["single"]), "--output_dir",
+                                      str(dirs["single"]), "--disable_tqdm", "true"]) == 0
     return dirs
+
+
+def single_predictor(model_dirs):
+    """What the tight server runs: the single network through onnxruntime where the onnx extra is installed."""
+    backend = "onnx" if (model_dirs["single"] / "model.onnx").exists() else "torch"
+    return Predictor.from_dir(model_dirs["single"], backend=backend)
 
 
 class Server:
@@ -114,11 +126,12 @@ class Server:
 @pytest.fixture(scope="module")
 def servers(model_dirs, tmp_path_factory):
     """Both started at once (each takes seconds to import torch): the ensemble with the default options, and the
-    single network behind small limits (the SIGTERM test, the last to use it, stops it)."""
+    single network behind small limits, run by onnxruntime (the SIGTERM test, the last to use it, stops it)."""
     logs = tmp_path_factory.mktemp("logs")
     started = {"ensemble": Server(model_dirs["ensemble"], log=logs / "ensemble.log"),
                "tight": Server(model_dirs["single"], "--max_texts_per_request", "3", "--max_chars_per_text", "50",
-                               "--max_body_bytes", "400", log=logs / "tight.log")}
+                               "--max_body_bytes", "400", "--backend", single_predictor(model_dirs).backend,
+                               log=logs / "tight.log")}
     yield {name: serving.ready() for name, serving in started.items()}
     for serving in started.values():
         assert serving.stop()[0] == 0
@@ -214,8 +227,10 @@ def test_unknown_endpoints_and_methods_get_json_errors(server):
 
 
 def test_the_limits_and_what_a_single_network_refuses(tight, model_dirs):
+    single = single_predictor(model_dirs)
+    assert tight.request("GET", "/info")[1]["backend"] == single.backend
     ok = ["a" * 50, "b", "c"]  # exactly at the limits
-    assert tight.predict(ok) == predict(str(model_dirs["single"]), ok)
+    assert tight.predict(ok) == predict(single, ok)
     status, answer, _ = tight.request("POST", "/predict", json.dumps({"inputs": ["a", "b", "c", "d"]}))
     assert status == 413 and "4 texts" in answer["error"] and "--max_texts_per_request" in answer["error"]
     status, answer, _ = tight.request("POST", "/predict", json.dumps({"inputs": ["ok", "a" * 51]}))
@@ -229,11 +244,11 @@ def test_the_limits_and_what_a_single_network_refuses(tight, model_dirs):
     status, answer, _ = tight.request("POST", "/predict", json.dumps({"inputs": "x", "parameters": {
         "return_std": True}}))
     assert status == 422 and answer["error"] == str(no_std_error(load_config(model_dirs["single"])))
-    assert tight.predict("x", return_std=False) == predict(str(model_dirs["single"]), ["x"])[0]
+    assert tight.predict("x", return_std=False) == predict(single, ["x"])[0]
     status, answer, _ = tight.request("POST", "/predict", json.dumps({"inputs": "x", "parameters": {
         "interval": 0.9}}))
     with pytest.raises(ValueError) as refusal:
-        predict(str(model_dirs["single"]), ["x"], interval=0.9)
+        predict(single, ["x"], interval=0.9)
     assert status == 422 and answer["error"] == str(refusal.value) and "no calibration" in answer["error"]
     assert tight.request("GET", "/info")[1]["interval"] is False
 
@@ -296,11 +311,11 @@ def test_sigterm_lets_the_requests_in_flight_finish_and_exits_0(tight, model_dir
         connection.close()
     code, rest = tight.stop()
     assert code == 0 and "every request was answered" in rest
-    folder = str(model_dirs["single"])
+    single = single_predictor(model_dirs)
     for texts, (status, answer) in zip(requests, answers):
         assert status == 200
         np.testing.assert_allclose([list(r.values()) for r in answer],
-                                   [list(r.values()) for r in predict(folder, texts)], rtol=1e-5, atol=1e-6)
+                                   [list(r.values()) for r in predict(single, texts)], rtol=1e-5, atol=1e-6)
 
 
 def test_the_listening_socket_is_tcp_so_that_answers_are_not_held_by_nagle():
