@@ -338,6 +338,7 @@ def create_app(predictor, folder=None, name=None, limits=None, max_batch=256, wa
     (uvicorn runs the shutdown half after the requests in flight have been answered)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
     from starlette.responses import HTMLResponse
     from starlette.routing import Route
 
@@ -367,6 +368,8 @@ def create_app(predictor, folder=None, name=None, limits=None, max_batch=256, wa
                 raise RequestError(422, str(error)) from None
         except RequestError as error:
             return error_response(error.status, str(error))
+        except ClientDisconnect:  # the client left while sending its body: nobody reads an answer
+            return error_response(400, "the client closed the connection before the body was complete.")
         return json_response(rows[0] if single else rows)
 
     async def health(request):
