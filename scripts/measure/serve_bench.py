@@ -28,6 +28,12 @@ import numpy as np
 
 from scripts.common import EMOBANK_CSV, REPO
 
+STARTED = time.perf_counter()
+
+
+def note(message):
+    print(f"[{time.perf_counter() - STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
+
 
 def percentile(values, q):
     return float(np.percentile(np.array(values) * 1000, q))  # ms
@@ -141,8 +147,11 @@ def main(argv=None):
     singles = texts[: args.singles]
     with tempfile.TemporaryDirectory() as folder:
         model = args.model_dir or build_model(os.path.join(folder, "model"), env)
+        note(f"model ready: {model}")
         rows, reference, labels = baselines(model, texts, singles)
+        note("Predictor baselines measured")
         serving = Serving(model, env)
+        note("server started")
         try:
             serving.load(texts[:64], 8)  # warm-up
             for concurrency, per_request in ((1, 1), (8, 1), (32, 1), (32, 8)):
@@ -153,6 +162,7 @@ def main(argv=None):
                 name = f"serve, concurrency {concurrency}" + (f", {per_request} texts per request" if per_request > 1
                                                               else "")
                 rows[name] = (rate, percentile(latencies, 50), percentile(latencies, 99))
+                note(f"{name}: {rate:,.0f} texts/s")
         finally:
             code = serving.stop()
     batch, one_p50 = rows["Predictor, all texts in one call"][0], rows["Predictor, one text per call"][1]
