@@ -21,6 +21,7 @@ COMMANDS = {
     "predict": ("seqreg_hf.prediction", "score texts from a CSV / TSV / JSONL / TXT file or stdin"),
     "calibrate": ("seqreg_hf.calibration", "calibrate a model's prediction intervals (split conformal) on labelled texts"),
     "export": ("seqreg_hf.export", "write an ONNX graph of a trained model (checked against torch; int8 on request)"),
+    "serve": ("seqreg_hf.serving", "answer predictions over HTTP (POST /predict, GET /info, a page at /)"),
     "oov": ("seqreg_hf.oov", "out-of-vocabulary rates of a text file under a model's tokenizer"),
     "explain": ("seqreg_hf.shapes", "RNN output / h_n / c_n shapes and which slice is the sentence vector"),
 }
@@ -60,8 +61,8 @@ def cache_dir():
 
 
 def help_key():
-    """A digest of what a command's help depends on: the package's code, transformers' version (its
-    TrainingArguments) and the terminal width argparse wraps to."""
+    """A digest of what a command's help depends on: the package's code and this file's (the summaries),
+    transformers' version (its TrainingArguments) and the terminal width argparse wraps to."""
     from importlib.metadata import version as installed
 
     digest = hashlib.sha256()
@@ -72,6 +73,8 @@ def help_key():
                 digest.update(name.encode())
                 with open(os.path.join(folder, name), "rb") as handle:
                     digest.update(handle.read())
+    with open(os.path.abspath(__file__), "rb") as handle:
+        digest.update(handle.read())
     # ... and what the environment-dependent defaults read (report_to follows tensorboard being installed).
     environment = (installed("transformers"), sys.version, shutil.get_terminal_size().columns,
                    importlib.util.find_spec("tensorboard") is not None)
@@ -82,7 +85,8 @@ def help_key():
 def render_help(command, config_file=None):
     from seqreg_hf.arguments import command_parser
 
-    return command_parser(command, config_file, description=COMMANDS[command][1].capitalize() + ".").format_help()
+    summary = COMMANDS[command][1]  # its first letter up; str.capitalize would lower "CSV" and "HTTP"
+    return command_parser(command, config_file, description=summary[:1].upper() + summary[1:] + ".").format_help()
 
 
 def help_text(command):

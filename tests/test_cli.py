@@ -60,3 +60,10 @@ def test_a_stop_at_once_starts_its_own_line_even_after_a_half_written_log_line(m
     assert seqreg_hf_cli.run_command("train", []) == 130
     lines = [line for line in terminal.getvalue().splitlines() if line.startswith("seqreg-hf train:")]
     assert len(lines) == 1 and "SIGINT" in lines[0], terminal.getvalue()
+
+
+def test_a_commands_help_keeps_its_summarys_capitals():
+    import seqreg_hf_cli
+
+    assert "Score texts from a CSV / TSV / JSONL / TXT file" in seqreg_hf_cli.render_help("predict")
+    assert "Answer predictions over HTTP (POST /predict" in seqreg_hf_cli.render_help("serve")
