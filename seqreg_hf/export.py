@@ -261,8 +261,12 @@ def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol
         for name in written:
             os.replace(os.path.join(work, name), os.path.join(output_dir, name))
     _remove_stale(output_dir, written)
-    tokenizer.save_pretrained(output_dir)
-    write_config(config, output_dir)
+    # Exported into the model's own folder (as `predict --backend onnx` suggests for a folder without a graph), the
+    # graph joins the torch repository: its config (auto_map and all) and card stay, since the folder holds the code.
+    in_place = os.path.isdir(model_name_or_path) and os.path.samefile(model_name_or_path, output_dir)
+    if not in_place:
+        tokenizer.save_pretrained(output_dir)
+        write_config(config, output_dir)
     report = {
         "exporter": "torch.onnx.export, TorchScript-based (dynamo=False)", "opset": opset,
         "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "source": os.fspath(model_name_or_path),
@@ -273,7 +277,8 @@ def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol
     }
     if quantize == "int8":
         report["int8"] = int8
-    write_card(config, model_name_or_path, output_dir, report)
+    if not in_place:
+        write_card(config, model_name_or_path, output_dir, report)
     with open(os.path.join(output_dir, REPORT_FILE), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
     return report

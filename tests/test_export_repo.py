@@ -141,3 +141,15 @@ def test_a_graph_over_the_limit_keeps_its_weights_in_one_file_beside_it(repo, tm
     assert not (out / "model.onnx_data").exists() and not (out / "model.int8.onnx").exists()
     np.testing.assert_allclose(Predictor.from_dir(out, backend="onnx").predict(TEXTS), want, rtol=0, atol=1e-5)
 
+
+
+def test_an_export_into_the_models_own_folder_keeps_its_config_and_card(tmp_path):
+    """`predict --backend onnx` suggests exporting into the model's folder: the graph then joins the torch
+    repository, whose config must keep the auto_map that its own code answers and whose card stays its own."""
+    folder = tmp_path / "model"
+    init_model_dir(folder, None, id2label={0: "V"}, hidden_size=8, ensemble_size=2)
+    config, card = (folder / "config.json").read_text(), (folder / "README.md").read_text()
+    export_onnx(folder, folder)
+    assert (folder / "config.json").read_text() == config and (folder / "README.md").read_text() == card
+    want = Predictor.from_dir(folder).predict(TEXTS)
+    np.testing.assert_allclose(Predictor.from_dir(folder, backend="onnx").predict(TEXTS), want, rtol=0, atol=1e-5)
