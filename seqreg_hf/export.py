@@ -1,10 +1,12 @@
 """ONNX export of a trained model, checked against torch before it is written (the session that predicts with the
-graph is `seqreg_hf.onnx_session`'s).
+graph is `seqreg_hf.onnx_session`'s; what the folder holds besides its graphs, `seqreg_hf.onnx_repo`'s).
 
 The graph is traced from the encoder's dense padded path (`SeqRegEncoder._dense`): every row reads only its own
 tokens through ordinary LSTM / GRU / RNN nodes, with no packed sequences, so one graph serves any batch size and
-length. It takes `input_ids` and `attention_mask` (batch, length), int64, right-padded, and returns `scores`
-(batch, num_labels) and `member_scores` (ensemble_size, batch, num_labels), both in the labels' own units.
+length. It takes `input_ids` and `attention_mask` (batch_size, sequence_length), int64, right-padded, and returns
+`logits` (batch_size, num_labels) and `member_logits` (ensemble_size, batch_size, num_labels), both in the labels'
+own units (optimum's names). A contextual model's graph holds its frozen transformer too: one graph from token ids
+to scores.
 
 Exporter: torch's TorchScript-based `torch.onnx.export(..., dynamo=False)`. The dynamo exporter was tried on torch
 2.13: it takes 20-100x longer and fixes the length axis to the example's for the tanh RNN (whose backward direction
@@ -15,22 +17,26 @@ import contextlib
 import json
 import logging
 import os
-import shutil
+import tempfile
 import time
 
 import numpy as np
 import torch
 from torch import nn
 
-from .formats import atomic_write
 from .model_dir import load_model_dir
-from .onnx_session import INPUTS, ONNX_FILE, OUTPUTS, OnnxSession
+from .onnx_repo import write_config, write_card
+from .onnx_session import AXES, INPUTS, ONNX_FILE, OUTPUTS, OnnxSession
 
 logger = logging.getLogger(__name__)
 
 INT8_FILE = "model.int8.onnx"
 REPORT_FILE = "onnx_export.json"
 OPSET = 17
+# A protobuf file holds at most 2 GiB, so a larger graph keeps its weights in one file beside it, `model.onnx_data`
+# (optimum's name; onnxruntime finds it by the name stored in the graph). Graphs under the limit stay one file.
+EXTERNAL_DATA_BYTES = 2**31 - 2**24  # a 16 MiB margin for the graph's own nodes
+EXTERNAL_DATA_SUFFIX = "_data"
 
 # The ops whose weights onnxruntime's dynamic quantizer stores as 8-bit integers: the embedding matrix (Gather) and
 # the heads (MatMul, once quant_pre_process has turned their Gemm into one). Left out on purpose:
@@ -41,6 +47,9 @@ OPSET = 17
 # - GRU and RNN: onnxruntime has no 8-bit kernel for them.
 # So the recurrent weights stay float32; the report lists which initializers are 8-bit and their bytes.
 INT8_OPS = ("Gather", "MatMul")
+# A contextual graph's transformer layers, by the node names the exporter gives them (the model's attribute path);
+# their MatMuls stay float32 (see `transformer_matmuls`).
+TRANSFORMER_LAYERS = "/contextual/encoder/"
 # The int8 gate, on the check set (check_batches and random_batches, 273 rows), per label. Measured on two models
 # trained on EmoBank: the recipe's 3 bidirectional GRUs (hidden 64, 1 epoch on 3,000 rows) and the bidirectional
 # LSTM pair of tests/test_export_onnx_checks.py (400 rows). Rounding alone gives r >= .9997 (GRU) and .9971 (LSTM, V)
@@ -167,29 +176,54 @@ def int8_failures(agreement):
 
 
 def export_graph(model, path, opset=OPSET):
-    """Trace `model` (eval mode, CPU, float32) into an ONNX file with dynamic batch and length axes."""
+    """Trace `model` (eval mode, CPU, float32) into an ONNX file with dynamic batch and length axes. torch writes a
+    graph over 2 GiB with its weights in files beside it: `store_graph` gathers them."""
     config = model.config
     example = check_batches(config.vocab_size, config.pad_token_id)[0]  # padded, so the padded path is traced
+    batch, length = AXES
     with dense_path_only(model), torch.no_grad(), _quiet_exporter():
         torch.onnx.export(
             OnnxGraph(model).eval(), example, os.fspath(path), dynamo=False, opset_version=opset,
             input_names=list(INPUTS), output_names=list(OUTPUTS),
-            dynamic_axes={"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
-                          "scores": {0: "batch"}, "member_scores": {1: "batch"}})
+            dynamic_axes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length},
+                          OUTPUTS[0]: {0: batch}, OUTPUTS[1]: {1: batch}})
     model.eval()  # the exporter restores the wrapper's mode on everything under it
 
 
-def _remove_quantizer_leftovers(paths):
-    for path in paths:  # onnxruntime's quantizer writes a preprocessed copy beside its input
-        if os.path.exists(path + ".pre"):
-            os.remove(path + ".pre")
+def store_graph(exported, path, limit=None):
+    """Write the graph `exported` to `path`: one file when it holds at most `limit` bytes (EXTERNAL_DATA_BYTES),
+    else the graph with its weights in one file beside it, named `path`'s name + "_data". Returns that file's name,
+    or None."""
+    import onnx
+
+    limit = EXTERNAL_DATA_BYTES if limit is None else limit
+    folder = os.path.dirname(exported)
+    size = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))  # torch's files beside
+    if size <= limit:
+        os.replace(exported, path)
+        return None
+    data = os.path.basename(path) + EXTERNAL_DATA_SUFFIX
+    onnx.save_model(onnx.load(exported), path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data, size_threshold=1024)
+    return data
+
+
+def _remove_stale(output_dir, keep):
+    """An earlier export's graphs and weight files that this one did not write: they would no longer match."""
+    for name in (ONNX_FILE + EXTERNAL_DATA_SUFFIX, INT8_FILE, INT8_FILE + ".data"):
+        stale = os.path.join(output_dir, name)
+        if name not in keep and os.path.exists(stale):
+            os.remove(stale)
+            if name == INT8_FILE:
+                logger.warning("removed %s: it was quantized from an earlier export (add --quantize int8 for a new "
+                               "one).", stale)
 
 
 def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol=1e-5, trust_remote_code=False):
     """Write `model.onnx` (and `model.int8.onnx` with quantize="int8") with the tokenizer, config and card beside
     it; check each graph against torch (float32 to `atol` on padded batches of mixed lengths, empty rows included;
-    int8 within INT8_MIN_R and INT8_MAX_DIFF_STDS) before anything is written. Returns the report also written to
-    onnx_export.json."""
+    int8 within INT8_MIN_R and INT8_MAX_DIFF_STDS) before anything is written. Static and contextual models alike
+    (a contextual graph runs the frozen transformer too). Returns the report also written to onnx_export.json."""
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize={quantize!r}: the choices are None and 'int8'.")
     try:
@@ -203,59 +237,70 @@ def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol
         raise ValueError(f"{model_name_or_path} takes token_features (num_token_features={config.num_token_features}"
                          "); the ONNX graph takes input_ids and attention_mask only, so it cannot be exported.")
     os.makedirs(output_dir, exist_ok=True)
-    names = [ONNX_FILE] + ([INT8_FILE] if quantize == "int8" else [])
     start = time.perf_counter()
-    # Each graph is written under a temporary name and renamed into place only once both are checked.
-    with contextlib.ExitStack() as written:
-        partial = {name: written.enter_context(atomic_write(os.path.join(output_dir, name))) for name in names}
-        written.callback(_remove_quantizer_leftovers, partial.values())
-        export_graph(model, partial[ONNX_FILE], opset)
+    # Everything is written in a temporary folder beside the output and each file renamed into place only once
+    # every graph is checked (weight files before the graphs that name them); an error leaves the folder as it was.
+    with tempfile.TemporaryDirectory(dir=output_dir, prefix=".export-") as work:
+        os.mkdir(os.path.join(work, "traced"))
+        export_graph(model, os.path.join(work, "traced", ONNX_FILE), opset)
+        graph = os.path.join(work, ONNX_FILE)
+        external = store_graph(os.path.join(work, "traced", ONNX_FILE), graph)
         seconds = time.perf_counter() - start
         batches = check_batches(config.vocab_size, config.pad_token_id, seed=1)
-        difference = max_difference(model, partial[ONNX_FILE], batches)
+        difference = max_difference(model, graph, batches)
         if difference > atol:
             raise ExportCheckError(f"the ONNX graph of {model_name_or_path} differs from torch by {difference:.2e} "
                                    f"(> {atol:g}) on the check batches, so it was not written. Please report this "
                                    "with the model's config.json.")
         if quantize == "int8":
             batches += random_batches(config.vocab_size, config.pad_token_id)
-            int8 = quantize_int8(partial[ONNX_FILE], partial[INT8_FILE], model, batches, model_name_or_path)
-    stale = os.path.join(output_dir, INT8_FILE)
-    if quantize is None and os.path.exists(stale):  # an earlier export's int8 graph would no longer match
-        os.remove(stale)
-        logger.warning("removed %s: it was quantized from an earlier export (add --quantize int8 for a new one).",
-                       stale)
-    tokenizer.save_pretrained(output_dir)
-    config.save_pretrained(output_dir)
-    card, target = os.path.join(os.fspath(model_name_or_path), "README.md"), os.path.join(output_dir, "README.md")
-    if os.path.isfile(card) and not (os.path.exists(target) and os.path.samefile(card, target)):
-        shutil.copyfile(card, target)
+            int8 = quantize_int8(graph, os.path.join(work, INT8_FILE), model, batches, model_name_or_path,
+                                 external is not None)
+        written = sorted((name for name in os.listdir(work) if os.path.isfile(os.path.join(work, name))
+                          and not name.startswith(INT8_FILE + ".pre")), key=lambda name: name.endswith(".onnx"))
+        for name in written:
+            os.replace(os.path.join(work, name), os.path.join(output_dir, name))
+    _remove_stale(output_dir, written)
+    # Exported into the model's own folder (as `predict --backend onnx` suggests for a folder without a graph), the
+    # graph joins the torch repository: its config (auto_map and all) and card stay, since the folder holds the code.
+    in_place = os.path.isdir(model_name_or_path) and os.path.samefile(model_name_or_path, output_dir)
+    if not in_place:
+        tokenizer.save_pretrained(output_dir)
+        write_config(config, output_dir)
     report = {
         "exporter": "torch.onnx.export, TorchScript-based (dynamo=False)", "opset": opset,
         "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "source": os.fspath(model_name_or_path),
-        "inputs": list(INPUTS), "outputs": list(OUTPUTS), "export_seconds": round(seconds, 3),
-        "files": {name: os.path.getsize(os.path.join(output_dir, name)) for name in names},
-        "max_abs_difference_vs_torch": difference,
+        "embedding_type": config.embedding_type, "inputs": list(INPUTS), "outputs": list(OUTPUTS),
+        "dynamic_axes": list(AXES), "export_seconds": round(seconds, 3),
+        "files": {name: os.path.getsize(os.path.join(output_dir, name)) for name in written},
+        "external_data": external, "max_abs_difference_vs_torch": difference,
     }
     if quantize == "int8":
         report["int8"] = int8
+    if not in_place:
+        write_card(config, model_name_or_path, output_dir, report)
     with open(os.path.join(output_dir, REPORT_FILE), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
     return report
 
 
-def quantize_int8(path, int8_path, model, batches, source):
+def quantize_int8(path, int8_path, model, batches, source, external=False):
     """Dynamic 8-bit quantization with onnxruntime (weights stored as 8-bit integers, activations quantized on the
     fly; no calibration data), checked against torch on `batches`. Returns what is 8-bit and the check's figures;
-    raises ExportCheckError past the tolerance."""
+    raises ExportCheckError past the tolerance. external=True: the graphs keep their weights in files beside them."""
     from onnxruntime import quantization
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     # quant_pre_process (shape inference and onnxruntime's graph optimizations) folds the weights built at run
-    # time into stored initializers and turns the heads' Gemm into MatMul, so the quantizer sees them.
-    quant_pre_process(path, int8_path + ".pre")
+    # time into stored initializers and turns the heads' Gemm into MatMul, so the quantizer sees them. Its symbolic
+    # shape inference gives up on a transformer's position slice (min(max_positions, length)); onnx's own shape
+    # inference and the optimizations, which are what the folding needs, still run without it.
+    contextual = model.config.embedding_type == "contextual"
+    quant_pre_process(path, int8_path + ".pre", skip_symbolic_shape=contextual, save_as_external_data=external,
+                      all_tensors_to_one_file=True, external_data_location=os.path.basename(int8_path) + ".pre.data")
     quantization.quantize_dynamic(int8_path + ".pre", int8_path, weight_type=quantization.QuantType.QInt8,
-                                  op_types_to_quantize=list(INT8_OPS))
+                                  op_types_to_quantize=list(INT8_OPS), use_external_data_format=external,
+                                  nodes_to_exclude=transformer_matmuls(int8_path + ".pre") if contextual else None)
     agreement = int8_agreement(model, int8_path, batches)
     failures = int8_failures(agreement)
     if failures:
@@ -267,6 +312,17 @@ def quantize_int8(path, int8_path, model, batches, source):
     return {"method": "onnxruntime.quantization: quant_pre_process, then quantize_dynamic with QInt8 weights on "
                       + ", ".join(INT8_OPS),
             **stored_weights(int8_path), **agreement}
+
+
+def transformer_matmuls(path):
+    """The names of a contextual graph's MatMul nodes inside its transformer's layers: they stay float32, as a
+    static graph's RNN does. Quantizing them too (activations by one scale per tensor, and MiniLM's hidden states
+    have a few large dimensions) moved the packaged MiniLM's scores to r .956-.987 with torch, below INT8_MIN_R;
+    its embedding tables (Gather) and the heads are 8-bit, as in a static graph."""
+    import onnx
+
+    return [node.name for node in onnx.load(path, load_external_data=False).graph.node
+            if node.op_type == "MatMul" and node.name.startswith(TRANSFORMER_LAYERS)]
 
 
 def stored_weights(path):

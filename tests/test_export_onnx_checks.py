@@ -114,7 +114,7 @@ def model_dir(tmp_path_factory):
     return folder
 
 
-def foreign_graph(path, width=3, members=2, inputs=("input_ids", "attention_mask"), outputs=("scores", "member_scores"),
+def foreign_graph(path, width=3, members=2, inputs=("input_ids", "attention_mask"), outputs=("logits", "member_logits"),
                   input_type=TensorProto.INT64, output_type=TensorProto.FLOAT, declare_width=True):
     """A graph whose scores are the sum of the token ids, repeated `width` times, and its member scores that row
     repeated for `members`; declared widths are fixed numbers, or symbolic with declare_width=False."""
@@ -138,16 +138,19 @@ def foreign_graph(path, width=3, members=2, inputs=("input_ids", "attention_mask
 
 
 FOREIGN = {
-    "one column": (dict(width=1), r"scores of width 3 \(num_labels, V A D\), found width 1"),
+    "one column": (dict(width=1), r"logits of width 3 \(num_labels, V A D\), found width 1"),
     "one column, symbolic": (dict(width=1, declare_width=False),
-                             r"scores of width 3 \(num_labels, V A D\), found width 1"),
-    "one member": (dict(members=1, declare_width=False), r"member_scores of 2 members \(ensemble_size\), found 1"),
+                             r"logits of width 3 \(num_labels, V A D\), found width 1"),
+    "one member": (dict(members=1, declare_width=False), r"member_logits of 2 members \(ensemble_size\), found 1"),
+    "one member, old names": (dict(members=1, declare_width=False, outputs=("scores", "member_scores")),
+                              r"member_scores of 2 members \(ensemble_size\), found 1"),
     "other input names": (dict(inputs=("tokens", "mask")),
                           r"inputs input_ids, attention_mask, found tokens, mask"),
-    "other output names": (dict(outputs=("logits", "member_logits")),
-                           r"outputs scores, member_scores, found logits, member_logits"),
+    "other output names": (dict(outputs=("out", "member_out")),
+                           r"outputs logits, member_logits \(or the earlier scores, member_scores\), found out, "
+                           r"member_out"),
     "int32 inputs": (dict(input_type=TensorProto.INT32), r"input input_ids of type int64, found int32"),
-    "float64 scores": (dict(output_type=TensorProto.DOUBLE), r"output scores of type float, found double"),
+    "float64 scores": (dict(output_type=TensorProto.DOUBLE), r"output logits of type float, found double"),
 }
 
 
@@ -169,10 +172,12 @@ def test_a_foreign_graph_is_refused_at_load_by_the_api_and_the_cli(model_dir, tm
     assert re.search(pattern, err) and not out.exists()
 
 
-def test_a_graph_with_the_right_names_and_widths_loads_and_runs(model_dir, tmp_path):
-    """The checks refuse only what is wrong: a graph of the right form (symbolic widths included) predicts."""
+@pytest.mark.parametrize("outputs", [("logits", "member_logits"), ("scores", "member_scores")], ids=["names", "old"])
+def test_a_graph_with_the_right_names_and_widths_loads_and_runs(model_dir, tmp_path, outputs):
+    """The checks refuse only what is wrong: a graph of the right form (symbolic widths included) predicts, under
+    optimum's output names or those of earlier exports."""
     for declare_width in (True, False):
-        foreign_graph(model_dir / "right.onnx", declare_width=declare_width)
+        foreign_graph(model_dir / "right.onnx", declare_width=declare_width, outputs=outputs)
         predictor = Predictor.from_dir(model_dir, backend="onnx", onnx_file="right.onnx")
         texts = ["one", "two words here"]
         ids = predictor.tokenizer(texts)["input_ids"]

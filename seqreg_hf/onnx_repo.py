@@ -1,0 +1,142 @@
+"""What an ONNX export folder holds besides its graphs, so that it is a repository of its own: a config.json without
+the remote code it does not carry (no `auto_map`, no `custom_pipelines`), and a card (README.md) for onnxruntime
+users, with a snippet that runs where seqreg_hf (and transformers) is not installed: the tokenizer through
+`tokenizers`, the graph through an onnxruntime InferenceSession.
+
+The card's metadata says `library_name: onnx` (the Hub's library for a repository of .onnx files, which it infers
+from them anyway) with the tags `onnx` and `onnxruntime`; the source card's license, languages, datasets, base
+model and results are carried over, its widget is not (no inference widget runs a bare ONNX graph).
+"""
+
+import json
+import os
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from .onnx_session import INPUTS, ONNX_FILE, OUTPUTS
+from .tokenization import MAX_LENGTH
+
+# Keys of the torch model's config.json that name files the ONNX folder does not hold.
+REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines")
+# What the ONNX card keeps of the source card's metadata.
+CARRIED_METADATA = ("license", "language", "datasets", "base_model", "metrics", "model-index", "pipeline_tag")
+CARD_TAGS = ["onnx", "onnxruntime", "seqreg", "text-regression"]
+EXAMPLES = ["What a wonderful day!", "I am not sure this is going to work."]
+
+
+def write_config(config, output_dir):
+    """config.json of the folder: the model's config (label statistics, calibration, everything) without the keys
+    that point at model code the folder does not hold."""
+    values = json.loads(config.to_json_string(use_diff=True))
+    for key in REMOTE_CODE_KEYS:
+        values.pop(key, None)
+    with open(os.path.join(output_dir, "config.json"), "w", encoding="utf-8") as handle:
+        json.dump(values, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
+def snippet(max_length=MAX_LENGTH):
+    """Python that scores two texts with the folder's graph and prints one JSON line per text; it runs in the
+    folder (a clone or download of the repository) with onnxruntime, numpy and tokenizers only."""
+    ids, mask = INPUTS
+    return f'''import json
+
+import numpy as np
+import onnxruntime
+from tokenizers import Tokenizer
+
+with open("config.json", encoding="utf-8") as handle:
+    config = json.load(handle)
+labels = [label for _, label in sorted((int(k), v) for k, v in config["id2label"].items())]
+tokenizer = Tokenizer.from_file("tokenizer.json")
+pad = config["pad_token_id"]
+tokenizer.enable_padding(pad_id=pad, pad_token=tokenizer.id_to_token(pad))  # right padding, to the longest text
+tokenizer.enable_truncation(max_length={max_length})
+session = onnxruntime.InferenceSession("{ONNX_FILE}", providers=["CPUExecutionProvider"])
+
+texts = {EXAMPLES!r}
+encodings = tokenizer.encode_batch(texts)
+inputs = {{"{ids}": np.array([e.ids for e in encodings], dtype=np.int64),
+          "{mask}": np.array([e.attention_mask for e in encodings], dtype=np.int64)}}
+{OUTPUTS[0]}, {OUTPUTS[1]} = session.run(["{OUTPUTS[0]}", "{OUTPUTS[1]}"], inputs)
+for text, scores, spread in zip(texts, {OUTPUTS[0]}, {OUTPUTS[1]}.std(axis=0)):
+    print(json.dumps({{"text": text, **dict(zip(labels, scores.tolist())),
+                      **{{f"{{label}}_std": float(s) for label, s in zip(labels, spread)}}}}))
+'''
+
+
+def source_metadata(source):
+    """The source card's metadata (a dict; empty without a card)."""
+    path = os.path.join(os.fspath(source), "README.md")
+    if not os.path.isfile(path):
+        return {}
+    return ModelCard.load(path).data.to_dict()
+
+
+def card_text(config, source, report):
+    """The card of an export folder, from the model's config, its source folder and the export's report."""
+    carried = source_metadata(source)
+    metadata = {key: carried[key] for key in CARRIED_METADATA if carried.get(key)}
+    tags = CARD_TAGS + [tag for tag in carried.get("tags") or [] if tag not in CARD_TAGS]
+    data = ModelCardData(library_name="onnx", tags=tags, **metadata)
+    name = carried.get("model_name") or os.path.basename(os.path.abspath(os.fspath(source)))
+    labels = ", ".join(config.label_names)
+    if config.embedding_type == "contextual":
+        what = ("the frozen transformer whose hidden states the recurrent network reads, the recurrent network and "
+                "its head, in one graph")
+    else:
+        what = "the frozen word-embedding matrix, the recurrent network and its head, in one graph"
+    int8 = report.get("int8")
+    files = [f"- `{ONNX_FILE}`: float32, equal to the PyTorch model within "
+             f"{report['max_abs_difference_vs_torch']:.1e} on padded check batches of mixed lengths."]
+    if report.get("external_data"):
+        files.append(f"- `{report['external_data']}`: the weights of `{ONNX_FILE}` (over 2 GB; onnxruntime reads it "
+                     "from beside the graph).")
+    if int8:
+        rs = [r for r in int8["pearson_r_vs_torch"].values() if r is not None]
+        agreement = f"Pearson r >= {min(rs):.4f}" if rs else "scores within tolerance"
+        files.append("- `model.int8.onnx`: the embeddings' and heads' weights stored as 8-bit integers (onnxruntime "
+                     f"dynamic quantization); {agreement} with the PyTorch model on {int8['check_rows']} check rows.")
+    files += ["- `config.json`: labels, label statistics and the architecture (the graph needs none of it to run).",
+              "- `tokenizer.json`, `tokenizer_config.json`: the tokenizer.",
+              "- `onnx_export.json`: the export's report (versions, checks, sizes)."]
+    calibration = ("\nThe conformal calibration of the model is kept in `config.json` (`calibration`); "
+                   "seqreg_hf turns it into intervals.\n" if getattr(config, "calibration", None) else "")
+    body = f"""
+# {name} (ONNX)
+
+The ONNX export of a seqreg_hf sentence regressor: {what}.
+It predicts {config.num_labels} real-valued score(s) per text ({labels}) in the labels' own units,
+from an ensemble of {config.ensemble_size} member(s).
+
+## Use with onnxruntime
+
+In a copy of this repository (`hf download REPO_ID --local-dir model && cd model`), with
+`pip install onnxruntime tokenizers numpy` (neither seqreg_hf nor torch is needed):
+
+```python
+{snippet()}```
+
+Inputs: `{INPUTS[0]}` and `{INPUTS[1]}`, int64 (batch_size, sequence_length), right-padded. Outputs: `{OUTPUTS[0]}`
+(batch_size, num_labels), the scores, and `{OUTPUTS[1]}` (ensemble_size, batch_size, num_labels), each member's
+scores; their std over members is the ensemble's disagreement. For the int8 graph, open `model.int8.onnx`.
+Texts are cut at {MAX_LENGTH} tokens, as `seqreg-hf predict` cuts them by default.
+
+With seqreg_hf installed, `seqreg-hf predict --model_name_or_path . --backend onnx --test_file texts.csv
+--output_file scored.csv` runs the same graph with length-grouped batches.
+{calibration}
+## Files
+
+{chr(10).join(files)}
+
+Exported with {report['exporter']}, opset {report['opset']} (torch {report['torch']}, onnxruntime
+{report['onnxruntime']}).
+"""
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def write_card(config, source, output_dir, report):
+    card_text(config, source, report).save(os.path.join(output_dir, "README.md"))
+
+
+__all__ = ["write_config", "write_card", "card_text", "snippet", "REMOTE_CODE_KEYS"]
