@@ -302,6 +302,9 @@ class ServeArguments:
     max_batch_size: int = field(default=256, metadata={
         "help": "Most texts the model runs at once: waiting requests are joined up to this many texts (one request "
                 "over it still runs whole, in batches of this size)."})
+    max_concurrent_requests: int = field(default=128, metadata={
+        "help": "Most connections and requests served at once; past it a request gets 503 at once (so memory, "
+                "at most this many bodies of --max_body_bytes, and the queue stay bounded)."})
     batch_wait_ms: float = field(default=2.0, metadata={
         "help": "How long the model waits for requests that are still being read to join a batch, in "
                 "milliseconds (a lone request never waits; 0: run what is queued at once)."})
@@ -310,7 +313,7 @@ class ServeArguments:
 
     def __post_init__(self):
         _require_positive(self, "max_length", "max_texts_per_request", "max_chars_per_text", "max_body_bytes",
-                          "max_batch_size")
+                          "max_batch_size", "max_concurrent_requests")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"--port {self.port}: must be 0 to 65535.")
         if not 0 <= self.batch_wait_ms <= 1000:

@@ -56,10 +56,11 @@ class Limits:
     texts: int
     chars: int
     body_bytes: int
+    requests: int = 128
 
     def as_dict(self):
         return {"max_texts_per_request": self.texts, "max_chars_per_text": self.chars,
-                "max_body_bytes": self.body_bytes}
+                "max_body_bytes": self.body_bytes, "max_concurrent_requests": self.requests}
 
 
 def type_name(value):
@@ -348,7 +349,19 @@ def create_app(predictor, folder=None, name=None, limits=None, max_batch=256, wa
                       max_batch, wait_s)
     page = page_html()
 
+    open_requests = [0]  # /predict requests being read, queued or run: past the limit, 503 before the body is read
+
     async def predict(request):
+        if open_requests[0] >= limits.requests:
+            return error_response(503, f"{open_requests[0]} requests are already being served, the limit "
+                                       "(--max_concurrent_requests): retry shortly.")
+        open_requests[0] += 1
+        try:
+            return await answer(request)
+        finally:
+            open_requests[0] -= 1
+
+    async def answer(request):
         try:
             batcher.arriving += 1
             try:
@@ -364,7 +377,7 @@ def create_app(predictor, folder=None, name=None, limits=None, max_batch=256, wa
                 return json_response([])
             try:
                 rows = await batcher.submit(texts, options)
-            except (ValueError, TypeError) as error:  # what the model refuses for these options or texts
+            except ValueError as error:  # what the model refuses for these options or texts (a bug stays a 500)
                 raise RequestError(422, str(error)) from None
         except RequestError as error:
             return error_response(error.status, str(error))
@@ -446,12 +459,14 @@ def main(argv=None):
         folder = resolve_model_dir(args.model_name_or_path)
         predictor = Predictor.from_dir(folder, backend=args.backend, onnx_file=args.onnx_file, device=args.device,
                                        max_length=args.max_length, trust_remote_code=args.trust_remote_code)
-        limits = Limits(args.max_texts_per_request, args.max_chars_per_text, args.max_body_bytes)
+        limits = Limits(args.max_texts_per_request, args.max_chars_per_text, args.max_body_bytes,
+                        args.max_concurrent_requests)
         app = create_app(predictor, folder, args.model_name_or_path, limits, args.max_batch_size,
                          args.batch_wait_ms / 1000)
         level = "warning" if run.log_level == "passive" else run.log_level
         config = uvicorn.Config(app, log_level=level, access_log=args.access_log, lifespan="on",
-                                timeout_graceful_shutdown=None)
+                                timeout_graceful_shutdown=None,
+                                limit_concurrency=2 * args.max_concurrent_requests + 16)  # idle connections too
         server = uvicorn.Server(config)
         sock.listen(2048)
         host, port = sock.getsockname()[:2]

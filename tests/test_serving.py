@@ -130,7 +130,7 @@ def servers(model_dirs, tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
     started = {"ensemble": Server(model_dirs["ensemble"], log=logs / "ensemble.log"),
                "tight": Server(model_dirs["single"], "--max_texts_per_request", "3", "--max_chars_per_text", "50",
-                               "--max_body_bytes", "400", "--backend", single_predictor(model_dirs).backend,
+                               "--max_body_bytes", "400", "--max_concurrent_requests", "9", "--backend", single_predictor(model_dirs).backend,
                                log=logs / "tight.log")}
     yield {name: serving.ready() for name, serving in started.items()}
     for serving in started.values():
@@ -182,7 +182,8 @@ def test_health_info_and_the_page(server, model_dirs):
     assert info["backend"] == "torch" and info["ensemble_size"] == 2 and info["return_std"] is True
     assert info["interval"] is True  # calibrated
     assert info["card"] == json.loads(json.dumps(yaml.safe_load(front), default=str))
-    assert info["limits"] == {"max_texts_per_request": 256, "max_chars_per_text": 10_000, "max_body_bytes": 4_194_304}
+    assert info["limits"] == {"max_texts_per_request": 256, "max_chars_per_text": 10_000, "max_body_bytes": 4_194_304,
+                              "max_concurrent_requests": 128}
     status, page, kind = server.request("GET", "/")
     assert status == 200 and kind.startswith("text/html")
     assert "<script>" in page and 'fetch("predict"' in page and 'fetch("info")' in page
@@ -251,6 +252,35 @@ def test_the_limits_and_what_a_single_network_refuses(tight, model_dirs):
         predict(single, ["x"], interval=0.9)
     assert status == 422 and answer["error"] == str(refusal.value) and "no calibration" in answer["error"]
     assert tight.request("GET", "/info")[1]["interval"] is False
+
+
+def test_requests_past_the_concurrency_limit_get_503_and_the_held_ones_are_answered(tight, model_dirs):
+    """Nine requests hold the tight server's nine places mid-body: the tenth is refused at once (503, JSON, naming
+    the flag), so slow or many clients cannot pile up bodies and queue without bound; the nine are then answered."""
+    body = json.dumps({"inputs": ["happy dog"]}).encode()
+    held = []
+    for _ in range(9):
+        connection = http.client.HTTPConnection(tight.host, tight.port, timeout=120)
+        connection.putrequest("POST", "/predict")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body[:5])
+        held.append(connection)
+    while tight.request("GET", "/health")[1]["reading"] < 9:
+        pass
+    status, answer, _ = tight.request("POST", "/predict", body)
+    assert status == 503 and "--max_concurrent_requests" in answer["error"]
+    for connection in held:
+        connection.send(body[5:])
+    alone = predict(single_predictor(model_dirs), ["happy dog"])
+    for connection in held:  # answered together: equal to the text run alone up to the last bits of a batch
+        response = connection.getresponse()
+        assert response.status == 200
+        got = json.loads(response.read())
+        assert got[0].keys() == alone[0].keys()
+        np.testing.assert_allclose(list(got[0].values()), list(alone[0].values()), rtol=1e-5, atol=1e-6)
+        connection.close()
+    assert tight.predict("happy dog") == predict(single_predictor(model_dirs), ["happy dog"])[0]
 
 
 def test_32_concurrent_requests_equal_sequential_answers(server, model_dirs):

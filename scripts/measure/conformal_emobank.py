@@ -2,8 +2,8 @@
 
     python -m scripts.measure.conformal_emobank [--epochs 1] [--ensemble_dir DIR] [--single_dir DIR | --single_from_member]
 
-1. Train (unless given) two models with the EmoBank recipe (`scripts/configs/emobank.json`) for --epochs epochs: the
-   default ensemble (3 members) and one network (--ensemble_size 1). `seqreg-hf train` calibrates each on the dev
+1. Train (unless given) two models with the static EmoBank recipe (`scripts/configs/emobank_static.json`) for
+   --epochs epochs: its ensemble (3 members) and one network (--ensemble_size 1). `seqreg-hf train` calibrates each on the dev
    split at the end (config.calibration): adaptive for the ensemble, constant for the single network; the stored
    calibration is checked against one recomputed here from the dev predictions. A model given by --ensemble_dir /
    --single_dir without a calibration (a checkpoint) is calibrated on the dev split here, as `seqreg-hf calibrate`
@@ -32,7 +32,7 @@ from seqreg_hf.data import clean_split, read_split
 from seqreg_hf.logs import configure
 
 LEVELS = (0.8, 0.9, 0.95)
-RECIPE = os.path.join(REPO, "scripts", "configs", "emobank.json")
+RECIPE = os.path.join(REPO, "scripts", "configs", "emobank_static.json")  # an ensemble: both kinds of interval
 
 
 def split_rows(split, names):

