@@ -43,7 +43,7 @@ from .embeddings import load_embeddings
 from .formats import atomic_write
 from .logs import configure
 from .metrics import metrics_fn
-from .model_dir import build_from
+from .model_dir import build_from, resolve_embedding_type
 from .trainer import SeqRegTrainer
 
 logger = logging.getLogger(__name__)
@@ -324,9 +324,7 @@ def main(argv=None):
         import optuna
     except ImportError:
         raise ImportError("the search runs on optuna, which is not installed: pip install 'seqreg-hf[search]'.") from None
-    contextual = run.architecture.embedding_type == "contextual"
-    space = read_space(search.space, contextual) if search.space else default_space(contextual)
-    summary = search_trials(run, search, space, optuna)
+    summary, space = search_trials(run, search, optuna)
     stop = summary.pop("stopped_by", None)
     if summary["complete"]:
         summary["best_config"] = write_best_config(run, summary, space)
@@ -339,7 +337,9 @@ def main(argv=None):
     return summary
 
 
-def search_trials(run, search, space, optuna):
+def search_trials(run, search, optuna):
+    """The trials; returns the summary and the space they were drawn from (read once the embeddings decide whether
+    the model is contextual)."""
     data, training_args = run.data, run.training
     output_dir = training_args.output_dir
     set_seed(training_args.seed)
@@ -355,6 +355,10 @@ def search_trials(run, search, space, optuna):
     tokenizer.model_max_length = run.embeddings.max_length
     tokenized = tokenize_splits(raw, tokenizer, data.text_column, data.label_columns, tokenizer.model_max_length,
                                 data.preprocessing_num_workers)
+    # embedding_type unset: the embeddings decide, as the builder does; best_config.json records what the trials built
+    run.architecture.embedding_type = resolve_embedding_type(source, run.architecture.embedding_type)
+    contextual = run.architecture.embedding_type == "contextual"
+    space = read_space(search.space, contextual) if search.space else default_space(contextual)
     base = run.architecture.config_kwargs()
 
     def build(**options):
@@ -364,7 +368,7 @@ def search_trials(run, search, space, optuna):
         return model
 
     collator, states_seconds, probe = DataCollatorWithPadding(tokenizer), None, None
-    if base["embedding_type"] == "contextual":
+    if contextual:
         start = time.perf_counter()
         probe = build(embedding_layers=[], layer_mix="scalar")
         states = len(probe.base_model.embeddings.layers)
@@ -437,7 +441,7 @@ def search_trials(run, search, space, optuna):
             "complete": sum(r["state"] == "complete" for r in rows), "pruned": sum(r["state"] == "pruned" for r in rows),
             "failed": sum(r["state"] == "fail" for r in rows), "search_seconds": round(time.perf_counter() - start, 1),
             "contextual_states_seconds": states_seconds,
-            "space": {n: dataclasses.asdict(d) for n, d in space.items()}}
+            "space": {n: dataclasses.asdict(d) for n, d in space.items()}}, space
 
 
 def trial_rows(study, space, key):

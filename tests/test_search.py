@@ -44,7 +44,8 @@ def tiny_bert(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def recipe(tiny_bert, tmp_path_factory):
-    """Train / dev / test files and a config file as scripts/configs/emobank.json is one."""
+    """Train / dev / test files and a config file as scripts/configs/emobank.json is one (no embedding_type: the
+    transformer makes the model contextual)."""
     folder = tmp_path_factory.mktemp("search_data")
     rng = random.Random(0)
     for split, rows in SIZES.items():
@@ -54,7 +55,7 @@ def recipe(tiny_bert, tmp_path_factory):
                       "A": [offset + len(t) % 5 for t in texts]}).to_csv(folder / f"{split}.csv", index=False)
     config = {"train_file": str(folder / "train.csv"), "validation_file": str(folder / "dev.csv"),
               "test_file": str(folder / "test.csv"), "label_columns": ["V", "A"], "embeddings": str(tiny_bert),
-              "embedding_type": "contextual", "ensemble_size": 1, "num_train_epochs": 2, "report_to": "none",
+              "ensemble_size": 1, "num_train_epochs": 2, "report_to": "none",
               "plots": False, "disable_tqdm": True}
     (folder / "recipe.json").write_text(json.dumps(config))
     (folder / "space.yaml").write_text(SPACE)
@@ -237,3 +238,4 @@ def test_a_signal_ends_the_search_with_its_complete_trials_written(recipe, tmp_p
     assert json.loads((out / "best_config.json").read_text())["rnn_type"] == "lstm"
     assert json.loads((out / "search.json").read_text())["complete"] == 1
     assert not (out / "seeds").exists() and len(calls) == 2
+
