@@ -414,7 +414,7 @@ def search_trials(run, search, optuna):
         pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=first_epoch + 1)
     else:
         pruner = optuna.pruners.NopPruner()
-    storage, stopped_by = optuna.storages.InMemoryStorage(), None
+    storage, stopped_by, failure = optuna.storages.InMemoryStorage(), None, None
     logging.getLogger("optuna.study._optimize").addFilter(_NoStopTraceback())
     start = time.perf_counter()
     try:
@@ -427,14 +427,18 @@ def search_trials(run, search, optuna):
         stopped_by = stop
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside a trial's training
         stopped_by = TrainingInterrupted.at_once(None)
+    except ValueError as error:  # transformers asks the study for its best trial: optuna's words when none completed
+        failure = error
     study = optuna.load_study(study_name=STUDY, storage=storage)
     rows = trial_rows(study, space, key)
     write_trials(output_dir, rows, key)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = study.best_trial if complete else None
+    if failure is not None and (complete or not study.trials):  # not the study's "no completed trial"
+        raise failure
     if best is None and stopped_by is None:
-        raise RuntimeError(f"no trial completed (see {os.path.join(output_dir, 'trials.csv')}, and the log for why "
-                           "they failed); fix it, or give a space file that leaves the failing options out.")
+        raise ValueError(f"no trial completed (see {os.path.join(output_dir, 'trials.csv')}, and the log for why "
+                         "they failed); fix it, or give a space file that leaves the failing options out.")
     return {"objective": key, "direction": "maximize" if greater else "minimize", "stopped_by": stopped_by,
             "best_trial": best and best.number, "best_value": best and best.value,
             "best_values": best and suggest(optuna.trial.FixedTrial(best.params), space), "trials": len(rows),

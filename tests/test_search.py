@@ -239,3 +239,15 @@ def test_a_signal_ends_the_search_with_its_complete_trials_written(recipe, tmp_p
     assert json.loads((out / "search.json").read_text())["complete"] == 1
     assert not (out / "seeds").exists() and len(calls) == 2
 
+
+def test_no_completed_trial_gets_one_line(recipe, tmp_path, capsys, monkeypatch):
+    def refuse(trial, space):
+        raise ValueError("refused")
+
+    monkeypatch.setattr(search, "suggest", refuse)  # every trial fails as a refused combination does
+    code = cli(["search", str(recipe / "recipe.json"), "--output_dir", str(tmp_path / "out"), "--n_trials", "1"])
+    error = capsys.readouterr().err.strip().splitlines()
+    # the log says why the trial failed; the command ends with one error line, not a traceback
+    assert code == 1 and error[-1].startswith("seqreg-hf search: error: no trial completed"), error[-3:]
+    assert "give a space file that leaves the failing options out" in error[-1]
+
