@@ -431,7 +431,7 @@ def search_trials(run, search, optuna):
         failure = error
     study = optuna.load_study(study_name=STUDY, storage=storage)
     rows = trial_rows(study, space, key)
-    write_trials(output_dir, rows, key)
+    write_trials(output_dir, rows, key, greater)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = study.best_trial if complete else None
     if failure is not None and (complete or not study.trials):  # not the study's "no completed trial"
@@ -468,7 +468,8 @@ def trial_rows(study, space, key):
     return rows
 
 
-def write_trials(output_dir, rows, key):
+def write_trials(output_dir, rows, key, greater=True):
+    """trials.csv in trial order; trials.md best first (by the objective's direction), trials without a value last."""
     os.makedirs(output_dir, exist_ok=True)
     columns = list(rows[0]) if rows else ["trial", "state", key, "epochs", "seconds"]
     with atomic_write(os.path.join(output_dir, "trials.csv")) as path, open(path, "w", newline="") as handle:
@@ -476,7 +477,8 @@ def write_trials(output_dir, rows, key):
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in sorted(rows, key=lambda r: (r[key] is None, -(r[key] or 0))):
+    sign = -1 if greater else 1
+    for row in sorted(rows, key=lambda r: (r[key] is None, sign * (r[key] or 0))):
         lines.append("| " + " | ".join("" if row[c] is None else str(row[c]) for c in columns) + " |")
     with atomic_write(os.path.join(output_dir, "trials.md")) as path, open(path, "w") as handle:
         handle.write("\n".join(lines) + "\n")

@@ -251,3 +251,12 @@ def test_no_completed_trial_gets_one_line(recipe, tmp_path, capsys, monkeypatch)
     assert code == 1 and error[-1].startswith("seqreg-hf search: error: no trial completed"), error[-3:]
     assert "give a space file that leaves the failing options out" in error[-1]
 
+
+@pytest.mark.parametrize("greater", [True, False])
+def test_trials_md_lists_the_best_trial_first_in_the_objectives_direction(greater, tmp_path):
+    rows = [{"trial": i, "state": "complete" if v is not None else "fail", "eval_rmse": v}
+            for i, v in enumerate([0.5, None, 0.2, 0.9])]
+    search.write_trials(tmp_path, rows, "eval_rmse", greater)
+    table = (tmp_path / "trials.md").read_text().splitlines()[2:]
+    order = [int(line.split("|")[1]) for line in table]
+    assert order == ([3, 0, 2, 1] if greater else [2, 0, 3, 1])
