@@ -81,12 +81,18 @@ def build_contextual_model(embeddings: Embeddings, location=None, **config_kwarg
     return model
 
 
+def resolve_embedding_type(source, embedding_type=None):
+    """The embedding_type a model over `source` gets: the one given, or, without one, what the source decides: a
+    transformer's hidden states ("contextual"), a vector file's or model2vec's table ("static")."""
+    if embedding_type is not None:
+        return embedding_type
+    return "contextual" if source.kind == "transformers" else "static"
+
+
 def build_from(source, spec, **config_kwargs):
     """build_model, or build_contextual_model with embedding_type="contextual" (`spec`: what --embeddings named).
-    Without an embedding_type the source decides: a transformer's hidden states, a vector file's or model2vec's
-    table."""
-    if config_kwargs.get("embedding_type") is None:
-        config_kwargs["embedding_type"] = "contextual" if source.kind == "transformers" else "static"
+    Without an embedding_type the source decides (resolve_embedding_type)."""
+    config_kwargs["embedding_type"] = resolve_embedding_type(source, config_kwargs.get("embedding_type"))
     if config_kwargs["embedding_type"] != "contextual":
         return build_model(source, **config_kwargs)
     from .embeddings import default_embeddings_path

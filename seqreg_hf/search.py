@@ -43,7 +43,7 @@ from .embeddings import load_embeddings
 from .formats import atomic_write
 from .logs import configure
 from .metrics import metrics_fn
-from .model_dir import build_from
+from .model_dir import build_from, resolve_embedding_type
 from .trainer import SeqRegTrainer
 
 logger = logging.getLogger(__name__)
@@ -324,9 +324,7 @@ def main(argv=None):
         import optuna
     except ImportError:
         raise ImportError("the search runs on optuna, which is not installed: pip install 'seqreg-hf[search]'.") from None
-    contextual = run.architecture.embedding_type == "contextual"
-    space = read_space(search.space, contextual) if search.space else default_space(contextual)
-    summary = search_trials(run, search, space, optuna)
+    summary, space = search_trials(run, search, optuna)
     stop = summary.pop("stopped_by", None)
     if summary["complete"]:
         summary["best_config"] = write_best_config(run, summary, space)
@@ -339,7 +337,9 @@ def main(argv=None):
     return summary
 
 
-def search_trials(run, search, space, optuna):
+def search_trials(run, search, optuna):
+    """The trials; returns the summary and the space they were drawn from (read once the embeddings decide whether
+    the model is contextual)."""
     data, training_args = run.data, run.training
     output_dir = training_args.output_dir
     set_seed(training_args.seed)
@@ -355,6 +355,10 @@ def search_trials(run, search, space, optuna):
     tokenizer.model_max_length = run.embeddings.max_length
     tokenized = tokenize_splits(raw, tokenizer, data.text_column, data.label_columns, tokenizer.model_max_length,
                                 data.preprocessing_num_workers)
+    # embedding_type unset: the embeddings decide, as the builder does; best_config.json records what the trials built
+    run.architecture.embedding_type = resolve_embedding_type(source, run.architecture.embedding_type)
+    contextual = run.architecture.embedding_type == "contextual"
+    space = read_space(search.space, contextual) if search.space else default_space(contextual)
     base = run.architecture.config_kwargs()
 
     def build(**options):
@@ -364,7 +368,7 @@ def search_trials(run, search, space, optuna):
         return model
 
     collator, states_seconds, probe = DataCollatorWithPadding(tokenizer), None, None
-    if base["embedding_type"] == "contextual":
+    if contextual:
         start = time.perf_counter()
         probe = build(embedding_layers=[], layer_mix="scalar")
         states = len(probe.base_model.embeddings.layers)
@@ -410,7 +414,7 @@ def search_trials(run, search, space, optuna):
         pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=first_epoch + 1)
     else:
         pruner = optuna.pruners.NopPruner()
-    storage, stopped_by = optuna.storages.InMemoryStorage(), None
+    storage, stopped_by, failure = optuna.storages.InMemoryStorage(), None, None
     logging.getLogger("optuna.study._optimize").addFilter(_NoStopTraceback())
     start = time.perf_counter()
     try:
@@ -423,21 +427,25 @@ def search_trials(run, search, space, optuna):
         stopped_by = stop
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside a trial's training
         stopped_by = TrainingInterrupted.at_once(None)
+    except ValueError as error:  # transformers asks the study for its best trial: optuna's words when none completed
+        failure = error
     study = optuna.load_study(study_name=STUDY, storage=storage)
     rows = trial_rows(study, space, key)
-    write_trials(output_dir, rows, key)
+    write_trials(output_dir, rows, key, greater)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = study.best_trial if complete else None
+    if failure is not None and (complete or not study.trials):  # not the study's "no completed trial"
+        raise failure
     if best is None and stopped_by is None:
-        raise RuntimeError(f"no trial completed (see {os.path.join(output_dir, 'trials.csv')}, and the log for why "
-                           "they failed); fix it, or give a space file that leaves the failing options out.")
+        raise ValueError(f"no trial completed (see {os.path.join(output_dir, 'trials.csv')}, and the log for why "
+                         "they failed); fix it, or give a space file that leaves the failing options out.")
     return {"objective": key, "direction": "maximize" if greater else "minimize", "stopped_by": stopped_by,
             "best_trial": best and best.number, "best_value": best and best.value,
             "best_values": best and suggest(optuna.trial.FixedTrial(best.params), space), "trials": len(rows),
             "complete": sum(r["state"] == "complete" for r in rows), "pruned": sum(r["state"] == "pruned" for r in rows),
             "failed": sum(r["state"] == "fail" for r in rows), "search_seconds": round(time.perf_counter() - start, 1),
             "contextual_states_seconds": states_seconds,
-            "space": {n: dataclasses.asdict(d) for n, d in space.items()}}
+            "space": {n: dataclasses.asdict(d) for n, d in space.items()}}, space
 
 
 def trial_rows(study, space, key):
@@ -460,7 +468,8 @@ def trial_rows(study, space, key):
     return rows
 
 
-def write_trials(output_dir, rows, key):
+def write_trials(output_dir, rows, key, greater=True):
+    """trials.csv in trial order; trials.md best first (by the objective's direction), trials without a value last."""
     os.makedirs(output_dir, exist_ok=True)
     columns = list(rows[0]) if rows else ["trial", "state", key, "epochs", "seconds"]
     with atomic_write(os.path.join(output_dir, "trials.csv")) as path, open(path, "w", newline="") as handle:
@@ -468,7 +477,8 @@ def write_trials(output_dir, rows, key):
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in sorted(rows, key=lambda r: (r[key] is None, -(r[key] or 0))):
+    sign = -1 if greater else 1
+    for row in sorted(rows, key=lambda r: (r[key] is None, sign * (r[key] or 0))):
         lines.append("| " + " | ".join("" if row[c] is None else str(row[c]) for c in columns) + " |")
     with atomic_write(os.path.join(output_dir, "trials.md")) as path, open(path, "w") as handle:
         handle.write("\n".join(lines) + "\n")

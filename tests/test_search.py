@@ -44,7 +44,8 @@ def tiny_bert(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def recipe(tiny_bert, tmp_path_factory):
-    """Train / dev / test files and a config file as scripts/configs/emobank.json is one."""
+    """Train / dev / test files and a config file as scripts/configs/emobank.json is one (no embedding_type: the
+    transformer makes the model contextual)."""
     folder = tmp_path_factory.mktemp("search_data")
     rng = random.Random(0)
     for split, rows in SIZES.items():
@@ -54,7 +55,7 @@ def recipe(tiny_bert, tmp_path_factory):
                       "A": [offset + len(t) % 5 for t in texts]}).to_csv(folder / f"{split}.csv", index=False)
     config = {"train_file": str(folder / "train.csv"), "validation_file": str(folder / "dev.csv"),
               "test_file": str(folder / "test.csv"), "label_columns": ["V", "A"], "embeddings": str(tiny_bert),
-              "embedding_type": "contextual", "ensemble_size": 1, "num_train_epochs": 2, "report_to": "none",
+              "ensemble_size": 1, "num_train_epochs": 2, "report_to": "none",
               "plots": False, "disable_tqdm": True}
     (folder / "recipe.json").write_text(json.dumps(config))
     (folder / "space.yaml").write_text(SPACE)
@@ -237,3 +238,25 @@ def test_a_signal_ends_the_search_with_its_complete_trials_written(recipe, tmp_p
     assert json.loads((out / "best_config.json").read_text())["rnn_type"] == "lstm"
     assert json.loads((out / "search.json").read_text())["complete"] == 1
     assert not (out / "seeds").exists() and len(calls) == 2
+
+
+def test_no_completed_trial_gets_one_line(recipe, tmp_path, capsys, monkeypatch):
+    def refuse(trial, space):
+        raise ValueError("refused")
+
+    monkeypatch.setattr(search, "suggest", refuse)  # every trial fails as a refused combination does
+    code = cli(["search", str(recipe / "recipe.json"), "--output_dir", str(tmp_path / "out"), "--n_trials", "1"])
+    error = capsys.readouterr().err.strip().splitlines()
+    # the log says why the trial failed; the command ends with one error line, not a traceback
+    assert code == 1 and error[-1].startswith("seqreg-hf search: error: no trial completed"), error[-3:]
+    assert "give a space file that leaves the failing options out" in error[-1]
+
+
+@pytest.mark.parametrize("greater", [True, False])
+def test_trials_md_lists_the_best_trial_first_in_the_objectives_direction(greater, tmp_path):
+    rows = [{"trial": i, "state": "complete" if v is not None else "fail", "eval_rmse": v}
+            for i, v in enumerate([0.5, None, 0.2, 0.9])]
+    search.write_trials(tmp_path, rows, "eval_rmse", greater)
+    table = (tmp_path / "trials.md").read_text().splitlines()[2:]
+    order = [int(line.split("|")[1]) for line in table]
+    assert order == ([3, 0, 2, 1] if greater else [2, 0, 3, 1])
