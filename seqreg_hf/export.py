@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from .model_dir import load_model_dir
-from .onnx_repo import write_config, write_card
+from .onnx_repo import write_card, write_config
 from .onnx_session import AXES, INPUTS, ONNX_FILE, OUTPUTS, OnnxSession
+from .tokenization import truncation_length
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,17 @@ def dense_path_only(model):
     finally:
         for encoder in encoders:
             del encoder.unpadded_fast_path  # back to the class attribute
+
+
+@contextlib.contextmanager
+def working_directory(path):
+    """Run the block with `path` as the current directory (contextlib.chdir, which Python 3.10 lacks)."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def check_batches(vocab_size, pad_token_id, seed=0):
@@ -278,7 +290,7 @@ def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol
     if quantize == "int8":
         report["int8"] = int8
     if not in_place:
-        write_card(config, model_name_or_path, output_dir, report)
+        write_card(config, model_name_or_path, output_dir, report, truncation_length(tokenizer))
     with open(os.path.join(output_dir, REPORT_FILE), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
     return report
@@ -295,9 +307,22 @@ def quantize_int8(path, int8_path, model, batches, source, external=False):
     # time into stored initializers and turns the heads' Gemm into MatMul, so the quantizer sees them. Its symbolic
     # shape inference gives up on a transformer's position slice (min(max_positions, length)); onnx's own shape
     # inference and the optimizations, which are what the folding needs, still run without it.
+    # When its symbolic shape inference fails, onnxruntime saves the graph as sym_shape_infer_temp.onnx (and its
+    # weights in uuid-named .data files) in the current directory and raises a bare Exception: it runs inside the
+    # export's temporary folder (absolute paths), which takes the scratch files with it, and the failure is one line.
     contextual = model.config.embedding_type == "contextual"
-    quant_pre_process(path, int8_path + ".pre", skip_symbolic_shape=contextual, save_as_external_data=external,
-                      all_tensors_to_one_file=True, external_data_location=os.path.basename(int8_path) + ".pre.data")
+    path, int8_path = os.path.abspath(path), os.path.abspath(int8_path)
+    try:
+        with working_directory(os.path.dirname(int8_path)):
+            quant_pre_process(path, int8_path + ".pre", skip_symbolic_shape=contextual,
+                              save_as_external_data=external, all_tensors_to_one_file=True,
+                              external_data_location=os.path.basename(int8_path) + ".pre.data")
+    except Exception as error:
+        if "symbolic shape inference" not in str(error):
+            raise
+        raise ExportCheckError(
+            f"onnxruntime's pre-processing for int8 of {source} failed ({error}), so nothing was written. Export "
+            "without --quantize for the float32 graph, and please report this with the model's config.json.") from None
     quantization.quantize_dynamic(int8_path + ".pre", int8_path, weight_type=quantization.QuantType.QInt8,
                                   op_types_to_quantize=list(INT8_OPS), use_external_data_format=external,
                                   nodes_to_exclude=transformer_matmuls(int8_path + ".pre") if contextual else None)

@@ -73,8 +73,9 @@ def source_metadata(source):
     return ModelCard.load(path).data.to_dict()
 
 
-def card_text(config, source, report):
-    """The card of an export folder, from the model's config, its source folder and the export's report."""
+def card_text(config, source, report, max_length=MAX_LENGTH):
+    """The card of an export folder, from the model's config, its source folder and the export's report; its snippet
+    cuts texts at `max_length` tokens (the saved tokenizer's limit, as `seqreg-hf predict` cuts them)."""
     carried = source_metadata(source)
     metadata = {key: carried[key] for key in CARRIED_METADATA if carried.get(key)}
     tags = CARD_TAGS + [tag for tag in carried.get("tags") or [] if tag not in CARD_TAGS]
@@ -115,12 +116,12 @@ In a copy of this repository (`hf download REPO_ID --local-dir model && cd model
 `pip install onnxruntime tokenizers numpy` (neither seqreg_hf nor torch is needed):
 
 ```python
-{snippet()}```
+{snippet(max_length)}```
 
 Inputs: `{INPUTS[0]}` and `{INPUTS[1]}`, int64 (batch_size, sequence_length), right-padded. Outputs: `{OUTPUTS[0]}`
 (batch_size, num_labels), the scores, and `{OUTPUTS[1]}` (ensemble_size, batch_size, num_labels), each member's
 scores; their std over members is the ensemble's disagreement. For the int8 graph, open `model.int8.onnx`.
-Texts are cut at {MAX_LENGTH} tokens, as `seqreg-hf predict` cuts them by default.
+Texts are cut at {max_length} tokens, as `seqreg-hf predict` cuts them by default.
 
 With seqreg_hf installed, `seqreg-hf predict --model_name_or_path . --backend onnx --test_file texts.csv
 --output_file scored.csv` runs the same graph with length-grouped batches.
@@ -135,8 +136,8 @@ Exported with {report['exporter']}, opset {report['opset']} (torch {report['torc
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
-def write_card(config, source, output_dir, report):
-    card_text(config, source, report).save(os.path.join(output_dir, "README.md"))
+def write_card(config, source, output_dir, report, max_length=MAX_LENGTH):
+    card_text(config, source, report, max_length).save(os.path.join(output_dir, "README.md"))
 
 
 __all__ = ["write_config", "write_card", "card_text", "snippet", "REMOTE_CODE_KEYS"]

@@ -23,7 +23,7 @@ from .formats import atomic_write, check_input, read_chunks
 from .logs import progress_enabled
 from .model_dir import load_model_dir
 from .onnx_session import ONNX_FILE, OnnxSession
-from .tokenization import MAX_LENGTH, pad_right
+from .tokenization import pad_right, truncation_length
 from .writers import check_output
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Predictor:
         self.model = model.eval() if backend == "torch" else model
         self.config = model.config
         self.tokenizer = pad_right(tokenizer)
-        self.max_length = max_length or min(getattr(tokenizer, "model_max_length", MAX_LENGTH), 100_000)
+        self.max_length = max_length or truncation_length(tokenizer)
         self.device = (device or next(model.parameters()).device) if backend == "torch" else "cpu"
         if backend == "torch" and device is not None:
             self.model.to(device)

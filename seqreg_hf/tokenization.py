@@ -48,6 +48,12 @@ def word_normalizer(lowercase):
 MAX_LENGTH = 128
 
 
+def truncation_length(tokenizer):
+    """The tokens per text predict keeps: the tokenizer's saved model_max_length (a tokenizer without a limit stores
+    a huge sentinel, capped here), MAX_LENGTH where it has none."""
+    return min(getattr(tokenizer, "model_max_length", MAX_LENGTH), 100_000)
+
+
 def word_pre_tokenizer():
     return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
                                     pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated")])

@@ -13,6 +13,7 @@ import yaml
 from seqreg_hf import Predictor, SeqRegForSequenceRegression, init_model_dir
 from seqreg_hf.cli import main as cli
 from seqreg_hf.configuration_seqreg import CHOICES
+import seqreg_hf.export as export
 from seqreg_hf.export import check_batches, export_graph
 from seqreg_hf.onnx_session import OnnxSession
 
@@ -328,3 +329,30 @@ def test_txt_byte_order_mark_and_malformed_jsonl(exported, tmp_path, capsys):
                 "--output_file", str(out)]) == 1
     err = capsys.readouterr().err
     assert f"{broken}: cannot be read" in err and "Traceback" not in err
+
+
+def test_a_failed_symbolic_shape_inference_is_one_line_and_leaves_no_scratch_files(exported, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """onnxruntime's symbolic shape inference, when it gives up, saves sym_shape_infer_temp.onnx (and uuid-named
+    .data files) in the current directory and raises a bare Exception: the export names the fix in one line, the
+    scratch files go with its temporary folder, and the output folder stays as it was."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    def give_up(self):
+        self.run_ = False
+        return False
+
+    monkeypatch.setattr(SymbolicShapeInference, "_infer_impl", give_up)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    out = tmp_path / "onnx"
+    with pytest.raises(export.ExportCheckError, match="without --quantize"):
+        export.export_onnx(exported / "model", out, quantize="int8")
+    assert sorted(p.name for p in cwd.iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) == []
+    assert cli(["export", "--model_name_or_path", str(exported / "model"), "--output_dir", str(out),
+                "--quantize", "int8"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the weights' loading bar
+    assert error.startswith("seqreg-hf export: error: ") and "without --quantize" in error
+    assert sorted(p.name for p in cwd.iterdir()) == []

@@ -153,3 +153,26 @@ def test_an_export_into_the_models_own_folder_keeps_its_config_and_card(tmp_path
     assert (folder / "config.json").read_text() == config and (folder / "README.md").read_text() == card
     want = Predictor.from_dir(folder).predict(TEXTS)
     np.testing.assert_allclose(Predictor.from_dir(folder, backend="onnx").predict(TEXTS), want, rtol=0, atol=1e-5)
+
+
+def test_the_card_snippet_cuts_texts_where_predict_does(tmp_path):
+    """A tokenizer saved with model_max_length 200 (not MAX_LENGTH, 128): the card's snippet cuts at 200 tokens, and
+    on a text of more than 200 tokens it gives what `predict --backend onnx` gives."""
+    torch.manual_seed(5)
+    init_model_dir(tmp_path / "model", None, embedding_type="static", id2label={0: "V", 1: "A"}, hidden_size=8,
+                   label_means=[3.0, 2.5], label_stds=[0.4, 0.3])
+    _, tokenizer = load_model_dir(tmp_path / "model")
+    tokenizer.model_max_length = 200
+    tokenizer.save_pretrained(tmp_path / "model")
+    export_onnx(tmp_path / "model", tmp_path / "onnx")
+    card = (tmp_path / "onnx" / "README.md").read_text()
+    assert "enable_truncation(max_length=200)" in card and "cut at 200 tokens" in card
+    text = " ".join(TEXTS[i % len(TEXTS)] + f" number {i}" for i in range(40))
+    assert len(tokenizer(text)["input_ids"]) > 200
+    code = card_snippet(tmp_path / "onnx").replace(repr(EXAMPLES), repr([text]))
+    done = subprocess.run([sys.executable, "-c", PRELUDE + code], cwd=tmp_path / "onnx", capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    want = Predictor.from_dir(tmp_path / "onnx", backend="onnx").predict([text])[0]
+    np.testing.assert_allclose([row["V"], row["A"]], want, rtol=0, atol=1e-5)
