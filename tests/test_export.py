@@ -10,10 +10,10 @@ import pytest
 import torch
 import yaml
 
+import seqreg_hf.export as export
 from seqreg_hf import Predictor, SeqRegForSequenceRegression, init_model_dir
 from seqreg_hf.cli import main as cli
 from seqreg_hf.configuration_seqreg import CHOICES
-import seqreg_hf.export as export
 from seqreg_hf.export import check_batches, export_graph
 from seqreg_hf.onnx_session import OnnxSession
 

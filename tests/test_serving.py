@@ -130,7 +130,8 @@ def servers(model_dirs, tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
     started = {"ensemble": Server(model_dirs["ensemble"], log=logs / "ensemble.log"),
                "tight": Server(model_dirs["single"], "--max_texts_per_request", "3", "--max_chars_per_text", "50",
-                               "--max_body_bytes", "400", "--max_concurrent_requests", "9", "--backend", single_predictor(model_dirs).backend,
+                               "--max_body_bytes", "400", "--max_concurrent_requests", "9",
+                               "--backend", single_predictor(model_dirs).backend,
                                log=logs / "tight.log")}
     yield {name: serving.ready() for name, serving in started.items()}
     for serving in started.values():

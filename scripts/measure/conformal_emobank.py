@@ -2,13 +2,14 @@
 
     python -m scripts.measure.conformal_emobank [--epochs 1] [--ensemble_dir DIR] [--single_dir DIR | --single_from_member]
 
-1. Train (unless given) two models with the static EmoBank recipe (`scripts/configs/emobank_static.json`) for
-   --epochs epochs: its ensemble (3 members) and one network (--ensemble_size 1). `seqreg-hf train` calibrates each on the dev
+1. Train (unless given) two models with the static EmoBank recipe (`scripts/configs/emobank_static.json`) for --epochs
+   epochs: its ensemble (3 members) and one network (--ensemble_size 1). `seqreg-hf train` calibrates each on the dev
    split at the end (config.calibration): adaptive for the ensemble, constant for the single network; the stored
    calibration is checked against one recomputed here from the dev predictions. A model given by --ensemble_dir /
    --single_dir without a calibration (a checkpoint) is calibrated on the dev split here, as `seqreg-hf calibrate`
    does. `--single_from_member` takes the ensemble's member 0, run alone, as the single network instead of training
    one (each member learns as a separate network would).
+
 2. On the test split, through `Predictor` (the path of `seqreg-hf predict --interval`): per target, the share of true
    scores inside the interval (coverage) and its mean width, at levels 0.8, 0.9 and 0.95. Beside them, in the same
    run: the ensemble's mean ± 2 std (the uncertainty the package reported before) and the ensemble calibrated with
