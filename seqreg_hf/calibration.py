@@ -55,14 +55,22 @@ def true_scores(dataset, label_columns):
         len(dataset), -1)
 
 
-def calibrate_run(trainer, validation, text_column, label_columns, source="the validation split"):
+def calibrate_run(trainer, validation, text_column, label_columns, source="the validation split", predictions=None):
     """At the end of `seqreg-hf train`: calibrate the trained model on the validation split (`validation`, cleaned)
-    and store it, in memory and in the output_dir's config.json (main process only). Returns the calibration."""
+    and store it, in memory and in the output_dir's config.json (main process only). Returns the calibration.
+
+    `predictions`: the Trainer's final predictions of those rows, in order. A single network is calibrated on them,
+    without running the model again; an ensemble's adaptive intervals need its members' spread, which the Trainer
+    does not keep, so its members score the validation rows once more."""
     if not trainer.is_world_process_zero() or len(validation) < 2:
         return None
-    predictor = Predictor(trainer.model, trainer.processing_class)
-    calibration = calibrate_predictor(predictor, validation[text_column], true_scores(validation, label_columns),
-                                      source=source)
+    true = true_scores(validation, label_columns)
+    if predictions is not None and trainer.model.config.ensemble_size == 1:
+        calibration = calibration_of(np.asarray(predictions, dtype=np.float32).reshape(true.shape), true,
+                                     trainer.model.config.label_names, None, source=source)
+    else:
+        predictor = Predictor(trainer.model, trainer.processing_class)
+        calibration = calibrate_predictor(predictor, validation[text_column], true, source=source)
     trainer.model.config.calibration = calibration  # a later save (push_to_hub) writes it again
     write_calibration(trainer.args.output_dir, calibration)
     logger.info("calibrated %s intervals on %d validation rows (config.calibration).", calibration["kind"],

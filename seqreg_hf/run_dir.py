@@ -148,7 +148,9 @@ def write_run_outputs(trainer, raw, results, run, predicted):
         os.makedirs(predictions_dir, exist_ok=True)
         write_predictions(predictions_dir, split, raw[split], scores, true, names, run.model.plots, output_dir)
     if "validation" in raw:  # split-conformal intervals, stored in config.json (see seqreg_hf.calibration)
-        calibrate_run(trainer, raw["validation"], data_args.text_column, names)
+        kept = predicted.get("validation")  # the Trainer's own final predictions of these rows, if it kept them
+        calibrate_run(trainer, raw["validation"], data_args.text_column, names,
+                      predictions=None if kept is None else kept.predictions)
     if run.model.plots:
         from .plots import learning_curves
 

@@ -106,7 +106,8 @@ def test_the_prediction_files_hold_the_predictions_the_metrics_were_computed_on(
 
 def test_a_finished_run_writes_its_files_without_running_the_model_again(tmp_path, monkeypatch):
     """The prediction files come from the Trainer's final predictions: while a run writes its files, no module of the
-    model runs (a second prediction of validation and test used to run there)."""
+    model runs (a second prediction of validation and test used to run there; a single network's calibration is made
+    from the Trainer's own validation predictions too)."""
     import seqreg_hf.training
 
     write, ran = seqreg_hf.training.write_run_outputs, []
