@@ -62,3 +62,19 @@ def run_cli(*args, env=None, **kwargs):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "seqreg_hf.cli", *args], capture_output=True, text=True, env=env,
                           timeout=600, cwd=REPO, stdin=subprocess.DEVNULL, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A randomly initialized 3-layer BERT (4 hidden states) over MiniLM's WordPiece vocabulary, saved as
+    safetensors: the contextual tests' transformer."""
+    from transformers import BertConfig, BertModel
+
+    from seqreg_hf.embeddings import load_embeddings
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    load_embeddings(None).tokenizer.save_pretrained(folder)
+    return folder

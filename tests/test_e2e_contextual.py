@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 import seqreg_hf
 from seqreg_hf import SeqRegForSequenceRegression, init_model_dir
@@ -19,17 +19,6 @@ from seqreg_hf.embeddings import default_embeddings_path, load_embeddings
 from .conftest import tiny_config
 
 TEXTS = ["a calm evening by the lake", "no", "What a terrible, terrible day it was for all of us!", ""]
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    """A randomly initialized 3-layer BERT over MiniLM's WordPiece vocabulary, saved as safetensors."""
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(folder)
-    load_embeddings(None).tokenizer.save_pretrained(folder)
-    return folder
 
 
 def direct_states(source, batch, layers):

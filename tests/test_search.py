@@ -11,13 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertModel, Trainer
+from transformers import AutoTokenizer, Trainer
 
 from seqreg_hf import SeqRegForSequenceRegression, init_model_dir, search
 from seqreg_hf.cli import main as cli
 from seqreg_hf.contextual_cache import COLUMN, cache_contextual_states
 from seqreg_hf.data import load_raw_datasets, tokenize_splits
-from seqreg_hf.embeddings import load_embeddings
 from seqreg_hf.modeling_seqreg import SeqRegEmbeddings
 
 WORDS = "good bad calm angry happy sad day night lake storm".split()
@@ -29,17 +28,6 @@ learning_rate: {low: 1.0e-3, high: 1.0e-2, log: true}
 embedding_layers: [[-1], [1, 2]]
 layer_mix: [mean, scalar]
 """
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    """A randomly initialized 3-layer BERT (4 hidden states) over MiniLM's WordPiece vocabulary."""
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(folder)
-    load_embeddings(None).tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
