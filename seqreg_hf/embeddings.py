@@ -180,7 +180,8 @@ def _input_embedding_matrix(spec, trust_remote_code):
         pickled = [n for n in ("pytorch_model.bin", "model.pt", "tf_model.h5") if find(n)]
         raise OSError(f"{spec} has no model.safetensors{f' (only {pickled})' if pickled else ''}: seqreg_hf reads "
                       "weights from safetensors only, never from pickles. Convert it once where you trust the file: "
-                      "AutoModel.from_pretrained(DIR).save_pretrained(DIR) writes model.safetensors.")
+                      "AutoModel.from_pretrained(DIR, trust_remote_code=False).save_pretrained(DIR) writes "
+                      "model.safetensors.")
     key = next((k for k in files if k == name or k.endswith("." + name)), None)
     if key is None:
         raise OSError(f"{spec}: no tensor named {name!r} (the input embeddings of {type(skeleton).__name__}) in its "

@@ -255,18 +255,21 @@ def test_the_limits_and_what_a_single_network_refuses(tight, model_dirs):
     assert tight.request("GET", "/info")[1]["interval"] is False
 
 
+def held_mid_body(server, body, sent):
+    """A POST /predict that has sent its headers and the first `sent` bytes of `body`; `.send` the rest later."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
+    connection.putrequest("POST", "/predict")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders(body[:sent])
+    return connection
+
+
 def test_requests_past_the_concurrency_limit_get_503_and_the_held_ones_are_answered(tight, model_dirs):
     """Nine requests hold the tight server's nine places mid-body: the tenth is refused at once (503, JSON, naming
     the flag), so slow or many clients cannot pile up bodies and queue without bound; the nine are then answered."""
     body = json.dumps({"inputs": ["happy dog"]}).encode()
-    held = []
-    for _ in range(9):
-        connection = http.client.HTTPConnection(tight.host, tight.port, timeout=120)
-        connection.putrequest("POST", "/predict")
-        connection.putheader("Content-Type", "application/json")
-        connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body[:5])
-        held.append(connection)
+    held = [held_mid_body(tight, body, 5) for _ in range(9)]
     while tight.request("GET", "/health")[1]["reading"] < 9:
         pass
     status, answer, _ = tight.request("POST", "/predict", body)
@@ -317,14 +320,7 @@ def test_sigterm_lets_the_requests_in_flight_finish_and_exits_0(tight, model_dir
     reads the rest, runs them through the batcher, answers all eight and exits with status 0."""
     requests = [[f"{w} happy dog" for w in WORDS[i:i + 3]] for i in range(8)]
     bodies = [json.dumps({"inputs": texts}).encode() for texts in requests]
-    connections = []
-    for body in bodies:
-        connection = http.client.HTTPConnection(tight.host, tight.port, timeout=120)
-        connection.putrequest("POST", "/predict")
-        connection.putheader("Content-Type", "application/json")
-        connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body[:10])
-        connections.append(connection)
+    connections = [held_mid_body(tight, body, 10) for body in bodies]
     while tight.request("GET", "/health")[1]["reading"] < 8:
         pass
     tight.process.send_signal(signal.SIGTERM)
