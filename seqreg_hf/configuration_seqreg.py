@@ -18,6 +18,9 @@ EMBEDDING_NORMS = ("none", "layer_norm")
 EMBEDDING_DTYPES = ("float32", "float16")
 EMBEDDING_TYPES = ("static", "contextual")
 LAYER_MIXES = ("mean", "scalar")
+# How a model reads a pair of texts (None: one text per row). "siamese" and "cosine" run one shared encoder over each
+# text and compare the two sentence vectors symmetrically; "cross" reads one sequence, text [SEP] text_pair.
+PAIR_ENCODINGS = ("siamese", "cosine", "cross")
 # Every option with a fixed set of values; the command line turns each into a typed choice.
 CHOICES = {
     "rnn_type": RNN_TYPES,
@@ -30,6 +33,7 @@ CHOICES = {
     "embeddings_dtype": EMBEDDING_DTYPES,
     "embedding_type": EMBEDDING_TYPES,
     "layer_mix": LAYER_MIXES,
+    "pair_encoding": PAIR_ENCODINGS,
 }
 
 # Options that only change how a trained model learns from here on (a run that continues a checkpoint may set them);
@@ -153,6 +157,14 @@ class SeqRegConfig(PretrainedConfig):
             labels. When set, the loss is computed on standardized targets and `logits` come back in
             the labels' own units.
         num_labels / id2label: how many targets and their names (EmoBank: `V`, `A`, `D`).
+        pair_encoding (`str`, *optional*): how a pair of texts (STS-B's `sentence1`, `sentence2`) is read; `None`
+            (the default) reads one text per row. `"siamese"`: one encoder (the same weights) reads each text into a
+            sentence vector, u and v, and the head reads `[u + v, |u - v|, u * v]`, so the score of (a, b) is
+            exactly the score of (b, a). `"cosine"`: the same two vectors, scored `scale * cos(u, v) + shift` (one
+            scale and shift per target, trained). `"cross"`: one sequence, the text, the tokenizer's separator, then
+            the second text (`tokenizer(text, text_pair)`), read by the encoder as one text: the encoder sees both
+            texts at once, but the score is not symmetric. A siamese model takes the second text as
+            `pair_input_ids` / `pair_attention_mask`; a cross model takes nothing new.
         problem_type: always `"regression"`; anything else is refused.
         embeddings_source (`str`, *optional*): where the vectors came from (file, directory or Hub id).
 
@@ -199,6 +211,7 @@ class SeqRegConfig(PretrainedConfig):
         label_stds=None,
         initializer_range=0.02,
         embeddings_source=None,
+        pair_encoding=None,
         **kwargs,
     ):
         problem_type = kwargs.pop("problem_type", None) or "regression"
@@ -269,6 +282,13 @@ class SeqRegConfig(PretrainedConfig):
             raise ValueError("label_means and label_stds go together: set both or neither.")
         self.initializer_range = float(initializer_range)
         self.embeddings_source = embeddings_source
+        self.pair_encoding = None if pair_encoding is None else _choice("pair_encoding", pair_encoding)
+        if self.pair_encoding in ("siamese", "cosine") and self.num_token_features:
+            raise ValueError(f"pair_encoding={self.pair_encoding!r} reads texts only; num_token_features must be 0 "
+                             "(or use pair_encoding='cross', one sequence per pair).")
+        if self.pair_encoding == "cosine" and self.head_hidden_sizes:
+            raise ValueError("pair_encoding='cosine' scores scale * cos(u, v) + shift and has no MLP; drop "
+                             "head_hidden_sizes, or use pair_encoding='siamese'.")
 
     def to_diff_dict(self):
         # transformers drops id2label when it equals its own 2-label default; always keep the target names,
@@ -298,6 +318,21 @@ class SeqRegConfig(PretrainedConfig):
     def pooled_size(self):
         """Width of the sentence vector that the head reads."""
         return 2 * self.rnn_output_size if self.pooling == "mean_max" else self.rnn_output_size
+
+    @property
+    def reads_pairs(self):
+        """Whether a row is a pair of texts (any `pair_encoding`)."""
+        return self.pair_encoding is not None
+
+    @property
+    def siamese(self):
+        """Whether the two texts of a pair are encoded apart (`pair_input_ids`): "siamese" and "cosine"."""
+        return self.pair_encoding in ("siamese", "cosine")
+
+    @property
+    def head_input_size(self):
+        """Width of what one member's head reads: the sentence vector, or a siamese pair's [u + v, |u - v|, u * v]."""
+        return 3 * self.pooled_size if self.pair_encoding == "siamese" else self.pooled_size
 
     @property
     def label_names(self):

@@ -43,6 +43,9 @@ class SeqRegModelOutput(ModelOutput):
             reading the sentence back to its first token.
         c_n (`torch.FloatTensor` of shape `(num_layers, batch, rnn_output_size)`, LSTM only): final cell states.
 
+        pair_pooler_output (`torch.FloatTensor` of shape `(batch, pooled_size)`, siamese pair models only): the
+            second text's sentence vector, from the same encoder; the other fields are the first text's.
+
     With `config.ensemble_size = K > 1` each of these holds the K members' tensors side by side on the last axis
     (width K * rnn_output_size, or K * pooled_size), in member order.
     """
@@ -51,6 +54,7 @@ class SeqRegModelOutput(ModelOutput):
     pooler_output: torch.FloatTensor | None = None
     h_n: torch.FloatTensor | None = None
     c_n: torch.FloatTensor | None = None
+    pair_pooler_output: torch.FloatTensor | None = None
 
 
 def _compiling():
@@ -106,6 +110,16 @@ def concordance_correlation(predictions, targets):
     covariance = ((predictions - mean_p) * (targets - mean_t)).mean(dim=0)
     denominator = var_p + var_t + (mean_p - mean_t).pow(2)
     return 2.0 * covariance / denominator.clamp(min=torch.finfo(predictions.dtype).eps)
+
+
+def _pad_to(tensor, width, value, dim=1):
+    """`tensor` right-padded with `value` along `dim` to `width` positions."""
+    missing = width - tensor.size(dim)
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor, tensor.new_full(shape, value)], dim=dim)
 
 
 class SeqRegEmbeddings(nn.Module):
@@ -465,7 +479,7 @@ class SeqRegHead(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        layers, width = [nn.Dropout(config.head_dropout)], config.pooled_size
+        layers, width = [nn.Dropout(config.head_dropout)], config.head_input_size
         for hidden in config.head_hidden_sizes:
             layers += [nn.Linear(width, hidden), _ACTIVATIONS[config.head_activation](), nn.Dropout(config.head_dropout)]
             width = hidden
@@ -476,6 +490,26 @@ class SeqRegHead(nn.Module):
         return self.layers(pooled)
 
 
+class SeqRegCosineHead(nn.Module):
+    """A pair's score from the cosine of its two sentence vectors: `scale * cos(u, v) + shift`, one trained scale and
+    shift per target (pair_encoding "cosine"). Symmetric in u and v, and bounded by |scale| around shift."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(config.num_labels))
+        self.shift = nn.Parameter(torch.zeros(config.num_labels))
+
+    def forward(self, u, v):
+        cosine = F.cosine_similarity(u, v, dim=-1, eps=1e-8).unsqueeze(-1)  # (batch, 1); a zero vector scores 0
+        return cosine * self.scale + self.shift
+
+
+def pair_features(u, v):
+    """What a siamese head reads of two sentence vectors: [u + v, |u - v|, u * v], each term symmetric in u and v
+    (exactly, in floating point too), so the score of (a, b) is the score of (b, a)."""
+    return torch.cat([u + v, (u - v).abs(), u * v], dim=-1)
+
+
 class SeqRegMember(nn.Module):
     """One complete network of an ensemble: its own recurrent encoder, pooler and regression head."""
 
@@ -483,7 +517,16 @@ class SeqRegMember(nn.Module):
         super().__init__()
         self.encoder = SeqRegEncoder(config)
         self.pooler = SeqRegPooler(config)
-        self.head = SeqRegHead(config)
+        self.head = SeqRegCosineHead(config) if config.pair_encoding == "cosine" else SeqRegHead(config)
+        self.pair_encoding = config.pair_encoding
+
+    def score(self, vector, pair_vector=None):
+        """(batch, num_labels) in standardized units: the head on one sentence vector, or on a siamese pair's."""
+        if self.pair_encoding == "cosine":
+            return self.head(vector, pair_vector)
+        if self.pair_encoding == "siamese":
+            return self.head(pair_features(vector, pair_vector))
+        return self.head(vector)
 
     def forward(self, inputs, lengths, mask):
         """(per-token outputs, sentence vector, h_n, c_n) of this member."""
@@ -510,10 +553,15 @@ class SeqRegEnsemble(nn.Module):
             return parts[0]
         return tuple(None if group[0] is None else torch.cat(group, dim=-1) for group in zip(*parts))
 
-    def predict(self, pooled):
-        """(K, batch, num_labels): each member's head on its own slice of the concatenated sentence vectors."""
+    def predict(self, pooled, pair_pooled=None):
+        """(K, batch, num_labels): each member's head on its own slice of the concatenated sentence vectors (and,
+        for a siamese pair model, of the second texts' vectors)."""
         vectors = pooled.split(pooled.size(-1) // len(self.members), dim=-1)
-        return torch.stack([member.head(vector) for member, vector in zip(self.members, vectors)])
+        if pair_pooled is None:
+            return torch.stack([member.score(vector) for member, vector in zip(self.members, vectors)])
+        pair_vectors = pair_pooled.split(pair_pooled.size(-1) // len(self.members), dim=-1)
+        return torch.stack([member.score(vector, pair_vector)
+                            for member, vector, pair_vector in zip(self.members, vectors, pair_vectors)])
 
     @staticmethod
     def combine(member_predictions):
@@ -694,6 +742,9 @@ class SeqRegPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, SeqRegCosineHead):
+            init.ones_(module.scale)
+            init.zeros_(module.shift)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=std)
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
@@ -737,31 +788,76 @@ class SeqRegModel(SeqRegPreTrainedModel):
             self.embeddings.word_embeddings = value
 
     def forward(self, input_ids=None, attention_mask=None, token_features=None, token_type_ids=None, return_dict=None,
-                contextual_states=None):
+                contextual_states=None, pair_input_ids=None, pair_attention_mask=None, pair_contextual_states=None,
+                pair_token_type_ids=None):
         """`contextual_states` (batch, stored layers, seq_len, hidden): a contextual model's transformer states computed
         ahead (seqreg_hf.contextual_cache), read instead of running the transformer. token_type_ids is accepted (BERT-style
-        tokenizers emit it) and ignored: a recurrent encoder has no segments."""
+        tokenizers emit it) and ignored: a recurrent encoder has no segments.
+
+        A siamese pair model (`config.pair_encoding` "siamese" or "cosine") also takes the second texts,
+        `pair_input_ids` / `pair_attention_mask` (and `pair_contextual_states`), right-padded on their own; both
+        sides run through the encoder as one batch, each row exactly as alone, and `pair_pooler_output` holds the
+        second texts' sentence vectors."""
         config = self.config
+        self._check_pair_inputs(pair_input_ids, pair_attention_mask, pair_contextual_states)
         lengths, mask = self._validate(input_ids, attention_mask, token_features)
-        words = self.embeddings.lookup(input_ids, token_features, mask.long(), contextual_states)  # (B, T, dim [+ f])
-        output, pooled, h_n, c_n = self.ensemble.encode(self.embeddings, words, input_ids, lengths, mask)
-        result = SeqRegModelOutput(last_hidden_state=output, pooler_output=pooled, h_n=h_n, c_n=c_n)
+        batch, seq_len = input_ids.shape
+        ids, states = input_ids, contextual_states
+        if config.siamese:  # one batch of 2 * batch rows: the texts, then the second texts, padded to one length
+            pair_lengths, pair_mask = self._validate(pair_input_ids, pair_attention_mask, None, "pair_")
+            if pair_input_ids.size(0) != batch:
+                raise ValueError(f"pair_input_ids has {pair_input_ids.size(0)} rows and input_ids {batch}: one "
+                                 "second text per text.")
+            if (contextual_states is None) != (pair_contextual_states is None):
+                raise ValueError("give contextual_states for both texts of the pairs (contextual_states and "
+                                 "pair_contextual_states), or for neither.")
+            width = max(seq_len, pair_input_ids.size(1))
+            ids = torch.cat([_pad_to(input_ids, width, config.pad_token_id),
+                             _pad_to(pair_input_ids.to(input_ids.dtype), width, config.pad_token_id)])
+            mask = torch.cat([_pad_to(mask, width, False), _pad_to(pair_mask, width, False)])
+            lengths = torch.cat([lengths, pair_lengths])
+            if contextual_states is not None:
+                states = torch.cat([_pad_to(contextual_states, width, 0.0, dim=2),
+                                    _pad_to(pair_contextual_states.to(contextual_states.dtype), width, 0.0, dim=2)])
+        words = self.embeddings.lookup(ids, token_features, mask.long(), states)  # (B, T, dim [+ f])
+        output, pooled, h_n, c_n = self.ensemble.encode(self.embeddings, words, ids, lengths, mask)
+        pair_pooled = None
+        if config.siamese:
+            output, pooled, pair_pooled = output[:batch, :seq_len], pooled[:batch], pooled[batch:]
+            h_n = h_n[:, :batch]
+            c_n = None if c_n is None else c_n[:, :batch]
+        result = SeqRegModelOutput(last_hidden_state=output, pooler_output=pooled, h_n=h_n, c_n=c_n,
+                                   pair_pooler_output=pair_pooled)
         return_dict = return_dict if return_dict is not None else config.return_dict
         return result if return_dict else result.to_tuple()
 
-    def _validate(self, input_ids, attention_mask, token_features):
+    def _check_pair_inputs(self, pair_input_ids, pair_attention_mask, pair_contextual_states):
+        config = self.config
+        given = pair_input_ids is not None or pair_attention_mask is not None or pair_contextual_states is not None
+        if config.siamese and pair_input_ids is None:
+            raise ValueError(f"this model scores pairs of texts (pair_encoding={config.pair_encoding!r}): give the "
+                             "second texts as pair_input_ids and pair_attention_mask (tokenize them on their own, "
+                             "e.g. tokenizer(texts_pair, padding=True)).")
+        if given and not config.siamese:
+            if config.pair_encoding == "cross":
+                raise ValueError("this model reads a pair as one sequence (pair_encoding='cross'): tokenize "
+                                 "tokenizer(texts, texts_pair) and give input_ids only, no pair_input_ids.")
+            raise ValueError("this model scores one text per row: pair_input_ids is only for pair models "
+                             "(pair_encoding='siamese' or 'cosine').")
+
+    def _validate(self, input_ids, attention_mask, token_features, prefix=""):
         config = self.config
         if input_ids is None:
-            raise ValueError("input_ids is required.")
+            raise ValueError(f"{prefix}input_ids is required.")
         if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"input_ids must be integer token ids of shape (batch, seq_len), got {input_ids.dtype} "
-                             f"{tuple(input_ids.shape)}.")
+            raise ValueError(f"{prefix}input_ids must be integer token ids of shape (batch, seq_len), got "
+                             f"{input_ids.dtype} {tuple(input_ids.shape)}.")
         check_token_ids(input_ids, config.vocab_size)
         if attention_mask is None:
             attention_mask = (input_ids != config.pad_token_id).long()
         if attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} differs from input_ids shape "
-                             f"{tuple(input_ids.shape)}.")
+            raise ValueError(f"{prefix}attention_mask shape {tuple(attention_mask.shape)} differs from {prefix}input_ids "
+                             f"shape {tuple(input_ids.shape)}.")
         lengths = check_prefix_mask(attention_mask)
         if config.num_token_features:
             expected = (*input_ids.shape, config.num_token_features)
@@ -812,11 +908,15 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
         return result
 
     def forward(self, input_ids=None, attention_mask=None, token_features=None, labels=None, token_type_ids=None,
-                return_dict=None, contextual_states=None):
+                return_dict=None, contextual_states=None, pair_input_ids=None, pair_attention_mask=None,
+                pair_contextual_states=None, pair_token_type_ids=None):
+        """A siamese pair model (`config.pair_encoding` "siamese" or "cosine") also takes the second texts as
+        `pair_input_ids` / `pair_attention_mask` (and `pair_contextual_states`); see `SeqRegModel.forward`."""
         encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features, return_dict=True,
-                              contextual_states=contextual_states)
+                              contextual_states=contextual_states, pair_input_ids=pair_input_ids,
+                              pair_attention_mask=pair_attention_mask, pair_contextual_states=pair_contextual_states)
         ensemble = self.seqreg.ensemble
-        members = ensemble.predict(encoded.pooler_output)  # (K, batch, num_labels), in standardized units
+        members = ensemble.predict(encoded.pooler_output, encoded.pair_pooler_output)  # (K, batch, labels), standardized
         logits, _ = self.to_label_units(members)
         loss = None
         if labels is not None:
@@ -830,11 +930,14 @@ class SeqRegForSequenceRegression(SeqRegPreTrainedModel):
             return (logits,) if loss is None else (loss, logits)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-    def member_predictions(self, input_ids=None, attention_mask=None, token_features=None):
+    def member_predictions(self, input_ids=None, attention_mask=None, token_features=None, pair_input_ids=None,
+                           pair_attention_mask=None):
         """(ensemble_size, batch, num_labels): each member's scores in the labels' own units. Their mean is
         `logits`; their spread (`std(dim=0)`) is the ensemble's disagreement, a per-text uncertainty."""
-        encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features, return_dict=True)
-        _, members = self.to_label_units(self.seqreg.ensemble.predict(encoded.pooler_output))
+        encoded = self.seqreg(input_ids, attention_mask=attention_mask, token_features=token_features, return_dict=True,
+                              pair_input_ids=pair_input_ids, pair_attention_mask=pair_attention_mask)
+        _, members = self.to_label_units(self.seqreg.ensemble.predict(encoded.pooler_output,
+                                                                      encoded.pair_pooler_output))
         return members
 
     def to_label_units(self, member_predictions):
