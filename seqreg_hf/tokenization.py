@@ -86,3 +86,39 @@ def pre_tokenize(tokenizer, text):
     if backend.pre_tokenizer is None:
         return text.split()
     return [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
+
+
+def check_cross_tokenizer(tokenizer):
+    """Raise unless `tokenizer` can join a pair into one sequence (pair_encoding "cross"): it needs a separator token
+    that its pair template puts between the two texts (a transformer's tokenizer has one; a word-vector tokenizer
+    does not)."""
+    sep = getattr(tokenizer, "sep_token_id", None)
+    if sep is None or sep not in tokenizer("a", "b")["input_ids"]:
+        raise ValueError("pair_encoding='cross' joins the two texts with the tokenizer's separator token, and this "
+                         "tokenizer has none (a word-vector tokenizer?); use pair_encoding='siamese' (or 'cosine'), "
+                         "which reads each text on its own.")
+
+
+def encode_texts(tokenizer, texts, texts_pair=None, pair_encoding=None, max_length=None, **kwargs):
+    """The model inputs of `texts` (and of their second texts `texts_pair`, for a pair model), truncated to
+    `max_length` tokens per text (the tokenizer's own limit by default); `kwargs` go to the tokenizer (padding,
+    return_tensors). The one place the three pair encodings are spelled out:
+
+    - no pair (`pair_encoding` None): input_ids / attention_mask of `texts`;
+    - "siamese", "cosine": each side on its own, the second as pair_input_ids / pair_attention_mask;
+    - "cross": one sequence per pair, `tokenizer(text, text_pair)` (the separator between), both sides truncated
+      alike down to max_length ("longest_first").
+    """
+    if (texts_pair is None) != (pair_encoding is None):
+        raise ValueError("a pair model needs the second texts, and a single-text model takes none."
+                         if texts_pair is None else "second texts were given to a model that reads one text per row.")
+    max_length = truncation_length(tokenizer) if max_length is None else max_length
+    options = {"truncation": True, "max_length": max_length, "return_token_type_ids": False, **kwargs}
+    if pair_encoding == "cross":
+        check_cross_tokenizer(tokenizer)
+        return dict(tokenizer(list(texts), list(texts_pair), **options))
+    encoded = dict(tokenizer(list(texts), **options))
+    if pair_encoding is not None:
+        second = tokenizer(list(texts_pair), **options)
+        encoded["pair_input_ids"], encoded["pair_attention_mask"] = second["input_ids"], second["attention_mask"]
+    return encoded
