@@ -113,3 +113,55 @@ def test_the_checkpoint_carries_its_pipeline(tmp_path):
     # that names a pipeline of its own.
     with pytest.raises(ValueError, match="trust_remote_code=True"):
         pipeline("text-regression", model=str(folder))
+
+
+PAIR_LOADER = textwrap.dedent("""
+    import json, sys
+    sys.modules["seqreg_hf"] = None  # any import of the package now fails
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    report = {}
+    for job in json.loads(sys.argv[1]):
+        model = AutoModelForSequenceClassification.from_pretrained(job["folder"], trust_remote_code=True).eval()
+        inputs = {key: torch.tensor(value) for key, value in job["inputs"].items()}
+        with torch.no_grad():
+            report[job["encoding"]] = {"pair_encoding": model.config.pair_encoding,
+                                       "module": type(model).__module__, "logits": model(**inputs).logits.tolist()}
+    print("RESULT", json.dumps(report))
+""")
+
+
+def test_pair_checkpoints_score_pairs_with_plain_transformers_and_trust_remote_code(tmp_path):
+    """A siamese or cosine model takes the second texts as pair_input_ids / pair_attention_mask, a cross model the
+    joined sequence: the code carried in the checkpoint alone gives seqreg_hf's numbers."""
+    texts, pairs = [[4, 5, 6, 7], [8, 9], [10]], [[11, 12], [13, 14, 15, 16, 17], []]
+    ids, mask = right_padded(texts)
+    pair_ids, pair_mask = right_padded(pairs)
+    joined_ids, joined_mask = right_padded([t + [3] + p for t, p in zip(texts, pairs)])
+    jobs, expected = [], {}
+    for encoding in ("siamese", "cosine", "cross"):
+        config = tiny_config(pair_encoding=encoding, pooling="mean_max", ensemble_size=2, label_means=[2.5, 0.0],
+                             label_stds=[1.5, 1.0])
+        model = SeqRegForSequenceRegression(config).eval()
+        if encoding == "cosine":
+            with torch.no_grad():  # a trained-looking scale and shift, not the initial 1 and 0
+                model.base_model.ensemble.members[0].head.scale.fill_(2.0)
+                model.base_model.ensemble.members[1].head.shift.fill_(-0.5)
+        folder = tmp_path / encoding
+        model.save_pretrained(folder)
+        inputs = ({"input_ids": joined_ids, "attention_mask": joined_mask} if encoding == "cross" else
+                  {"input_ids": ids, "attention_mask": mask, "pair_input_ids": pair_ids, "pair_attention_mask": pair_mask})
+        with torch.no_grad():
+            expected[encoding] = model(**inputs).logits
+        jobs.append({"encoding": encoding, "folder": str(folder),
+                     "inputs": {key: value.tolist() for key, value in inputs.items()}})
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-c", PAIR_LOADER, json.dumps(jobs)], capture_output=True, text=True,
+                            env=env, stdin=subprocess.DEVNULL, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.split("RESULT", 1)[1])
+    for encoding, logits in expected.items():
+        assert report[encoding]["pair_encoding"] == encoding
+        assert report[encoding]["module"].startswith("transformers_modules.")  # the copied code, not the package
+        torch.testing.assert_close(torch.tensor(report[encoding]["logits"]), logits, atol=1e-6, rtol=0)
