@@ -6,6 +6,7 @@ shows (hyperparameters, dataset statistics, eval results, the steps trained), as
 an untrained model's card comes from a callback that saw no training.
 """
 
+import json
 import os
 import re
 
@@ -36,6 +37,28 @@ KNOWN_DATASETS = {
             "Under CC-BY-SA 4.0, material derived from the data is shared under the same license."
         ),
     },
+    "stsb": {
+        "name": "STS Benchmark",
+        "license": "cc-by-sa-4.0",
+        "language": "en",
+        "attribution": (
+            "Trained on the STS Benchmark (its similarity scores are CC BY-SA 4.0; each sentence keeps its "
+            "source's terms), by Daniel Cer, Mona Diab, Eneko Agirre, Iñigo Lopez-Gazpio and Lucia Specia:\n\n"
+            "- Daniel Cer, Mona Diab, Eneko Agirre, Iñigo Lopez-Gazpio and Lucia Specia. 2017. SemEval-2017 Task 1: "
+            "Semantic Textual Similarity Multilingual and Crosslingual Focused Evaluation. SemEval 2017.\n\n"
+            "Under CC-BY-SA 4.0, material derived from the scores is shared under the same license."
+        ),
+    },
+}
+# How each pair encoding reads a pair, in the card's words.
+PAIR_READINGS = {
+    "siamese": "one shared encoder reads each text on its own into a sentence vector, u and v, and the head reads "
+               "[u + v, |u − v|, u * v]: a pair scores the same in either order",
+    "cosine": "one shared encoder reads each text on its own into a sentence vector, u and v, and the score is "
+              "scale · cos(u, v) + shift (one trained scale and shift per target): a pair scores the same in either "
+              "order",
+    "cross": "one sequence, the text, the tokenizer's separator, then the second text (`tokenizer(text, text_pair)`), "
+             "read by the encoder as one text: the order of the two texts matters",
 }
 CARD_LEVELS = (0.9, 0.8, 0.5)  # the level of the card's interval call: the first one the calibration's n allows
 GENERIC_EXAMPLES = ["What a wonderful day!", "I am not sure this is going to work."]
@@ -57,6 +80,11 @@ def dataset_info(data_args):
         # The widget shows texts the user wrote or ours, never the data's: the card is published with the model.
         "examples": list(getattr(data_args, "widget_examples", None) or []) or known.get("examples"),
     }
+
+
+def _pair_reading(config):
+    encoding = getattr(config, "pair_encoding", None)
+    return None if encoding is None else {"encoding": encoding, "how": PAIR_READINGS[encoding]}
 
 
 def _architecture(config):
@@ -122,6 +150,7 @@ class CardCallback(TrainerCallback):
     def context(self, model):
         config, training_args, results = model.config, self.training_args, self.results
         data = dataset_info(self.data_args) if self.data_args is not None else {}
+        pair = _pair_reading(config)
         rows, eval_results = [], []
         for split, prefix in (("validation", "eval"), ("test", "test")):
             metrics = results.get(split) or {}
@@ -132,7 +161,7 @@ class CardCallback(TrainerCallback):
                              **{m: f"{metrics[f'{prefix}_{m}_{name}']:.4f}" for m in _METRICS}})
                 for m in _METRICS:
                     eval_results.append(EvalResult(
-                        task_type="text-classification", task_name="Sentence regression",
+                        task_type="text-classification", task_name=f"Sentence{'-pair' if pair else ''} regression",
                         dataset_type=data.get("id") or "custom", dataset_name=data.get("name") or "custom",
                         dataset_split=split, metric_type=_HUB_METRIC_TYPES[m],
                         metric_value=round(float(metrics[f"{prefix}_{m}_{name}"]), 4), metric_name=f"{m} ({name})"))
@@ -140,7 +169,8 @@ class CardCallback(TrainerCallback):
         card_data = ModelCardData(
             library_name="transformers",
             license=data.get("license") or "apache-2.0",
-            tags=["seqreg", "sentence-regression", "text-regression", config.rnn_type, "frozen-embeddings"],
+            tags=["seqreg", "sentence-regression", "text-regression", config.rnn_type, "frozen-embeddings"] +
+            (["sentence-pair-regression", f"pair-encoding-{pair['encoding']}"] if pair else []),
             datasets=[data["id"]] if data.get("id") else None,
             metrics=[_HUB_METRIC_TYPES[m] for m in _METRICS],
             base_model=source if _is_hub_id(source) else None,
@@ -148,7 +178,8 @@ class CardCallback(TrainerCallback):
             eval_results=eval_results or None,
             pipeline_tag="text-classification",
             language=data.get("language"),
-            widget=[{"text": text} for text in (data.get("examples") or GENERIC_EXAMPLES)],
+            # The Hub's text-classification widget sends one text, which a pair model refuses: no widget for pairs.
+            widget=None if pair else [{"text": text} for text in (data.get("examples") or GENERIC_EXAMPLES)],
         )
         dropped = {s: r["dropped"] for s, r in self.bad_rows.items() if r.get("dropped")}
         repo_id = getattr(training_args, "hub_model_id", None) or "path/to/model"
@@ -157,12 +188,13 @@ class CardCallback(TrainerCallback):
             "model_name": _model_name(training_args),
             "repo_id": repo_id,
             "usage": render_usage(repo_id, config.label_names, config.ensemble_size,
-                                  getattr(config, "calibration", None)),
+                                  getattr(config, "calibration", None), pair and pair["encoding"]),
             "architecture": _architecture(config),
+            "pair": pair,
             "architecture_table": [(k, getattr(config, k)) for k in (
-                "rnn_type", "hidden_size", "num_layers", "bidirectional", "direction_merge", "pooling",
-                "embedding_dropout", "word_dropout", "rnn_dropout", "head_dropout", "head_hidden_sizes", "loss",
-                "ensemble_size", "freeze_embeddings")],
+                ("pair_encoding",) * bool(pair) + ("rnn_type", "hidden_size", "num_layers", "bidirectional",
+                "direction_merge", "pooling", "embedding_dropout", "word_dropout", "rnn_dropout", "head_dropout",
+                "head_hidden_sizes", "loss", "ensemble_size", "freeze_embeddings"))],
             "trainable_parameters": f"{model.num_parameters(only_trainable=True):,}",
             "vocab_size": config.vocab_size,
             "embedding_dim": config.embedding_dim,
@@ -190,35 +222,45 @@ def card_level(n):
     return next((level for level in CARD_LEVELS if quantile_rank(n, level) <= n), CARD_LEVELS[-1])
 
 
-def render_usage(repo_id, label_names, ensemble_size, calibration=None):
+def render_usage(repo_id, label_names, ensemble_size, calibration=None, pair_encoding=None):
     """The card's "Use" section: snippets that run as written with plain transformers (seqreg_hf absent). With
     `calibration` (config.calibration) it says what the intervals were calibrated on and calls the pipeline with
-    `interval=`; without, it shows the command that calibrates the model."""
+    `interval=`; without, it shows the command that calibrates the model. A pair model's (`pair_encoding`) snippets
+    feed pairs: the pipeline `{"text", "text_pair"}` dicts, the model the second texts as `pair_input_ids` (siamese,
+    cosine) or the joined sequence `tokenizer(texts, texts_pair)` (cross)."""
     import jinja2
 
     with open(USAGE_TEMPLATE, encoding="utf-8") as handle:
         template = jinja2.Template(handle.read(), keep_trailing_newline=True)
     return template.render(repo_id=repo_id, num_labels=len(label_names), label_names=label_names,
                            ensemble_size=ensemble_size, calibration=calibration or None,
-                           level=card_level(calibration["n"]) if calibration else None)
+                           level=card_level(calibration["n"]) if calibration else None,
+                           pair_encoding=pair_encoding or None)
 
 
 def update_usage(folder, label_names, ensemble_size, before, after):
     """After a model in `folder` is (re)calibrated: the "Use" section of its README.md, a seqreg_hf card rendered
-    with calibration `before`, rewritten for `after`. Returns whether it was (a card written otherwise stays)."""
+    with calibration `before`, rewritten for `after`. Returns whether it was (a card written otherwise stays).
+    A pair model's snippets are its pair encoding's, read from the folder's config.json."""
     path = os.path.join(folder, "README.md")
     if not os.path.isfile(path):
         return False
+    config_path = os.path.join(folder, "config.json")
+    pair_encoding = None
+    if os.path.isfile(config_path):
+        with open(config_path, encoding="utf-8") as handle:
+            pair_encoding = json.load(handle).get("pair_encoding")
     with open(path, encoding="utf-8") as handle:
         card = handle.read()
     named = re.search(r'from_pretrained\("([^"\n]+)", trust_remote_code=True\)', card)
     if named is None:
         return False
-    old = render_usage(named.group(1), label_names, ensemble_size, before).rstrip()
+    old = render_usage(named.group(1), label_names, ensemble_size, before, pair_encoding).rstrip()
     if old not in card:
         return False
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(card.replace(old, render_usage(named.group(1), label_names, ensemble_size, after).rstrip(), 1))
+        handle.write(card.replace(old, render_usage(named.group(1), label_names, ensemble_size, after,
+                                                       pair_encoding).rstrip(), 1))
     return True
 
 

@@ -206,3 +206,119 @@ def test_an_uncalibrated_models_card_shows_the_command_that_calibrates_it_and_th
 def test_the_cards_interval_call_uses_a_level_the_calibration_allows(n, level):
     usage = render_usage("user/model", ["y"], 1, {"kind": "constant", "n": n})
     assert f"interval={level})" in usage and f'"interval": {level}' in usage
+
+
+# Pair models (pair_encoding): the card says how a pair is read, its snippets feed pairs, its model index names the
+# pair dataset.
+PAIR_WORDS = ["a", "man", "is", "playing", "guitar", "person", "plays", "the", "woman", "slices", "an", "onion"]
+
+
+@pytest.fixture(scope="module")
+def pair_vectors(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pair_cards")
+    rng = np.random.default_rng(0)
+    lines = [f"{len(PAIR_WORDS)} 4"] + [f"{w} " + " ".join(f"{v:.4f}" for v in rng.normal(size=4)) for w in PAIR_WORDS]
+    (folder / "vectors.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_a_pair_models_card_says_how_it_reads_pairs_and_its_model_index_names_sts_b(pair_vectors):
+    from types import SimpleNamespace
+
+    from seqreg_hf.model_card import CardCallback, render_model_card
+
+    model, _ = seqreg_hf.init_model_dir(pair_vectors / "siamese", str(pair_vectors / "vectors.txt"),
+                                        pair_encoding="siamese", id2label={0: "score"}, hidden_size=8)
+    callback = CardCallback(SimpleNamespace(train_file="/data/stsb.csv", validation_file=None, test_file=None),
+                            dataset_sizes={"train": 5749, "validation": 1500, "test": 1379})
+    callback.global_step = 10
+    metrics = {f"test_{m}_{name}": value for m, value in (("pearson", 0.851), ("spearman", 0.8475), ("mse", 0.5),
+                                                          ("mae", 0.55), ("r2", 0.7)) for name in ("score", "mean")}
+    callback.results = {"test": metrics}
+    card = render_model_card(callback.context(model))
+    text = str(card)
+    assert "A sentence-pair regressor made with seqreg_hf" in text and "score(s) per pair of texts: score." in text
+    assert 'It reads a pair (text, text_pair) as `pair_encoding="siamese"`' in text and "[u + v, |u − v|, u * v]" in text
+    assert "| `pair_encoding` | siamese |" in text
+    assert "Trained on the STS Benchmark" in text and "SemEval-2017 Task 1" in text
+    assert card.data.license == "cc-by-sa-4.0" and "sentence-pair-regression" in card.data.tags
+    assert "widget" not in card.data.to_dict()  # the Hub widget sends one text, which a pair model refuses
+    results = {(r.dataset_name, r.dataset_split, r.metric_type, r.metric_name): r.metric_value
+               for r in card.data.eval_results}
+    assert results[("STS Benchmark", "test", "pearsonr", "pearson (score)")] == 0.851
+    assert results[("STS Benchmark", "test", "spearmanr", "spearman (score)")] == 0.8475
+    assert {(r.task_type, r.task_name) for r in card.data.eval_results} == {("text-classification",
+                                                                            "Sentence-pair regression")}
+    assert use(text) == render_usage("path/to/model", ["score"], 1, None, "siamese").rstrip()
+
+
+@pytest.mark.parametrize("encoding", ["siamese", "cosine", "cross"])
+def test_a_pair_models_snippets_feed_pairs(encoding):
+    usage = render_usage("user/model", ["score"], 2, {"kind": "constant", "n": 50}, encoding)
+    blocks = re.findall(r"```python\n(.*?)```", usage, re.S)
+    assert ("pair_input_ids=pair[\"input_ids\"]" in blocks[0]) == (encoding != "cross")
+    assert ("tokenizer(texts, texts_pair, padding=True" in blocks[0]) == (encoding == "cross")
+    assert 'pair = {"text": "A man is playing a guitar.", "text_pair": "A person plays the guitar."}' in blocks[1]
+    assert "regress([pair], return_std=True)" in blocks[1] and "regress([pair], interval=0.9)" in blocks[1]
+    assert "What a wonderful day!" not in usage
+    assert '`{"inputs": {"text": ..., "text_pair": ...} or a list of them' in usage
+    assert 'seqreg_hf.predict("user/model", [(text, text_pair), ...])' in usage
+    uncalibrated = render_usage("user/model", ["score"], 1, None, encoding)
+    assert "--text_column sentence1 --text_pair_column sentence2" in uncalibrated
+    loaders = re.findall(r"^.*(?:from_pretrained|pipeline)\(.*$", uncalibrated, re.M)
+    assert len(loaders) == 3 and all("trust_remote_code=True" in line for line in loaders), loaders
+
+
+RUN_PAIR_SNIPPET = """
+import json, sys
+report = {}
+for job in json.loads(sys.argv[1]):
+    scope = {}
+    exec(job["snippet"], scope)  # the card's first block, as rendered (its repo id made the job's folder)
+    report[job["name"]] = {"scores": scope["scores"].tolist(), "texts": scope["texts"],
+                           "texts_pair": scope["texts_pair"]}
+print("REPORT", json.dumps(report))
+"""
+
+
+def test_a_pair_models_model_snippet_runs_where_seqreg_hf_is_absent(pair_vectors, tiny_bert):
+    """The card's transformers block, run as written: a siamese model over a vector file's words (pair_input_ids)
+    and a cross model over BERT's WordPiece (which has a separator), each seqreg_hf's own scores."""
+    import torch
+
+    from seqreg_hf.tokenization import encode_texts
+
+    from .test_e2e_clean_repos import run
+
+    sources = {"siamese": str(pair_vectors / "vectors.txt"), "cross": str(tiny_bert)}
+    jobs, expected = [], {}
+    for encoding, source in sources.items():
+        folder = pair_vectors / f"snippet_{encoding}"
+        torch_model, loaded = seqreg_hf.init_model_dir(folder, source, pair_encoding=encoding, id2label={0: "score"},
+                                                       hidden_size=8, embedding_type="static", ensemble_size=2)
+        usage = render_usage("user/model", ["score"], 2, None, encoding)
+        snippet = re.findall(r"```python\n(.*?)```", usage, re.S)[0].replace('"user/model"', json.dumps(str(folder)))
+        jobs.append({"name": encoding, "snippet": snippet})
+        texts, texts_pair = ["A man is playing a guitar."], ["A person plays the guitar."]
+        batch = encode_texts(loaded.tokenizer, texts, texts_pair, pair_encoding=encoding, return_tensors="pt")
+        batch.pop("token_type_ids", None)
+        with torch.no_grad():
+            expected[encoding] = torch_model.eval()(**batch).logits.tolist()
+    report = run(pair_vectors, RUN_PAIR_SNIPPET, jobs, seqreg_importable=False)
+    for encoding, scores in expected.items():
+        assert report[encoding]["texts"] == ["A man is playing a guitar."]
+        np.testing.assert_allclose(report[encoding]["scores"], scores, atol=1e-5, rtol=0)
+
+
+def test_recalibrating_a_pair_model_rewrites_its_pair_snippets(pair_vectors, tmp_path):
+    from seqreg_hf.model_card import update_usage
+
+    folder = tmp_path / "model"
+    seqreg_hf.init_model_dir(folder, str(pair_vectors / "vectors.txt"), pair_encoding="cosine", id2label={0: "score"},
+                             hidden_size=8)
+    assert use((folder / "README.md").read_text()) == render_usage("path/to/model", ["score"], 1, None,
+                                                                   "cosine").rstrip()
+    calibration = {"kind": "constant", "n": 30, "source": "dev.csv"}
+    assert update_usage(folder, ["score"], 1, None, calibration)
+    assert use((folder / "README.md").read_text()) == render_usage("path/to/model", ["score"], 1, calibration,
+                                                                   "cosine").rstrip()
