@@ -416,6 +416,9 @@ class ExplainArguments:
     num_layers: int = field(default=SeqRegConfig().num_layers, metadata={"help": "Stacked layers."})
     # Not the model's 256: a state of 4 numbers keeps the printed tensors readable.
     hidden_size: int = field(default=4, metadata={"help": "State size of one direction."})
+    pair_encoding: typing.Literal[CHOICES["pair_encoding"]] | None = field(default=None, metadata={
+        "help": "Show how a pair model of this encoding reads a pair of texts instead: siamese (u and v, the head's "
+                "[u + v, |u - v|, u * v]), cosine (scale * cos(u, v) + shift) or cross (the joined sequence)."})
 
 
 @dataclass
