@@ -297,3 +297,18 @@ def test_member_predictions_of_a_pair_model_average_to_its_logits():
     assert members.shape == (3, len(TEXTS), 2)
     torch.testing.assert_close(members.mean(dim=0), scores(model, TEXTS, PAIRS), atol=1e-6, rtol=0)
     assert F.pairwise_distance(members[0], members[1]).min() > 0  # the members are different networks
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("encoding", ["siamese", "cosine"])
+def test_pairs_with_empty_texts_train_with_finite_gradients(encoding, pooling):
+    """An empty second text (or first) is allowed: a zero sentence vector, whose cosine is defined, and |u - v| at
+    u = v (identical texts): neither may turn a gradient into NaN."""
+    model = pair_model(encoding, pooling=pooling).train()
+    ids, mask = right_padded([[5, 6, 7], [8, 9], [], [10, 11]])
+    pair_ids, pair_mask = right_padded([[], [12], [], [10, 11]])
+    loss = model(ids, attention_mask=mask, pair_input_ids=pair_ids, pair_attention_mask=pair_mask,
+                 labels=torch.randn(4, 2)).loss
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert torch.isfinite(loss) and grads and all(torch.isfinite(g).all() for g in grads)
