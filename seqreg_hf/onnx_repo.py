@@ -129,7 +129,8 @@ def card_text(config, source, report, max_length=MAX_LENGTH):
                    "each text read by the same encoder, the two sentence vectors compared symmetrically)"))
     int8 = report.get("int8")
     files = [f"- `{ONNX_FILE}`: float32, equal to the PyTorch model within "
-             f"{report['max_abs_difference_vs_torch']:.1e} on padded check batches of mixed lengths."]
+             f"{report['max_abs_difference_vs_torch']:.1e} on padded check batches of mixed lengths"
+             + (" (pairs, each side padded on its own)." if config.siamese else ".")]
     if report.get("external_data"):
         files.append(f"- `{report['external_data']}`: the weights of `{ONNX_FILE}` (over 2 GB; onnxruntime reads it "
                      "from beside the graph).")

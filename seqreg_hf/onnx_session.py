@@ -3,12 +3,13 @@ and `OnnxSession`, which checks a graph's form when it loads and then runs it. `
 this form; prediction runs them without the exporter.
 
 Outputs carry optimum's names: `logits` (batch_size, num_labels) and `member_logits` (ensemble_size, batch_size,
-num_labels), both in the labels' own units, with dynamic axes `batch_size` and `sequence_length`. The graph of a
-siamese pair model (pair_encoding "siamese" or "cosine") also takes the second texts, `pair_input_ids` and
-`pair_attention_mask` (batch_size, pair_sequence_length), right-padded on their own; a cross model's graph is a
-single-text graph (it reads one sequence per pair). Earlier exports
+num_labels), both in the labels' own units, with dynamic axes `batch_size` and `sequence_length`. Earlier exports
 named them `scores` and `member_scores`; those compute the same thing, so the session reads either pair (whichever
 the graph has) and an old export keeps working without a re-export.
+
+The graph of a siamese pair model (pair_encoding "siamese" or "cosine") also takes the second texts,
+`pair_input_ids` and `pair_attention_mask` (batch_size, pair_sequence_length), right-padded on their own, and
+`OnnxSession.run` takes them as keywords; a cross model's graph is a single-text graph (one sequence per pair).
 """
 
 import os
