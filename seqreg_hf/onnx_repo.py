@@ -127,6 +127,9 @@ def card_text(config, source, report, max_length=MAX_LENGTH):
         unit = (f"pair of texts (pair_encoding `{config.pair_encoding}`: "
                 + ("both texts read as one sequence)" if config.pair_encoding == "cross" else
                    "each text read by the same encoder, the two sentence vectors compared symmetrically)"))
+    # A pair file's columns, by the agreed flags (STS-B's names as the example).
+    test_file, pair_flags = ("pairs.csv", " --text_column sentence1 --text_pair_column sentence2") if config.reads_pairs \
+        else ("texts.csv", "")
     int8 = report.get("int8")
     files = [f"- `{ONNX_FILE}`: float32, equal to the PyTorch model within "
              f"{report['max_abs_difference_vs_torch']:.1e} on padded check batches of mixed lengths"
@@ -164,8 +167,8 @@ In a copy of this repository (`hf download REPO_ID --local-dir model && cd model
 scores; their std over members is the ensemble's disagreement. For the int8 graph, open `model.int8.onnx`.
 Texts are cut at {max_length} tokens, as `seqreg-hf predict` cuts them by default.
 
-With seqreg_hf installed, `seqreg-hf predict --model_name_or_path . --backend onnx --test_file texts.csv
---output_file scored.csv` runs the same graph with length-grouped batches.
+With seqreg_hf installed, `seqreg-hf predict --model_name_or_path . --backend onnx --test_file {test_file}
+--output_file scored.csv{pair_flags}` runs the same graph with length-grouped batches.
 {calibration}
 ## Files
 

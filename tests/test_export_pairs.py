@@ -256,6 +256,7 @@ def test_the_export_folder_says_pairs_and_its_snippet_scores_pairs(exported_siam
     card = (out / "README.md").read_text()
     assert "per pair of texts (pair_encoding `siamese`" in card and "`pair_input_ids` and `pair_attention_mask`" in card
     assert card_snippet(out).count("encode_batch") == 1 and "pair[side]" in card_snippet(out)
+    assert "--text_column sentence1 --text_pair_column sentence2" in card
     assert_pair_snippet_equals_torch(exported_siamese / "model", out)
 
 
