@@ -6,7 +6,11 @@ tokens through ordinary LSTM / GRU / RNN nodes, with no packed sequences, so one
 length. It takes `input_ids` and `attention_mask` (batch_size, sequence_length), int64, right-padded, and returns
 `logits` (batch_size, num_labels) and `member_logits` (ensemble_size, batch_size, num_labels), both in the labels'
 own units (optimum's names). A contextual model's graph holds its frozen transformer too: one graph from token ids
-to scores.
+to scores. A siamese pair model's graph (pair_encoding "siamese" or "cosine") also takes the second texts,
+`pair_input_ids` and `pair_attention_mask` (batch_size, pair_sequence_length), right-padded on their own: the shared
+encoder reads each side at its own length and the head compares the two sentence vectors. A cross model reads one
+sequence per pair, so its graph is the single-text graph. Every check runs on the inputs the model takes: padded
+pairs, each side with its own lengths and padding, for a siamese model.
 
 Exporter: torch's TorchScript-based `torch.onnx.export(..., dynamo=False)`. The dynamo exporter was tried on torch
 2.13: it takes 20-100x longer and fixes the length axis to the example's for the tanh RNN (whose backward direction
@@ -26,7 +30,7 @@ from torch import nn
 
 from .model_dir import load_model_dir
 from .onnx_repo import write_card, write_config
-from .onnx_session import AXES, INPUTS, ONNX_FILE, OUTPUTS, OnnxSession
+from .onnx_session import AXES, ONNX_FILE, OUTPUTS, PAIR_AXIS, PAIR_INPUTS, OnnxSession, graph_inputs
 from .tokenization import truncation_length
 
 logger = logging.getLogger(__name__)
@@ -69,18 +73,28 @@ class ExportCheckError(ValueError):
 
 class OnnxGraph(nn.Module):
     """What the ONNX graph computes: the model's forward without its Python-side input checks (the onnxruntime
-    session checks inputs before it runs the graph), ending in the model's own `to_label_units`."""
+    session checks inputs before it runs the graph), ending in the model's own `to_label_units`.
+
+    A siamese pair model's two sides run through the shared encoder one after the other, each at its own length
+    (the torch model pads both to one length and runs one batch; every row reads only its own tokens, so the
+    sentence vectors are the same, and swapping the sides swaps them exactly)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask):
+    def forward(self, input_ids, attention_mask, pair_input_ids=None, pair_attention_mask=None):
+        pooled = self.sentence_vectors(input_ids, attention_mask)
+        pair_pooled = None if pair_input_ids is None else self.sentence_vectors(pair_input_ids, pair_attention_mask)
+        return self.model.to_label_units(self.model.seqreg.ensemble.predict(pooled, pair_pooled))
+
+    def sentence_vectors(self, input_ids, attention_mask):
+        """(batch, ensemble_size * pooled size): the members' sentence vectors of one side."""
         seqreg = self.model.seqreg
         lengths = attention_mask.sum(dim=1)
         words = seqreg.embeddings.lookup(input_ids, None, attention_mask)
         _, pooled, _, _ = seqreg.ensemble.encode(seqreg.embeddings, words, input_ids, lengths, attention_mask.bool())
-        return self.model.to_label_units(seqreg.ensemble.predict(pooled))
+        return pooled
 
 
 @contextlib.contextmanager
@@ -107,41 +121,69 @@ def working_directory(path):
         os.chdir(previous)
 
 
+def padded(lengths, vocab_size, pad_token_id, generator):
+    """(ids, mask) of random token ids, right-padded to the longest of `lengths` (a list or a tensor)."""
+    lengths = torch.as_tensor(lengths)
+    mask = (torch.arange(int(lengths.max())) < lengths.unsqueeze(1)).long()
+    ids = torch.randint(0, vocab_size, mask.shape, generator=generator)
+    return torch.where(mask.bool(), ids, torch.full_like(ids, pad_token_id)), mask
+
+
+# The check batches' lengths: mixed lengths with empty rows, one batch without padding, a single text. For pairs, the
+# second texts' lengths (another width, other rows padded, an empty side beside a full one, both sides empty).
+CHECK_LENGTHS = ([7, 3, 0, 1, 5], [4, 4, 4], [1], [0, 2], [33, 1, 17, 0, 9, 2])
+CHECK_PAIR_LENGTHS = ([2, 9, 4, 0, 5], [1, 6, 2], [3], [0, 0], [5, 20, 0, 12, 1, 40])
+
+
 def check_batches(vocab_size, pad_token_id, seed=0):
     """Right-padded batches of mixed lengths with empty rows, one without padding, and a single text."""
     generator = torch.Generator().manual_seed(seed)
-    batches = []
-    for lengths in ([7, 3, 0, 1, 5], [4, 4, 4], [1], [0, 2], [33, 1, 17, 0, 9, 2]):
-        width = max(lengths)
-        mask = (torch.arange(width) < torch.tensor(lengths).unsqueeze(1)).long()
-        ids = torch.randint(0, vocab_size, (len(lengths), width), generator=generator)
-        batches.append((torch.where(mask.bool(), ids, torch.full_like(ids, pad_token_id)), mask))
-    return batches
+    return [padded(lengths, vocab_size, pad_token_id, generator) for lengths in CHECK_LENGTHS]
 
 
-def random_batches(vocab_size, pad_token_id, rows=256, batch_size=32, max_length=48, seed=2):
-    """Right-padded batches of random token ids and lengths 1..max_length: enough rows for a correlation."""
+def pair_check_batches(vocab_size, pad_token_id, seed=0):
+    """check_batches for a siamese pair model: (ids, mask, pair_ids, pair_mask), the second texts right-padded on
+    their own to other lengths (CHECK_PAIR_LENGTHS)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [padded(lengths, vocab_size, pad_token_id, generator) + padded(pair_lengths, vocab_size, pad_token_id,
+                                                                          generator)
+            for lengths, pair_lengths in zip(CHECK_LENGTHS, CHECK_PAIR_LENGTHS)]
+
+
+def random_batches(vocab_size, pad_token_id, rows=256, batch_size=32, max_length=48, seed=2, pairs=False):
+    """Right-padded batches of random token ids and lengths 1..max_length: enough rows for a correlation. pairs=True:
+    (ids, mask, pair_ids, pair_mask), each side with lengths of its own."""
     generator = torch.Generator().manual_seed(seed)
     batches = []
     for _ in range(rows // batch_size):
-        lengths = torch.randint(1, max_length + 1, (batch_size,), generator=generator)
-        mask = (torch.arange(int(lengths.max())) < lengths.unsqueeze(1)).long()
-        ids = torch.randint(0, vocab_size, mask.shape, generator=generator)
-        batches.append((torch.where(mask.bool(), ids, torch.full_like(ids, pad_token_id)), mask))
+        batch = ()
+        for _ in range(2 if pairs else 1):
+            batch += padded(torch.randint(1, max_length + 1, (batch_size,), generator=generator), vocab_size,
+                            pad_token_id, generator)
+        batches.append(batch)
     return batches
+
+
+def model_check_batches(config, seed=0):
+    """The check batches of the inputs `config`'s model takes: pairs for a siamese pair model."""
+    batches = pair_check_batches if config.siamese else check_batches
+    return batches(config.vocab_size, config.pad_token_id, seed)
 
 
 def _both_outputs(model, path, batches):
     """(got, want): onnxruntime's and torch's [scores (rows, labels), member scores (members, rows, labels)] over
-    `batches`; torch is the model's own forward (and member_predictions), not the traced wrapper, and the graph runs
-    in the session that predicts with it."""
+    `batches` ((ids, mask) or, for a siamese pair model, (ids, mask, pair_ids, pair_mask)); torch is the model's own
+    forward (and member_predictions), not the traced wrapper, and the graph runs in the session that predicts with
+    it."""
     session = OnnxSession(path, model.config)
     got, want = [], []
     with torch.no_grad():
-        for ids, mask in batches:
-            want.append([model(ids, attention_mask=mask).logits.numpy(),
-                         model.member_predictions(ids, attention_mask=mask).numpy()])
-            got.append(session.run(ids.numpy(), mask.numpy()))
+        for batch in batches:
+            inputs = dict(zip(graph_inputs(model.config), batch))
+            ids, mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
+            want.append([model(ids, attention_mask=mask, **inputs).logits.numpy(),
+                         model.member_predictions(ids, attention_mask=mask, **inputs).numpy()])
+            got.append(session.run(ids.numpy(), mask.numpy(), **{k: v.numpy() for k, v in inputs.items()}))
     joined = [[np.concatenate([part[k] for part in parts], axis=k) for k in range(2)] for parts in (got, want)]
     return joined[0], joined[1]
 
@@ -188,17 +230,20 @@ def int8_failures(agreement):
 
 
 def export_graph(model, path, opset=OPSET):
-    """Trace `model` (eval mode, CPU, float32) into an ONNX file with dynamic batch and length axes. torch writes a
-    graph over 2 GiB with its weights in files beside it: `store_graph` gathers them."""
+    """Trace `model` (eval mode, CPU, float32) into an ONNX file with dynamic batch and length axes (the second
+    texts' length axis of its own, for a siamese pair model). torch writes a graph over 2 GiB with its weights in
+    files beside it: `store_graph` gathers them."""
     config = model.config
-    example = check_batches(config.vocab_size, config.pad_token_id)[0]  # padded, so the padded path is traced
+    example = model_check_batches(config)[0]  # padded, so the padded path is traced
     batch, length = AXES
+    axes = {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length},
+            OUTPUTS[0]: {0: batch}, OUTPUTS[1]: {1: batch}}
+    if config.siamese:
+        axes.update({name: {0: batch, 1: PAIR_AXIS} for name in PAIR_INPUTS})
     with dense_path_only(model), torch.no_grad(), _quiet_exporter():
         torch.onnx.export(
-            OnnxGraph(model).eval(), example, os.fspath(path), dynamo=False, opset_version=opset,
-            input_names=list(INPUTS), output_names=list(OUTPUTS),
-            dynamic_axes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length},
-                          OUTPUTS[0]: {0: batch}, OUTPUTS[1]: {1: batch}})
+            OnnxGraph(model).eval(), tuple(example), os.fspath(path), dynamo=False, opset_version=opset,
+            input_names=list(graph_inputs(config)), output_names=list(OUTPUTS), dynamic_axes=axes)
     model.eval()  # the exporter restores the wrapper's mode on everything under it
 
 
@@ -235,7 +280,8 @@ def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol
     """Write `model.onnx` (and `model.int8.onnx` with quantize="int8") with the tokenizer, config and card beside
     it; check each graph against torch (float32 to `atol` on padded batches of mixed lengths, empty rows included;
     int8 within INT8_MIN_R and INT8_MAX_DIFF_STDS) before anything is written. Static and contextual models alike
-    (a contextual graph runs the frozen transformer too). Returns the report also written to onnx_export.json."""
+    (a contextual graph runs the frozen transformer too); a siamese pair model's graph takes the second texts too
+    and is checked on padded pairs. Returns the report also written to onnx_export.json."""
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize={quantize!r}: the choices are None and 'int8'.")
     try:
@@ -258,14 +304,14 @@ def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol
         graph = os.path.join(work, ONNX_FILE)
         external = store_graph(os.path.join(work, "traced", ONNX_FILE), graph)
         seconds = time.perf_counter() - start
-        batches = check_batches(config.vocab_size, config.pad_token_id, seed=1)
+        batches = model_check_batches(config, seed=1)
         difference = max_difference(model, graph, batches)
         if difference > atol:
             raise ExportCheckError(f"the ONNX graph of {model_name_or_path} differs from torch by {difference:.2e} "
                                    f"(> {atol:g}) on the check batches, so it was not written. Please report this "
                                    "with the model's config.json.")
         if quantize == "int8":
-            batches += random_batches(config.vocab_size, config.pad_token_id)
+            batches += random_batches(config.vocab_size, config.pad_token_id, pairs=config.siamese)
             int8 = quantize_int8(graph, os.path.join(work, INT8_FILE), model, batches, model_name_or_path,
                                  external is not None)
         written = sorted((name for name in os.listdir(work) if os.path.isfile(os.path.join(work, name))
@@ -282,8 +328,9 @@ def export_onnx(model_name_or_path, output_dir, quantize=None, opset=OPSET, atol
     report = {
         "exporter": "torch.onnx.export, TorchScript-based (dynamo=False)", "opset": opset,
         "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "source": os.fspath(model_name_or_path),
-        "embedding_type": config.embedding_type, "inputs": list(INPUTS), "outputs": list(OUTPUTS),
-        "dynamic_axes": list(AXES), "export_seconds": round(seconds, 3),
+        "embedding_type": config.embedding_type, "pair_encoding": config.pair_encoding,
+        "inputs": list(graph_inputs(config)), "outputs": list(OUTPUTS),
+        "dynamic_axes": list(AXES) + ([PAIR_AXIS] if config.siamese else []), "export_seconds": round(seconds, 3),
         "files": {name: os.path.getsize(os.path.join(output_dir, name)) for name in written},
         "external_data": external, "max_abs_difference_vs_torch": difference,
     }
@@ -378,7 +425,7 @@ def _quiet_exporter():
 
 
 __all__ = ["export_onnx", "export_graph", "OnnxGraph", "OnnxSession", "ONNX_FILE", "INT8_FILE", "dense_path_only",
-           "check_batches", "random_batches"]
+           "check_batches", "pair_check_batches", "model_check_batches", "random_batches"]
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ import os
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from .onnx_session import INPUTS, ONNX_FILE, OUTPUTS
+from .onnx_session import INPUTS, ONNX_FILE, OUTPUTS, PAIR_AXIS, PAIR_INPUTS
 from .tokenization import MAX_LENGTH
 
 # Keys of the torch model's config.json that name files the ONNX folder does not hold.
@@ -22,6 +22,8 @@ REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines")
 CARRIED_METADATA = ("license", "language", "datasets", "base_model", "metrics", "model-index", "pipeline_tag")
 CARD_TAGS = ["onnx", "onnxruntime", "seqreg", "text-regression"]
 EXAMPLES = ["What a wonderful day!", "I am not sure this is going to work."]
+PAIR_EXAMPLES = [("A man is playing a guitar.", "A man plays the guitar."),
+                 ("A cat sits on the mat.", "The stock market fell sharply today.")]
 
 
 def write_config(config, output_dir):
@@ -35,11 +37,13 @@ def write_config(config, output_dir):
         handle.write("\n")
 
 
-def snippet(max_length=MAX_LENGTH):
-    """Python that scores two texts with the folder's graph and prints one JSON line per text; it runs in the
-    folder (a clone or download of the repository) with onnxruntime, numpy and tokenizers only."""
+def snippet(max_length=MAX_LENGTH, pair_encoding=None):
+    """Python that scores two texts (or, for a pair model, two pairs) with the folder's graph and prints one JSON line
+    each; it runs in the folder (a clone or download of the repository) with onnxruntime, numpy and tokenizers only.
+    A siamese pair model's graph reads each side tokenized on its own; a cross model's, each pair as one sequence
+    (the tokenizer's pair template puts its separator between the texts)."""
     ids, mask = INPUTS
-    return f'''import json
+    head = f'''import json
 
 import numpy as np
 import onnxruntime
@@ -54,15 +58,46 @@ tokenizer.enable_padding(pad_id=pad, pad_token=tokenizer.id_to_token(pad))  # ri
 tokenizer.enable_truncation(max_length={max_length})
 session = onnxruntime.InferenceSession("{ONNX_FILE}", providers=["CPUExecutionProvider"])
 
-texts = {EXAMPLES!r}
-encodings = tokenizer.encode_batch(texts)
+'''
+    if pair_encoding is None:
+        rows, fields = f"texts = {EXAMPLES!r}", '"text": text'
+        body = f'''encodings = tokenizer.encode_batch(texts)
 inputs = {{"{ids}": np.array([e.ids for e in encodings], dtype=np.int64),
           "{mask}": np.array([e.attention_mask for e in encodings], dtype=np.int64)}}
-{OUTPUTS[0]}, {OUTPUTS[1]} = session.run(["{OUTPUTS[0]}", "{OUTPUTS[1]}"], inputs)
+'''
+    elif pair_encoding == "cross":
+        rows, fields = f"texts = {PAIR_EXAMPLES!r}  # (text, text_pair)", '"text": text[0], "text_pair": text[1]'
+        body = f'''encodings = tokenizer.encode_batch(texts)  # each pair as one sequence: text [SEP] text_pair
+inputs = {{"{ids}": np.array([e.ids for e in encodings], dtype=np.int64),
+          "{mask}": np.array([e.attention_mask for e in encodings], dtype=np.int64)}}
+'''
+    else:
+        pair_ids, pair_mask = PAIR_INPUTS
+        rows, fields = f"texts = {PAIR_EXAMPLES!r}  # (text, text_pair)", '"text": text[0], "text_pair": text[1]'
+        body = f'''inputs = {{}}
+for side, (ids, mask) in enumerate([("{ids}", "{mask}"), ("{pair_ids}", "{pair_mask}")]):
+    encodings = tokenizer.encode_batch([pair[side] for pair in texts])  # each side padded on its own
+    inputs[ids] = np.array([e.ids for e in encodings], dtype=np.int64)
+    inputs[mask] = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+'''
+    return head + rows + "\n" + body + f'''{OUTPUTS[0]}, {OUTPUTS[1]} = session.run(["{OUTPUTS[0]}", "{OUTPUTS[1]}"], inputs)
 for text, scores, spread in zip(texts, {OUTPUTS[0]}, {OUTPUTS[1]}.std(axis=0)):
-    print(json.dumps({{"text": text, **dict(zip(labels, scores.tolist())),
+    print(json.dumps({{{fields}, **dict(zip(labels, scores.tolist())),
                       **{{f"{{label}}_std": float(s) for label, s in zip(labels, spread)}}}}))
 '''
+
+
+def inputs_text(config):
+    """The card's line on the graph's inputs."""
+    ids, mask = INPUTS
+    text = f"Inputs: `{ids}` and `{mask}`, int64 (batch_size, sequence_length), right-padded"
+    if config.pair_encoding == "cross":
+        return text + (", each pair as one sequence (`tokenizer(text, text_pair)`: the tokenizer's separator "
+                       "between the two texts).")
+    if config.siamese:
+        return text + (f", the first texts; `{PAIR_INPUTS[0]}` and `{PAIR_INPUTS[1]}` (batch_size, {PAIR_AXIS}), "
+                       "the second texts, tokenized and right-padded on their own.")
+    return text + "."
 
 
 def source_metadata(source):
@@ -87,9 +122,18 @@ def card_text(config, source, report, max_length=MAX_LENGTH):
                 "its head, in one graph")
     else:
         what = "the frozen word-embedding matrix, the recurrent network and its head, in one graph"
+    unit = "text"
+    if config.reads_pairs:
+        unit = (f"pair of texts (pair_encoding `{config.pair_encoding}`: "
+                + ("both texts read as one sequence)" if config.pair_encoding == "cross" else
+                   "each text read by the same encoder, the two sentence vectors compared symmetrically)"))
+    # A pair file's columns, by the agreed flags (STS-B's names as the example).
+    test_file, pair_flags = ("pairs.csv", " --text_column sentence1 --text_pair_column sentence2") if config.reads_pairs \
+        else ("texts.csv", "")
     int8 = report.get("int8")
     files = [f"- `{ONNX_FILE}`: float32, equal to the PyTorch model within "
-             f"{report['max_abs_difference_vs_torch']:.1e} on padded check batches of mixed lengths."]
+             f"{report['max_abs_difference_vs_torch']:.1e} on padded check batches of mixed lengths"
+             + (" (pairs, each side padded on its own)." if config.siamese else ".")]
     if report.get("external_data"):
         files.append(f"- `{report['external_data']}`: the weights of `{ONNX_FILE}` (over 2 GB; onnxruntime reads it "
                      "from beside the graph).")
@@ -107,7 +151,7 @@ def card_text(config, source, report, max_length=MAX_LENGTH):
 # {name} (ONNX)
 
 The ONNX export of a seqreg_hf sentence regressor: {what}.
-It predicts {config.num_labels} real-valued score(s) per text ({labels}) in the labels' own units,
+It predicts {config.num_labels} real-valued score(s) per {unit} ({labels}) in the labels' own units,
 from an ensemble of {config.ensemble_size} member(s).
 
 ## Use with onnxruntime
@@ -116,15 +160,15 @@ In a copy of this repository (`hf download REPO_ID --local-dir model && cd model
 `pip install onnxruntime tokenizers numpy` (neither seqreg_hf nor torch is needed):
 
 ```python
-{snippet(max_length)}```
+{snippet(max_length, config.pair_encoding)}```
 
-Inputs: `{INPUTS[0]}` and `{INPUTS[1]}`, int64 (batch_size, sequence_length), right-padded. Outputs: `{OUTPUTS[0]}`
+{inputs_text(config)} Outputs: `{OUTPUTS[0]}`
 (batch_size, num_labels), the scores, and `{OUTPUTS[1]}` (ensemble_size, batch_size, num_labels), each member's
 scores; their std over members is the ensemble's disagreement. For the int8 graph, open `model.int8.onnx`.
 Texts are cut at {max_length} tokens, as `seqreg-hf predict` cuts them by default.
 
-With seqreg_hf installed, `seqreg-hf predict --model_name_or_path . --backend onnx --test_file texts.csv
---output_file scored.csv` runs the same graph with length-grouped batches.
+With seqreg_hf installed, `seqreg-hf predict --model_name_or_path . --backend onnx --test_file {test_file}
+--output_file scored.csv{pair_flags}` runs the same graph with length-grouped batches.
 {calibration}
 ## Files
 
@@ -140,4 +184,4 @@ def write_card(config, source, output_dir, report, max_length=MAX_LENGTH):
     card_text(config, source, report, max_length).save(os.path.join(output_dir, "README.md"))
 
 
-__all__ = ["write_config", "write_card", "card_text", "snippet", "REMOTE_CODE_KEYS"]
+__all__ = ["write_config", "write_card", "card_text", "snippet", "REMOTE_CODE_KEYS", "EXAMPLES", "PAIR_EXAMPLES"]

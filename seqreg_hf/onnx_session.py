@@ -6,6 +6,10 @@ Outputs carry optimum's names: `logits` (batch_size, num_labels) and `member_log
 num_labels), both in the labels' own units, with dynamic axes `batch_size` and `sequence_length`. Earlier exports
 named them `scores` and `member_scores`; those compute the same thing, so the session reads either pair (whichever
 the graph has) and an old export keeps working without a re-export.
+
+The graph of a siamese pair model (pair_encoding "siamese" or "cosine") also takes the second texts,
+`pair_input_ids` and `pair_attention_mask` (batch_size, pair_sequence_length), right-padded on their own, and
+`OnnxSession.run` takes them as keywords; a cross model's graph is a single-text graph (one sequence per pair).
 """
 
 import os
@@ -17,9 +21,16 @@ from .modeling_seqreg import check_token_ids
 
 ONNX_FILE = "model.onnx"
 INPUTS = ("input_ids", "attention_mask")
+PAIR_INPUTS = ("pair_input_ids", "pair_attention_mask")  # a siamese pair model's second texts
 OUTPUTS = ("logits", "member_logits")
 LEGACY_OUTPUTS = ("scores", "member_scores")  # the same outputs, as earlier exports name them
 AXES = ("batch_size", "sequence_length")
+PAIR_AXIS = "pair_sequence_length"  # the second texts' own length axis (their batch axis is batch_size)
+
+
+def graph_inputs(config):
+    """The input names of `config`'s graph: the second texts' too for a siamese pair model."""
+    return INPUTS + PAIR_INPUTS if config.siamese else INPUTS
 
 
 class OnnxSession:
@@ -30,7 +41,7 @@ class OnnxSession:
         import onnxruntime
 
         self.path, self.config = os.fspath(path), config
-        self.outputs = OUTPUTS
+        self.inputs, self.outputs = graph_inputs(config), OUTPUTS
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         self.session = onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
@@ -46,14 +57,14 @@ class OnnxSession:
     def _check_form(self):
         inputs = {node.name: node for node in self.session.get_inputs()}
         outputs = {node.name: node for node in self.session.get_outputs()}
-        if set(inputs) != set(INPUTS):
-            self._refuse(f"inputs {', '.join(INPUTS)}", ", ".join(inputs) or "none")
+        if set(inputs) != set(self.inputs):
+            self._refuse(f"inputs {', '.join(self.inputs)}", ", ".join(inputs) or "none")
         if not set(OUTPUTS) <= set(outputs):
             if not set(LEGACY_OUTPUTS) <= set(outputs):
                 self._refuse(f"outputs {', '.join(OUTPUTS)} (or the earlier {', '.join(LEGACY_OUTPUTS)})",
                              ", ".join(outputs) or "none")
             self.outputs = LEGACY_OUTPUTS
-        for kind, nodes, names, dtype in (("input", inputs, INPUTS, "int64"), ("output", outputs, self.outputs,
+        for kind, nodes, names, dtype in (("input", inputs, self.inputs, "int64"), ("output", outputs, self.outputs,
                                                                                "float")):
             for name in names:
                 found = nodes[name].type.removeprefix("tensor(").removesuffix(")")
@@ -67,8 +78,9 @@ class OnnxSession:
 
     def _tiny_run(self):
         ids = np.full((1, 1), self.config.pad_token_id, dtype=np.int64)
+        feed = {name: ids if name.endswith("input_ids") else np.ones_like(ids) for name in self.inputs}
         try:
-            return self.session.run(list(self.outputs), {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+            return self.session.run(list(self.outputs), feed)
         except Exception as error:  # onnxruntime raises its own types
             self._refuse("a graph that scores one text", f"an error ({error})")
 
@@ -90,18 +102,45 @@ class OnnxSession:
         if members[0] != config.ensemble_size:
             self._refuse(f"{member_name} of {config.ensemble_size} members (ensemble_size)", members[0])
 
-    def run(self, input_ids, attention_mask):
+    def run(self, input_ids, attention_mask, pair_input_ids=None, pair_attention_mask=None):
         """(scores (batch, num_labels), member scores (ensemble_size, batch, num_labels)) as numpy arrays for int64
-        arrays (batch, length)."""
+        arrays (batch, length); a siamese pair model's graph also takes the second texts, `pair_input_ids` and
+        `pair_attention_mask` (batch, pair length), right-padded on their own."""
+        self._check_pair_inputs(pair_input_ids, pair_attention_mask)
+        feed = dict(zip(INPUTS, self._side(input_ids, attention_mask)))
+        if self.config.siamese:
+            feed.update(zip(PAIR_INPUTS, self._side(pair_input_ids, pair_attention_mask, "pair_")))
+            if len(feed["pair_input_ids"]) != len(feed["input_ids"]):
+                raise ValueError(f"pair_input_ids has {len(feed['pair_input_ids'])} rows and input_ids "
+                                 f"{len(feed['input_ids'])}: one second text per text.")
+        scores, members = self.session.run(list(self.outputs), feed)
+        return scores, members
+
+    def _check_pair_inputs(self, pair_input_ids, pair_attention_mask):
+        given = [name for name, value in zip(PAIR_INPUTS, (pair_input_ids, pair_attention_mask)) if value is not None]
+        encoding = self.config.pair_encoding
+        if self.config.siamese and len(given) < 2:
+            raise ValueError(f"this graph scores pairs of texts (pair_encoding={encoding!r}): give the second texts "
+                             "as pair_input_ids and pair_attention_mask (tokenized on their own).")
+        if given and not self.config.siamese:
+            fix = ("tokenize each pair as one sequence, tokenizer(texts, texts_pair), and give input_ids only"
+                   if encoding == "cross" else "give input_ids and attention_mask only")
+            raise ValueError(f"{' and '.join(given)} given to a graph that reads one sequence per row "
+                             f"(pair_encoding={encoding!r}): {fix}.")
+
+    def _side(self, input_ids, attention_mask, prefix=""):
+        """One side's (ids, mask) as contiguous int64 arrays, checked against the vocabulary."""
         input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
         attention_mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
+        if input_ids.ndim != 2 or attention_mask.shape != input_ids.shape:
+            raise ValueError(f"{prefix}input_ids and {prefix}attention_mask must be arrays of one shape (batch, "
+                             f"length), got {input_ids.shape} and {attention_mask.shape}.")
         check_token_ids(torch.from_numpy(input_ids), self.config.vocab_size)  # shares the array's memory
         if input_ids.shape[1] == 0:  # every text empty: one padding position, which the graph reads as nothing
             input_ids = np.full((input_ids.shape[0], 1), self.config.pad_token_id, dtype=np.int64)
             attention_mask = np.zeros_like(input_ids)
-        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
-        scores, members = self.session.run(list(self.outputs), feed)
-        return scores, members
+        return input_ids, attention_mask
 
 
-__all__ = ["OnnxSession", "ONNX_FILE", "INPUTS", "OUTPUTS", "LEGACY_OUTPUTS", "AXES"]
+__all__ = ["OnnxSession", "ONNX_FILE", "INPUTS", "PAIR_INPUTS", "OUTPUTS", "LEGACY_OUTPUTS", "AXES", "PAIR_AXIS",
+           "graph_inputs"]
