@@ -250,6 +250,7 @@ class PredictArguments:
         "help": "CSV / TSV / JSONL / JSON / Parquet file, written as its name says (all but Parquet may end in .gz, "
                 ".bz2, .xz or .zst), or - for JSONL on stdout. Scores go to pred_<label> columns."})
     text_column: str = _text_column_field()
+    text_pair_column: str | None = field(default=None, metadata={"help": "Column of the second texts, for a model trained on pairs (e.g. sentence2)."})
     batch_size: int = _batch_size_field()
     max_length: int | None = field(default=None, metadata={"help": "Truncate longer texts (default: the tokenizer's)."})
     backend: typing.Literal["torch", "onnx"] = field(default="torch", metadata={
