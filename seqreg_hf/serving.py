@@ -73,6 +73,9 @@ def type_name(value):
 def read_input(value, where, pairs):
     """A text, or a pair as a (text, text_pair) tuple, from one input of a request: a string, or a pair given as
     {"text": .., "text_pair": ..} or [text, text_pair]. `pairs`: whether the model reads pairs (None: either)."""
+    if pairs is False and not isinstance(value, str):
+        raise RequestError(422, f"{where} is {type_name(value)}; every text must be a string (this model reads one "
+                                "text per input, not pairs).")
     if isinstance(value, dict):
         if sorted(value) != ["text", "text_pair"]:
             raise RequestError(422, f'{where} has keys {sorted(value)}; a pair is {{"text": ..., "text_pair": ...}}.')
@@ -84,9 +87,6 @@ def read_input(value, where, pairs):
         value = tuple(value)
     elif not isinstance(value, str):
         raise RequestError(422, f"{where} is {type_name(value)}; every text must be a string.")
-    if isinstance(value, tuple) and pairs is False:
-        raise RequestError(422, f"{where} is a pair of texts, and this model reads one text per input: send "
-                                "strings.")
     if isinstance(value, str) and pairs:
         raise RequestError(422, f'{where} is a single text, and this model scores pairs of texts: send '
                                 '{"text": ..., "text_pair": ...} (or a list of them).')

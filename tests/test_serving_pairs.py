@@ -66,7 +66,7 @@ def test_a_pair_to_a_single_text_model_and_the_limits_per_text_of_a_pair_in_proc
         return caught.value.status, str(caught.value)
 
     assert refusal({"text": "a", "text_pair": "b"}, False) == (
-        422, '"inputs" is a pair of texts, and this model reads one text per input: send strings.')
+        422, '"inputs" is an object; every text must be a string (this model reads one text per input, not pairs).')
     assert refusal([["a", "b"]] * 4, True)[0] == 413  # a pair counts as one input
     assert refusal([["a", "0123456789x"]], True) == (
         413, '"inputs"[0]["text_pair"] has 11 characters, over the limit of 10 (--max_chars_per_text).')
