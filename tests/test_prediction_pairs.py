@@ -192,3 +192,20 @@ def test_predict_refuses_a_wrong_pair_column_in_one_line(siamese_dir, single_dir
     assert code == 1 and len(error) == 1 and error[0].startswith("seqreg-hf predict: error: "), error
     assert problem in error[0]
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_the_onnx_backend_scores_pairs_as_torch_does(siamese_dir, tmp_path):
+    """The exported siamese graph (inputs pair_input_ids / pair_attention_mask) run by the Predictor on padded
+    batches of pairs: the torch numbers, std included, and symmetric."""
+    pytest.importorskip("onnxruntime", reason="the onnx backend needs the onnx extra: pip install 'seqreg-hf[onnx]'")
+    folder = tmp_path / "model"
+    import shutil
+
+    shutil.copytree(siamese_dir, folder)
+    assert run_command("export", ["--model_name_or_path", str(folder), "--output_dir", str(folder),
+                                  "--disable_tqdm", "true"]) == 0
+    onnx, torch_predictor = Predictor.from_dir(folder, backend="onnx"), Predictor.from_dir(folder)
+    got = onnx.predict(PAIRS, batch_size=3, return_std=True)
+    for a, b in zip(got, torch_predictor.predict(PAIRS, batch_size=3, return_std=True)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(onnx.predict([(b, a) for a, b in PAIRS]), got[0], atol=1e-6, rtol=0)
