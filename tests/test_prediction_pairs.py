@@ -91,6 +91,22 @@ def test_each_pair_scores_as_the_models_forward_on_that_pair_alone(bert_source, 
     np.testing.assert_allclose([[d["V"], d["A"]] for d in dicts], scores, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("encoding", ["siamese", "cross"])
+def test_a_contextual_pair_model_scores_each_pair_as_alone(tiny_bert, encoding):
+    """The frozen transformer reads both texts of a siamese pair (one batch, each side padded on its own) or the
+    joined sequence of a cross pair."""
+    from seqreg_hf.model_dir import build_contextual_model
+
+    source = load_embeddings(str(tiny_bert))
+    source.tokenizer.model_max_length = 12
+    torch.manual_seed(2)
+    model = build_contextual_model(source, hidden_size=8, num_labels=2, ensemble_size=2, pair_encoding=encoding,
+                                   id2label={0: "V", 1: "A"})
+    predictor = Predictor(model, source.tokenizer)
+    scores = predictor.predict(PAIRS, batch_size=3)
+    np.testing.assert_allclose(scores, np.stack([alone(predictor, pair)[0] for pair in PAIRS]), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("encoding", ["siamese", "cosine"])
 def test_a_siamese_prediction_is_symmetric(bert_source, encoding):
     predictor = predictor_of(bert_source, encoding)
