@@ -2,6 +2,8 @@
 own forward scores that pair alone, in input order, whatever the batching; `seqreg-hf predict --text_pair_column`
 writes both texts and the scores, in one chunk or many; every wrong combination of input and model is one line."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -225,3 +227,30 @@ def test_the_onnx_backend_scores_pairs_as_torch_does(siamese_dir, tmp_path):
     for a, b in zip(got, torch_predictor.predict(PAIRS, batch_size=3, return_std=True)):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     np.testing.assert_allclose(onnx.predict([(b, a) for a, b in PAIRS]), got[0], atol=1e-6, rtol=0)
+
+
+def test_two_processes_under_torchrun_score_a_pair_file_in_input_order(siamese_dir, tmp_path):
+    """Chunks of 3 pairs dealt to 2 ranks, scored and joined: the rows, texts and scores of one process."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    rows = [(f"{a} {'big ' * (i % 4)}", f"{b} {'small ' * (i % 3)}") for i, (a, b) in enumerate(PAIRS * 3)]
+    frame = pd.DataFrame({"id": range(len(rows)), "s1": [a for a, _ in rows], "s2": [b for _, b in rows]})
+    frame.to_csv(tmp_path / "pairs.csv", index=False)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "seqreg_hf.cli", "predict", "--model_name_or_path", str(siamese_dir), "--test_file",
+                             str(tmp_path / "pairs.csv"), "--text_column", "s1", "--text_pair_column", "s2",
+                             "--chunk_rows", "3", "--output_file", str(tmp_path / "two.csv"), "--disable_tqdm",
+                             "true"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads([line for line in result.stderr.splitlines() if line.startswith('{"predicted"')][0])
+    assert report["predicted"]["processes"] == 2 and report["predicted"]["chunks"] == 7
+    two = pd.read_csv(tmp_path / "two.csv", keep_default_na=False)
+    one = Predictor.from_dir(siamese_dir).predict(rows, return_std=True)
+    assert two["id"].tolist() == list(range(len(rows))) and list(zip(two["s1"], two["s2"])) == rows
+    np.testing.assert_allclose(two[["pred_score", "pred_score_std"]].to_numpy(float), np.hstack(one), atol=1e-6,
+                               rtol=0)
