@@ -104,6 +104,12 @@ def _text_column_field(help_text="Column holding the texts."):
     return field(default="text", metadata={"help": help_text})
 
 
+def _text_pair_column_field():
+    return field(default=None, metadata={
+        "help": "Column holding each row's second text, for a model of pairs (STS-B: sentence2); the first text is "
+                "--text_column's. A pair model needs it; a single-text model refuses it."})
+
+
 def _trust_remote_code_field():
     return field(default=False, metadata={
         "help": "Run the custom code (an auto_map to its own .py files) that a model or embeddings directory carries. "
@@ -250,6 +256,7 @@ class PredictArguments:
         "help": "CSV / TSV / JSONL / JSON / Parquet file, written as its name says (all but Parquet may end in .gz, "
                 ".bz2, .xz or .zst), or - for JSONL on stdout. Scores go to pred_<label> columns."})
     text_column: str = _text_column_field()
+    text_pair_column: str | None = _text_pair_column_field()
     batch_size: int = _batch_size_field()
     max_length: int | None = field(default=None, metadata={"help": "Truncate longer texts (default: the tokenizer's)."})
     backend: typing.Literal["torch", "onnx"] = field(default="torch", metadata={

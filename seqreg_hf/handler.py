@@ -2,7 +2,8 @@
 
 `EndpointHandler(path)` loads the model folder once; `handler({"inputs": "a text" | ["text", ...], "parameters":
 {"return_std": true, "interval": 0.9}})` answers what `seqreg_hf.predict` answers: {label: score} for a text, a list
-of them for a list; with "return_std" also {label}_std (ensembles), with "interval" also {label}_lo / {label}_hi
+of them for a list. A pair model takes pairs the same way: `{"text": .., "text_pair": ..}` or a list of them (or of
+`[text, text_pair]` lists); with "return_std" also {label}_std (ensembles), with "interval" also {label}_lo / {label}_hi
 (calibrated models). A bad request raises ValueError in one line, naming the problem.
 
 With seqreg_hf installed it answers through `seqreg_hf.predict` (batched, the installed code). Without it, through the
@@ -19,19 +20,34 @@ import os
 PARAMETERS = ("return_std", "interval")
 
 
+def read_input(value, where):
+    """A text, or a pair as {"text": .., "text_pair": ..} (from a dict or a [text, text_pair] list)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return {"text": value[0], "text_pair": value[1]}
+    if isinstance(value, dict):
+        if sorted(value) != ["text", "text_pair"]:
+            raise ValueError(f'{where} has keys {sorted(value)}; a pair is {{"text": ..., "text_pair": ...}}.')
+        wrong = next((k for k in ("text", "text_pair") if not isinstance(value[k], str)), None)
+        if wrong is not None:
+            raise ValueError(f'{where}["{wrong}"] is {type(value[wrong]).__name__}, not a text.')
+        return dict(value)
+    raise ValueError(f'{where} is {type(value).__name__}, not a text: send a list of strings (or of pairs, '
+                     '{"text": ..., "text_pair": ...}).')
+
+
 def read_request(data):
-    """(texts, one text or not, parameters) of a request, or ValueError naming what is wrong with it."""
+    """(texts or pairs, one input or not, parameters) of a request, or ValueError naming what is wrong with it."""
     if not isinstance(data, dict) or "inputs" not in data:
         raise ValueError('the request must be a JSON object with "inputs": a text or a list of texts, e.g. '
                          '{"inputs": "What a day!", "parameters": {"return_std": true}}.')
     inputs, parameters = data["inputs"], data.get("parameters") or {}
-    single = isinstance(inputs, str)
-    texts = [inputs] if single else inputs
-    if not isinstance(texts, list):
+    single = isinstance(inputs, (str, dict))
+    if not single and not isinstance(inputs, list):
         raise ValueError(f'"inputs" must be a text or a list of texts, not {type(inputs).__name__}.')
-    wrong = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
-    if wrong is not None:
-        raise ValueError(f'"inputs"[{wrong}] is {type(texts[wrong]).__name__}, not a text: send a list of strings.')
+    texts = [read_input(inputs, '"inputs"')] if single else [read_input(value, f'"inputs"[{i}]')
+                                                            for i, value in enumerate(inputs)]
     if not isinstance(parameters, dict):
         raise ValueError(f'"parameters" must be an object, not {type(parameters).__name__}.')
     unknown = sorted(set(parameters) - set(PARAMETERS))

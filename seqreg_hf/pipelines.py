@@ -1,9 +1,13 @@
-"""The "text-regression" pipeline: `pipeline("text-regression", model=DIR)` returns {label: score} per text; with
+"""The "text-regression" pipeline: `pipeline("text-regression", model=DIR)` returns {label: score} per text (a pair
+model takes {"text": ..., "text_pair": ...} dicts, as transformers' text-classification pipeline does); with
 `return_std=True` (ensembles) also {label}_std, the spread of the members' scores; with `interval=0.9` (a calibrated
 model) also {label}_lo and {label}_hi, the split-conformal interval at that level.
 
 This file is copied beside every checkpoint and runs where seqreg_hf is not installed, so it reads the calibration in
-config.json itself; `seqreg_hf.conformal` defines it (the same rank k = ceil((n + 1)·L), the same bounds).
+config.json itself; `seqreg_hf.conformal` defines it (the same rank k = ceil((n + 1)·L), the same bounds). For the same
+reason it spells out the pair encodings that `seqreg_hf.tokenization.encode_texts` defines: a siamese model ("siamese",
+"cosine") gets each text tokenized on its own (the second as pair_input_ids / pair_attention_mask), a "cross" model
+one sequence, tokenizer(text, text_pair).
 """
 
 import bisect
@@ -74,10 +78,41 @@ class TextRegressionPipeline(Pipeline):
         quantiles = {name: calibration["scores"][name][index] for name in names}
         return quantiles, calibration.get("floor") if calibration["kind"] == "adaptive" else None
 
-    def preprocess(self, text, truncation=True, max_length=None):
-        text = "" if text is None else str(text)
-        return self.tokenizer(text, truncation=truncation, max_length=max_length, return_tensors="pt",
-                              return_token_type_ids=False)
+    def preprocess(self, inputs, truncation=True, max_length=None):
+        encoding = getattr(self.model.config, "pair_encoding", None)
+        text, text_pair = self._split(inputs, encoding)
+        options = {"truncation": truncation, "max_length": max_length, "return_tensors": "pt",
+                   "return_token_type_ids": False}
+        if encoding == "cross":  # one sequence: the tokenizer's pair template puts its separator between the two
+            # As a batch of one: called with two strings, a tokenizer drops an empty text_pair (and its separator).
+            return self.tokenizer([text], [text_pair], **options)
+        encoded = self.tokenizer(text, **options)
+        if encoding is not None:  # siamese / cosine: each text on its own
+            second = self.tokenizer(text_pair, **options)
+            encoded["pair_input_ids"], encoded["pair_attention_mask"] = second["input_ids"], second["attention_mask"]
+        return encoded
+
+    @staticmethod
+    def _split(inputs, encoding):
+        """(text, text_pair or None) of one input: a string, or a pair as {"text": .., "text_pair": ..} or [a, b]."""
+        if isinstance(inputs, dict):
+            if sorted(inputs) != ["text", "text_pair"]:
+                raise ValueError(f"an input dict has keys {sorted(inputs)}; a pair is {{\"text\": ..., \"text_pair\": "
+                                 "...}.")
+            inputs = (inputs["text"], inputs["text_pair"])
+        elif isinstance(inputs, (list, tuple)) and len(inputs) != 2:
+            raise ValueError(f"an input is a {type(inputs).__name__} of {len(inputs)} items; a pair is two texts, "
+                             '{"text": ..., "text_pair": ...}.')
+        as_text = lambda value: "" if value is None else str(value)  # noqa: E731
+        if isinstance(inputs, (list, tuple)):
+            if encoding is None:
+                raise ValueError("this model reads one text per input, and a pair of texts was given: give strings "
+                                 "(or use a model trained on pairs).")
+            return as_text(inputs[0]), as_text(inputs[1])
+        if encoding is not None:
+            raise ValueError(f"this model scores pairs of texts (pair_encoding={encoding!r}), and a single text was "
+                             'given: give {"text": ..., "text_pair": ...} dicts.')
+        return as_text(inputs), None
 
     def _forward(self, model_inputs, return_std=False):
         if not return_std:

@@ -1,9 +1,12 @@
-"""Batched prediction (`seqreg-hf predict`): texts in, one score per target out, in the labels' own units.
+"""Batched prediction (`seqreg-hf predict`): texts (or pairs of texts) in, one score per target out, in the labels'
+own units.
 
 Texts are grouped by exact token length so no batch is padded (the model then runs the dense RNN
 kernel), run under ``torch.inference_mode``, and put back in input order. Every row gets a prediction:
 nulls and numbers are read as text, empty texts get the model's defined empty-input prediction, and
-over-long texts are truncated; both are counted and reported.
+over-long texts are truncated; both are counted and reported. A pair model (`config.pair_encoding`) takes
+`(text, text_pair)` tuples or `{"text": ..., "text_pair": ...}` dicts; a siamese one reads the pairs in order of their
+longer side, each side right-padded on its own (exact under padding), a cross one as one sequence per pair.
 """
 
 import json
@@ -23,7 +26,7 @@ from .formats import atomic_write, check_input, read_chunks
 from .logs import progress_enabled
 from .model_dir import load_model_dir
 from .onnx_session import ONNX_FILE, OnnxSession
-from .tokenization import pad_right, truncation_length
+from .tokenization import encode_texts, pad_right, truncation_length
 from .writers import check_output
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,56 @@ def as_text(value):
 
 
 BACKENDS = ("torch", "onnx")
+PAIR_KEYS = ("text", "text_pair")
+
+
+def split_pairs(inputs, config):
+    """(texts, second texts or None) of a batch of inputs for the model of `config`: strings for a single-text model,
+    `(text, text_pair)` tuples / lists or {"text", "text_pair"} dicts for a pair model; anything else is a ValueError
+    in one line naming the row and the fix."""
+    pairs = getattr(config, "pair_encoding", None) is not None
+    texts, texts_pair = [], []
+    for row, value in enumerate(inputs):
+        if isinstance(value, dict):
+            if sorted(value) != sorted(PAIR_KEYS):
+                raise ValueError(f"input {row} is a dict with keys {sorted(value)}; a pair is {{\"text\": ..., "
+                                 "\"text_pair\": ...}.")
+            value = (value["text"], value["text_pair"])
+        elif isinstance(value, (tuple, list)) and len(value) != 2:
+            raise ValueError(f"input {row} is a {type(value).__name__} of {len(value)} items; a pair is two texts, "
+                             "(text, text_pair).")
+        is_pair = isinstance(value, (tuple, list))
+        if is_pair and not pairs:
+            raise ValueError(f"input {row} is a pair of texts, and this model reads one text per row: give strings "
+                             "(or use a model trained on pairs, pair_encoding='siamese' or 'cross').")
+        if pairs and not is_pair:
+            raise ValueError(f"input {row} is a single text, and this model scores pairs of texts (pair_encoding="
+                             f"{config.pair_encoding!r}): give (text, text_pair) tuples or {{\"text\": ..., "
+                             "\"text_pair\": ...} dicts.")
+        if is_pair:
+            texts.append(as_text(value[0]))
+            texts_pair.append(as_text(value[1]))
+        else:
+            texts.append(as_text(value))
+    return texts, (texts_pair if pairs else None)
+
+
+class OverflowNotes:
+    """`tokenizer` as `encode_texts` calls it, noting which rows each batch call truncated (a fast tokenizer's
+    encodings tell, at no extra cost): a row counts as truncated when any of its texts lost tokens."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.rows = tokenizer, None
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def __call__(self, text, *args, **kwargs):
+        encoded = self.tokenizer(text, *args, **kwargs)
+        if isinstance(text, list) and encoded.encodings:  # a batch (not encode_texts' one-pair separator probe)
+            lost = [bool(e.overflowing) for e in encoded.encodings]
+            self.rows = lost if self.rows is None else [a or b for a, b in zip(self.rows, lost)]
+        return encoded
 
 
 def no_std_error(config):
@@ -98,25 +151,45 @@ class Predictor:
     def has_std(self):
         return self.config.ensemble_size > 1
 
-    def encode(self, texts):
-        """Token ids per text, and how many texts lost tokens to truncation (long texts are cut before tokenizing,
-        so that memory per row stays bounded: see `cut_long_texts`)."""
-        texts, cut = cut_long_texts(texts, self.max_length)
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        overflowing = [bool(e.overflowing) for e in encoded.encodings] if encoded.encodings else [False] * len(texts)
-        return encoded["input_ids"], sum(o or c for o, c in zip(overflowing, cut))
+    @property
+    def reads_pairs(self):
+        """Whether the model scores pairs of texts (`config.pair_encoding`)."""
+        return getattr(self.config, "pair_encoding", None) is not None
 
-    def _run(self, input_ids, want_members):
-        """(scores, member scores or None) of one unpadded batch, as numpy arrays."""
+    def encode(self, texts, texts_pair=None):
+        """Token ids per row ({"input_ids": [...]}, with "pair_input_ids" for a siamese pair model; see
+        `tokenization.encode_texts`), and how many rows lost tokens to truncation (long texts are cut before
+        tokenizing, so that memory per row stays bounded: see `cut_long_texts`)."""
+        texts, cut = cut_long_texts(texts, self.max_length)
+        if texts_pair is not None:
+            texts_pair, cut_pair = cut_long_texts(texts_pair, self.max_length)
+            cut = [a or b for a, b in zip(cut, cut_pair)]
+        tokenizer = OverflowNotes(self.tokenizer)
+        encoded = encode_texts(tokenizer, texts, texts_pair, getattr(self.config, "pair_encoding", None),
+                               self.max_length)
+        lost = tokenizer.rows or [False] * len(texts)
+        ids = {key: encoded[key] for key in ("input_ids", "pair_input_ids") if key in encoded}
+        return ids, sum(a or b for a, b in zip(lost, cut))
+
+    def _run(self, input_ids, want_members, pair_input_ids=None):
+        """(scores, member scores or None) of one batch, as numpy arrays: `input_ids` unpadded, or, with
+        `pair_input_ids` (a siamese pair model), each side a list of id lists, right-padded here on its own."""
+        pair = {}
+        if pair_input_ids is None:
+            mask = np.ones_like(input_ids)
+        else:
+            (input_ids, mask), (pair_ids, pair_mask) = (right_pad(side, self.config.pad_token_id)
+                                                        for side in (input_ids, pair_input_ids))
+            pair = {"pair_input_ids": pair_ids, "pair_attention_mask": pair_mask}
         if self.backend == "onnx":
-            scores, members = self.model.run(input_ids, np.ones_like(input_ids))
+            scores, members = self.model.run(input_ids, mask, **pair)
             return scores, members
-        ids = torch.from_numpy(input_ids).to(self.device)
-        mask = torch.ones_like(ids)
+        ids, mask = (torch.from_numpy(array).to(self.device) for array in (input_ids, mask))
+        pair = {key: torch.from_numpy(array).to(self.device) for key, array in pair.items()}
         if want_members:
-            members = self.model.member_predictions(ids, attention_mask=mask).float()
+            members = self.model.member_predictions(ids, attention_mask=mask, **pair).float()
             return members.mean(dim=0).cpu().numpy(), members.cpu().numpy()
-        return self.model(ids, attention_mask=mask).logits.float().cpu().numpy(), None
+        return self.model(ids, attention_mask=mask, **pair).logits.float().cpu().numpy(), None
 
     @property
     def calibration(self):
@@ -128,7 +201,8 @@ class Predictor:
         """(len(texts), num_labels) float32 scores; with return_std=True also the members' spread (population std,
         same shape), for ensembles only; with interval=L (a level in (0, 1), e.g. 0.9) also the lower and upper
         bounds of the calibrated interval (see `seqreg_hf.conformal`). Several results come as a tuple in that
-        order: (scores, std, lo, hi). progress=False hides the batch bar (None: shown for several batches)."""
+        order: (scores, std, lo, hi). progress=False hides the batch bar (None: shown for several batches).
+        For a pair model `texts` holds pairs: `(text, text_pair)` tuples or {"text", "text_pair"} dicts."""
         if return_std and not self.has_std:
             raise no_std_error(self.config)
         calibration = None
@@ -137,20 +211,31 @@ class Predictor:
             calibration = require_calibration(self.config, getattr(self.config, "name_or_path", "") or None)
             quantiles(calibration, level)  # a level beyond the calibration's n is refused before any work
         want_members = return_std or (calibration is not None and calibration["kind"] == "adaptive")
-        texts = [as_text(t) for t in texts]
-        ids, truncated = self.encode(texts) if texts else ([], 0)
-        self.report = {"rows": len(texts), "empty": sum(1 for t in texts if not t.strip()), "truncated": truncated}
+        texts, texts_pair = split_pairs(texts, self.config)
+        encoded, truncated = self.encode(texts, texts_pair) if texts else ({"input_ids": []}, 0)
+        ids, pair_ids = encoded["input_ids"], encoded.get("pair_input_ids")
+        empty = [not t.strip() for t in texts]
+        if texts_pair is not None:  # a pair counts as empty when either of its texts is
+            empty = [a or not b.strip() for a, b in zip(empty, texts_pair)]
+        self.report = {"rows": len(texts), "empty": sum(empty), "truncated": truncated}
         if self.report["truncated"]:
             logger.warning("%d text(s) were longer than %d tokens and were truncated.", self.report["truncated"],
                            self.max_length)
         output = np.empty((len(ids), self.config.num_labels), dtype=np.float32)
         spread = np.empty_like(output) if want_members else None
-        batches = exact_length_batches([len(i) for i in ids], batch_size)
+        if pair_ids is None:
+            batches = exact_length_batches([len(i) for i in ids], batch_size)
+        else:  # in order of the longer side: the padding each side gets stays small
+            order = sorted(range(len(ids)), key=lambda r: (max(len(ids[r]), len(pair_ids[r])), r))
+            batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         quiet = progress is False or not progress_enabled() or len(batches) < 2  # no bar for a single batch
         for rows in tqdm(batches, desc="predicting", unit=" batches", disable=quiet):
-            # Every batch holds texts of one length: no padding, so the model runs its dense kernel.
-            input_ids = np.array([ids[r] for r in rows], dtype=np.int64).reshape(len(rows), -1)
-            scores, members = self._run(input_ids, want_members)
+            if pair_ids is None:
+                # Every batch holds texts of one length: no padding, so the model runs its dense kernel.
+                input_ids = np.array([ids[r] for r in rows], dtype=np.int64).reshape(len(rows), -1)
+                scores, members = self._run(input_ids, want_members)
+            else:
+                scores, members = self._run([ids[r] for r in rows], want_members, [pair_ids[r] for r in rows])
             output[rows] = scores
             if want_members:
                 spread[rows] = members.std(axis=0)
@@ -178,9 +263,21 @@ class Predictor:
         return rows
 
 
+def right_pad(rows, pad_id):
+    """(ids, mask) int64 arrays (batch, longest) of token-id lists, real tokens first, then `pad_id`."""
+    width = max((len(row) for row in rows), default=0)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = row
+        mask[i, :len(row)] = 1
+    return ids, mask
+
+
 def predict(model_or_path, texts, batch_size=256, tokenizer=None, return_std=False, trust_remote_code=False,
             interval=None):
-    """Scores of `texts`: one {label: score} dict per text, keyed by label name, in input order; with
+    """Scores of `texts`: one {label: score} dict per text, keyed by label name, in input order (a pair model takes
+    pairs: `(text, text_pair)` tuples or {"text": ..., "text_pair": ...} dicts); with
     return_std=True (ensembles) also {label}_std, the spread of the members' scores; with interval=L (e.g. 0.9, a
     calibrated model) also {label}_lo and {label}_hi, the split-conformal interval at level L.
 
@@ -189,7 +286,7 @@ def predict(model_or_path, texts, batch_size=256, tokenizer=None, return_std=Fal
     tokenizer class the directory carries (refused otherwise).
     """
     if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings; for one text, pass [text].")
+        raise TypeError("texts must be a list of strings (of pairs, for a pair model); for one text, pass [text].")
     if isinstance(model_or_path, Predictor):
         predictor = model_or_path
     elif isinstance(model_or_path, (str, os.PathLike)):
@@ -240,11 +337,22 @@ def interval_columns(label_names):
     return [f"{column}_{end}" for column in prediction_columns(label_names) for end in ("lo", "hi")]
 
 
+def check_pair_column(predictor, text_pair_column, source):
+    """Refuse, in one line, a --text_pair_column for a single-text model, and none for a pair model."""
+    if predictor.reads_pairs and text_pair_column is None:
+        raise ValueError(f"{source} scores pairs of texts (pair_encoding={predictor.config.pair_encoding!r}): give "
+                         "--text_pair_column, the column of the second texts (e.g. --text_pair_column sentence2).")
+    if text_pair_column is not None and not predictor.reads_pairs:
+        raise ValueError(f"--text_pair_column {text_pair_column}: {source} reads one text per row, not pairs; drop "
+                         "--text_pair_column (or predict with a model trained on pairs).")
+
+
 def predict_file(predictor, test_file, output_file, text_column="text", batch_size=256, with_std=False,
-                 chunk_rows=100_000, rank=0, world=1, interval=None):
+                 chunk_rows=100_000, rank=0, world=1, interval=None, text_pair_column=None):
     """Score a file chunk by chunk in constant memory and write the rows with their scores, in input order, in the
     format the output's name says (`formats.py`; stdout '-' gets JSON Lines). With `interval` (a level, e.g. 0.9),
-    the calibrated interval's bounds go to pred_<label>_lo and pred_<label>_hi.
+    the calibrated interval's bounds go to pred_<label>_lo and pred_<label>_hi. A pair model reads each row's pair
+    from `text_column` and `text_pair_column`.
 
     Under several processes chunk i is scored by rank i % world into a part file of its own; rank 0 then joins the
     parts in chunk order into a temporary file and renames it to the output in one step, so a reader sees a whole
@@ -255,6 +363,8 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
         raise ValueError("several processes cannot share stdin or stdout: give --test_file and --output_file.")
     writer = check_output(output_file)
     check_input(test_file)
+    check_pair_column(predictor, text_pair_column, getattr(predictor.config, "name_or_path", "") or "the model")
+    text_columns = [text_column] + ([text_pair_column] if text_pair_column is not None else [])
     columns = prediction_columns(predictor.label_names)
     std_columns = [f"{c}_std" for c in columns] if with_std else []
     bound_columns = interval_columns(predictor.label_names) if interval is not None else []
@@ -271,17 +381,23 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
                 bar = tqdm(desc=f"predicting (rank {rank})" if world > 1 else "predicting", unit=" rows",
                            disable=not progress_enabled())
             if index == 0:
-                if text_column not in frame.columns:
-                    raise ValueError(f"{test_file}: no column {text_column!r}; columns are {list(frame.columns)}. Set "
-                                     "--text_column.")
+                for name, flag in zip(text_columns, ("--text_column", "--text_pair_column")):
+                    if name not in frame.columns:
+                        lines = " (a .txt file or stdin holds one text per line: give a CSV, TSV, JSON Lines or " \
+                                "Parquet file with both columns)" if list(frame.columns) == [text_column] else ""
+                        raise ValueError(f"{test_file}: no column {name!r}; columns are {list(frame.columns)}{lines}. "
+                                         f"Set {flag}.")
                 if taken := [c for c in columns + std_columns + bound_columns if c in frame.columns]:
                     raise ValueError(f"{test_file} already has column(s) {taken}, where the predictions go; rename "
                                      "them (or drop them, if they are an earlier run's predictions).")
             offset += len(frame)
             if index % world != rank:
                 continue
+            for name in text_columns:
+                refuse_nested_text(frame[name].tolist(), name, first_row=offset - len(frame), where=f"{test_file}: ")
             texts = frame[text_column].tolist()
-            refuse_nested_text(texts, text_column, first_row=offset - len(frame), where=f"{test_file}: ")
+            if text_pair_column is not None:
+                texts = list(zip(texts, frame[text_pair_column].tolist()))
             result = predictor.predict(texts, batch_size=batch_size, return_std=with_std, progress=False,
                                        interval=interval)
             result = list(result) if isinstance(result, tuple) else [result]
@@ -311,10 +427,10 @@ def predict_file(predictor, test_file, output_file, text_column="text", batch_si
             counts = dict(zip(("rows", "empty", "truncated", "chunks"), totals.tolist()))
         all_written = True
         if target is not None and rank == 0:
-            header = [text_column, *[c for i, column in enumerate(columns) for c in
+            header = [*text_columns, *[c for i, column in enumerate(columns) for c in
                                      (column, *std_columns[i:i + 1], *bound_columns[2 * i:2 * i + 2])]]
             with atomic_write(target, tag=run) as partial:
-                writer.join([part(i) for i in range(counts["chunks"])], header, partial)
+                writer.join([part(i) for i in range(counts["chunks"])], header, partial, texts=len(text_columns))
     finally:
         if bar is not None:
             bar.close()
@@ -374,8 +490,9 @@ def _predict_command(args):
     with_std = predictor.has_std if args.std is None else args.std
     if with_std and not predictor.has_std:
         raise no_std_error(predictor.config)
+    check_pair_column(predictor, args.text_pair_column, args.model_name_or_path)
     counts = predict_file(predictor, args.test_file, args.output_file, args.text_column, args.batch_size, with_std,
-                          args.chunk_rows, rank, world, args.interval)
+                          args.chunk_rows, rank, world, args.interval, args.text_pair_column)
     if counts["truncated"]:
         logger.warning("%d text(s) were longer than %d tokens and were truncated.", counts["truncated"],
                        predictor.max_length)

@@ -2,8 +2,10 @@
 
 `POST /predict` takes `{"inputs": "a text" | ["text", ...], "parameters": {"return_std": bool, "interval": 0.9}}`
 and answers what `seqreg_hf.predict` returns for the same texts: one {label: score} dict for a string, a list of them
-for a list. `GET /health` says the server is up, `GET /info` what it serves (labels, backend, the card's metadata,
-the limits), and `GET /` is a page to type sentences into (`static/index.html`, plain HTML and JS).
+for a list. A pair model takes pairs the same way: `{"text": .., "text_pair": ..}` (one dict back) or a list of them
+(or of `[text, text_pair]` lists); the limits count a pair as one input and apply to each of its texts. `GET /health`
+says the server is up, `GET /info` what it serves (labels, backend, whether it reads pairs, the card's metadata, the
+limits), and `GET /` is a page to type sentences into (`static/index.html`, plain HTML and JS).
 
 Requests never run the model concurrently: one worker thread owns the `Predictor`. Requests wait in a queue; the
 worker takes what is waiting (up to `--max_batch_size` texts, waiting at most `--batch_wait_ms` for requests that
@@ -68,9 +70,32 @@ def type_name(value):
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
-def parse_request(body, limits):
-    """(texts, whether one string was sent, {option: value}) from a /predict body, or RequestError naming what is
-    wrong with it."""
+def read_input(value, where, pairs):
+    """A text, or a pair as a (text, text_pair) tuple, from one input of a request: a string, or a pair given as
+    {"text": .., "text_pair": ..} or [text, text_pair]. `pairs`: whether the model reads pairs (None: either)."""
+    if pairs is False and not isinstance(value, str):
+        raise RequestError(422, f"{where} is {type_name(value)}; every text must be a string (this model reads one "
+                                "text per input, not pairs).")
+    if isinstance(value, dict):
+        if sorted(value) != ["text", "text_pair"]:
+            raise RequestError(422, f'{where} has keys {sorted(value)}; a pair is {{"text": ..., "text_pair": ...}}.')
+        value = (value["text"], value["text_pair"])
+    elif isinstance(value, list):
+        if len(value) != 2:
+            raise RequestError(422, f'{where} is an array of {len(value)} items; a pair is two texts, [text, '
+                                    'text_pair] or {"text": ..., "text_pair": ...}.')
+        value = tuple(value)
+    elif not isinstance(value, str):
+        raise RequestError(422, f"{where} is {type_name(value)}; every text must be a string.")
+    if isinstance(value, str) and pairs:
+        raise RequestError(422, f'{where} is a single text, and this model scores pairs of texts: send '
+                                '{"text": ..., "text_pair": ...} (or a list of them).')
+    return value
+
+
+def parse_request(body, limits, pairs=None):
+    """(texts or pairs, whether one input (not a list) was sent, {option: value}) from a /predict body, or
+    RequestError naming what is wrong with it. `pairs`: whether the model reads pairs (None: either is taken)."""
     if not body.strip():
         raise RequestError(400, f"empty body: send a JSON object such as {EXAMPLE}.")
     try:
@@ -84,26 +109,33 @@ def parse_request(body, limits):
     if "inputs" not in data:
         raise RequestError(422, f'no "inputs": send a text or a list of texts, as in {EXAMPLE}.')
     inputs = data["inputs"]
-    single = isinstance(inputs, str)
+    single = isinstance(inputs, (str, dict))
     if not single and not isinstance(inputs, list):
-        raise RequestError(422, f'"inputs" is {type_name(inputs)}; it must be a string or a list of strings.')
+        raise RequestError(422, f'"inputs" is {type_name(inputs)}; it must be a string or a list of strings (or, '
+                                'for a pair model, {"text": ..., "text_pair": ...} or a list of them).')
     texts = [inputs] if single else inputs
     if len(texts) > limits.texts:
         raise RequestError(413, f'"inputs" holds {len(texts)} texts, over the limit of {limits.texts} per request '
                                 "(--max_texts_per_request): send them in several requests.")
-    for index, text in enumerate(texts):
+    read = []
+    for index, value in enumerate(texts):
         where = '"inputs"' if single else f'"inputs"[{index}]'
-        if not isinstance(text, str):
-            raise RequestError(422, f"{where} is {type_name(text)}; every text must be a string.")
-        if len(text) > limits.chars:
-            raise RequestError(413, f"{where} has {len(text)} characters, over the limit of {limits.chars} "
-                                    "(--max_chars_per_text).")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise RequestError(422, f"{where} holds a lone surrogate (an unpaired \\ud800-\\udfff escape); "
-                                    "send valid Unicode text.") from None
-    return texts, single, parse_parameters(data.get("parameters"))
+        value = read_input(value, where, pairs)
+        sides = zip((where,) if isinstance(value, str) else (f'{where}["text"]', f'{where}["text_pair"]'),
+                    (value,) if isinstance(value, str) else value)
+        for side, text in sides:
+            if not isinstance(text, str):
+                raise RequestError(422, f"{side} is {type_name(text)}; every text must be a string.")
+            if len(text) > limits.chars:
+                raise RequestError(413, f"{side} has {len(text)} characters, over the limit of {limits.chars} "
+                                        "(--max_chars_per_text).")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise RequestError(422, f"{side} holds a lone surrogate (an unpaired \\ud800-\\udfff escape); "
+                                        "send valid Unicode text.") from None
+        read.append(value)
+    return read, single, parse_parameters(data.get("parameters"))
 
 
 def parse_parameters(parameters):
@@ -315,6 +347,8 @@ def model_info(predictor, folder, name, limits, max_batch, wait_s):
         "ensemble_size": config.ensemble_size,
         "return_std": predictor.has_std,
         "interval": has_intervals(predictor),
+        "pairs": reads_pairs(predictor),
+        "pair_encoding": getattr(config, "pair_encoding", None),
         "max_length": predictor.max_length,
         "label_means": config.label_means,
         "label_stds": config.label_stds,
@@ -323,6 +357,11 @@ def model_info(predictor, folder, name, limits, max_batch, wait_s):
         "batching": {"max_batch_size": max_batch, "batch_wait_ms": wait_s * 1000},
         "seqreg_hf": __version__,
     }
+
+
+def reads_pairs(predictor):
+    """Whether the model scores pairs of texts, so that each input is {"text": .., "text_pair": ..}."""
+    return getattr(predictor.config, "pair_encoding", None) is not None
 
 
 def has_intervals(predictor):
@@ -366,7 +405,7 @@ def create_app(predictor, folder=None, name=None, limits=None, max_batch=256, wa
             batcher.arriving += 1
             try:
                 body = await read_body(request, limits.body_bytes)
-                texts, single, options = parse_request(body, limits)
+                texts, single, options = parse_request(body, limits, reads_pairs(predictor))
             finally:
                 batcher.arriving -= 1
             if options.get("return_std") and not predictor.has_std:

@@ -80,10 +80,11 @@ class OutputWriter:
             raise DataError(f"{self.path}: Parquet needs one type per column ({error}); make the column's values "
                             "one type, or write CSV / JSON Lines.") from None
 
-    def join(self, parts, header, target):
-        """Write the parts, in order, as one file at `target` (header: the columns, for an input without rows)."""
+    def join(self, parts, header, target, texts=1):
+        """Write the parts, in order, as one file at `target` (header: the columns, for an input without rows; its
+        first `texts` are text columns, the rest scores)."""
         if self.format.builder == "parquet":
-            return self._join_parquet(parts, header, target)
+            return self._join_parquet(parts, header, target, texts)
         with open_binary(target, "wb", self.compression) as out:  # target: a temporary name, so say how
             if self.ext == ".json":
                 out.write(b"[")
@@ -101,12 +102,13 @@ class OutputWriter:
             elif not parts and self.format.builder == "csv":  # no rows: the header alone
                 out.write((self.delimiter.join(header) + "\n").encode("utf-8"))
 
-    def _join_parquet(self, parts, header, target):
+    def _join_parquet(self, parts, header, target, texts=1):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         if not parts:
-            empty = pa.schema([(header[0], pa.string())] + [(name, pa.float32()) for name in header[1:]])
+            empty = pa.schema([(name, pa.string()) for name in header[:texts]]
+                              + [(name, pa.float32()) for name in header[texts:]])
             pq.write_table(empty.empty_table(), target)
             return
         try:  # a JSON column may be integers in one chunk and floats (a null) in the next
