@@ -104,6 +104,12 @@ def _text_column_field(help_text="Column holding the texts."):
     return field(default="text", metadata={"help": help_text})
 
 
+def _text_pair_column_field():
+    return field(default=None, metadata={
+        "help": "Column holding each row's second text, for a model of pairs (STS-B: sentence2); the first text is "
+                "--text_column's. A pair model needs it; a single-text model refuses it."})
+
+
 def _trust_remote_code_field():
     return field(default=False, metadata={
         "help": "Run the custom code (an auto_map to its own .py files) that a model or embeddings directory carries. "
@@ -161,6 +167,7 @@ class DataArguments:
     split_column: str | None = field(default=None, metadata={
         "help": "Column whose values (train / dev / test) split one file, as EmoBank's `split`."})
     text_column: str = _text_column_field()
+    text_pair_column: str | None = _text_pair_column_field()
     label_columns: list[str] = field(default_factory=list, metadata={
         "help": "Columns holding the scores, one target each (EmoBank: V A D)."})
     on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
@@ -250,6 +257,7 @@ class PredictArguments:
         "help": "CSV / TSV / JSONL / JSON / Parquet file, written as its name says (all but Parquet may end in .gz, "
                 ".bz2, .xz or .zst), or - for JSONL on stdout. Scores go to pred_<label> columns."})
     text_column: str = _text_column_field()
+    text_pair_column: str | None = _text_pair_column_field()
     batch_size: int = _batch_size_field()
     max_length: int | None = field(default=None, metadata={"help": "Truncate longer texts (default: the tokenizer's)."})
     backend: typing.Literal["torch", "onnx"] = field(default="torch", metadata={
@@ -347,6 +355,7 @@ class EvaluateArguments:
     split: typing.Literal["train", "dev", "validation", "test"] | None = field(default=None, metadata={
         "help": "With --split_column and one file: evaluate the rows of this split (reported under its name)."})
     text_column: str = _text_column_field()
+    text_pair_column: str | None = _text_pair_column_field()
     label_columns: list[str] = field(default_factory=list, metadata={
         "help": "Columns holding the true scores (default: the model's label names)."})
     on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
@@ -374,6 +383,7 @@ class CalibrateArguments:
     split: typing.Literal["train", "dev", "validation", "test"] = field(default="validation", metadata={
         "help": "With --split_column: the rows to calibrate on (dev and validation are one split)."})
     text_column: str = _text_column_field()
+    text_pair_column: str | None = _text_pair_column_field()
     label_columns: list[str] = field(default_factory=list, metadata={
         "help": "Columns holding the true scores (default: the model's label names)."})
     on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
