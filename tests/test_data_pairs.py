@@ -194,3 +194,26 @@ def test_the_search_collator_hands_each_side_its_chosen_layers(tiny_bert, tokeni
                                   pair_contextual_states=batch[PAIR_COLUMN]).logits
         from_live = trial(**inputs).logits
     np.testing.assert_allclose(from_cache.numpy(), from_live.numpy(), atol=5e-3)
+
+
+def test_length_buckets_batch_pairs_by_their_longer_side_and_keep_both_sides(tokenizer, tmp_path):
+    from seqreg_hf.arguments import SeqRegTrainingArguments
+    from seqreg_hf.trainer import SeqRegTrainer
+
+    raw = {"train": Dataset.from_pandas(pd.concat([pair_frame()] * 4, ignore_index=True))}
+    split = tokenize_splits(raw, tokenizer, "sentence1", ["score"], 128, text_pair_column="sentence2",
+                            pair_encoding="siamese")["train"]
+    model = SeqRegForSequenceRegression(tiny_config(vocab_size=tokenizer.vocab_size, num_labels=1,
+                                                    pair_encoding="siamese"))
+    args = SeqRegTrainingArguments(output_dir=str(tmp_path), report_to="none", per_device_train_batch_size=3,
+                                   eval_strategy="no", save_strategy="no", load_best_model_at_end=False, use_cpu=True)
+    trainer = SeqRegTrainer(model=model, args=args, length_buckets=True, train_dataset=split,
+                            processing_class=tokenizer, data_collator=PairCollator(tokenizer))
+    longer = {max(len(a), len(b)) for a, b in zip(split["input_ids"], split["pair_input_ids"])}
+    seen = []
+    for batch in trainer.get_train_dataloader():
+        assert {"pair_input_ids", "pair_attention_mask"} <= set(batch)  # the Trainer keeps the second side
+        sides = torch.stack([batch["attention_mask"].sum(1), batch["pair_attention_mask"].sum(1)]).max(0).values
+        assert len(set(sides.tolist())) == 1  # one longer-side length per batch
+        seen += sides.tolist()
+    assert sorted(seen) == sorted(split["length"]) and set(seen) == longer
