@@ -748,7 +748,22 @@ def parse_run(command, argv, values=None):
         architecture, explicit = apply_config_overrides(architecture, model.config_overrides, explicit)
     if data.label_columns:  # a misspelt name would be a KeyError after the first epoch
         check_metric_for_best_model(training.metric_for_best_model, data.label_columns)
+    resolve_pair_encoding(model, data, architecture, explicit)
     return RunArguments(model, data, embeddings, architecture, training, frozenset(explicit)), further
+
+
+def resolve_pair_encoding(model, data, architecture, explicit):
+    """A new model of pairs: --text_pair_column alone makes it "siamese" (the recommended pair encoding);
+    --pair_encoding without --text_pair_column is refused. A starting model (--model_name_or_path) has its own, which
+    training checks against the data once it is loaded (`data.check_pair_data`)."""
+    if model.model_name_or_path:
+        return
+    if data.text_pair_column is not None and "pair_encoding" not in explicit:
+        architecture.pair_encoding = "siamese"
+    elif data.text_pair_column is None and architecture.pair_encoding is not None:
+        raise ValueError(f"--pair_encoding {architecture.pair_encoding} makes a model of pairs of texts, and no "
+                         "--text_pair_column names the column of second texts; give --text_pair_column, or drop "
+                         "--pair_encoding.")
 
 
 def apply_config_overrides(architecture, text, explicit):

@@ -16,6 +16,7 @@ import json
 import numpy as np
 import torch
 from datasets import Dataset
+
 from .data import PairCollator
 
 COLUMN = "contextual_states"

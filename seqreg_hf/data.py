@@ -484,6 +484,12 @@ def row_inputs(dataset, text_column, text_pair_column=None):
     return texts if text_pair_column is None else list(zip(texts, dataset[text_pair_column]))
 
 
+def row_texts(dataset, text_column, text_pair_column=None):
+    """Every text of `dataset`'s rows (both texts of each pair): the corpus whose words a trimmed vocabulary keeps."""
+    texts = list(dataset[text_column])
+    return texts + list(dataset[text_pair_column]) if text_pair_column else texts
+
+
 def check_pair_data(config, text_pair_column, name):
     """One line when the data and the model `name` disagree on pairs: a pair model without --text_pair_column, or a
     model of single texts given one."""

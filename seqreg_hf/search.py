@@ -38,7 +38,7 @@ from . import training
 from .arguments import ARCHITECTURE_OPTIONS, command_parser, parse_search_arguments, read_config_file
 from .checkpoints import TrainingInterrupted
 from .contextual_cache import STATES_OF, cache_contextual_states
-from .data import DataError, PairCollator, load_clean_data, tokenize_splits
+from .data import DataError, PairCollator, load_clean_data, row_texts, tokenize_splits
 from .embeddings import load_embeddings
 from .formats import atomic_write
 from .logs import configure
@@ -347,13 +347,12 @@ def search_trials(run, search, optuna):
     output_dir = training_args.output_dir
     set_seed(training_args.seed)
     progress = not training_args.disable_tqdm
-    training.resolve_pair_encoding(run)  # --text_pair_column: trials of a siamese model unless --pair_encoding says
     raw, _, label_stats = load_clean_data(data, training_args.seed, progress)
     if "validation" not in raw:
         raise DataError("no validation split: the search scores every trial on it. Give --validation_file, or a "
                         "split column with dev/validation rows.")
     raw = {split: raw[split] for split in ("train", "validation")}  # the test split: never seen by a trial
-    corpus = training.train_corpus(raw["train"], data) if run.embeddings.top_n is not None else None
+    corpus = None if run.embeddings.top_n is None else row_texts(raw["train"], data.text_column, data.text_pair_column)
     source = load_embeddings(run.embeddings.embeddings, **run.embeddings.loader_options(corpus, progress))
     tokenizer = source.tokenizer
     tokenizer.model_max_length = run.embeddings.max_length

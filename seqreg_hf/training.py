@@ -16,7 +16,7 @@ from .arguments import EMBEDDING_OPTIONS, parse_arguments
 from .checkpoints import TrainingInterrupted
 from .configuration_seqreg import TRAINING_TIME_OPTIONS
 from .contextual_cache import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
-from .data import DataError, PairCollator, check_pair_data, check_selection_split, load_clean_data, tokenize_splits
+from .data import DataError, PairCollator, check_selection_split, load_clean_data, row_texts, tokenize_splits
 from .embeddings import load_embeddings
 from .logs import configure
 from .metrics import metrics_fn
@@ -42,22 +42,6 @@ def check_run(run):
     if run.architecture.num_token_features:
         raise ValueError("seqreg-hf train reads texts only; a model with num_token_features > 0 needs the "
                          "token_features input, which a Trainer script of your own has to provide.")
-    resolve_pair_encoding(run)
-
-
-def resolve_pair_encoding(run):
-    """A new model of pairs: --text_pair_column alone makes it "siamese" (the recommended pair encoding);
-    --pair_encoding without --text_pair_column is refused. A starting model's own is checked once it is loaded
-    (:func:`check_pair_data`)."""
-    pair_column, architecture = run.data.text_pair_column, run.architecture
-    if run.model.model_name_or_path:
-        return
-    if pair_column is not None and "pair_encoding" not in run.explicit:
-        architecture.pair_encoding = "siamese"
-    elif pair_column is None and architecture.pair_encoding is not None:
-        raise ValueError(f"--pair_encoding {architecture.pair_encoding} makes a model of pairs of texts, and no "
-                         "--text_pair_column names the column of second texts; give --text_pair_column, or drop "
-                         "--pair_encoding.")
 
 
 def load_or_build_model(run, train_texts):
@@ -74,7 +58,6 @@ def load_or_build_model(run, train_texts):
     # A starting model's calibration measured its own errors, not those of the weights this run trains.
     updates = {k: architecture[k] for k in explicit if k in TRAINING_TIME_OPTIONS} | {"calibration": None}
     model, tokenizer = load_model_dir(start, config_updates=updates, trust_remote_code=run.embeddings.trust_remote_code)
-    check_pair_data(model.config, run.data.text_pair_column, start)
     if model.config.label_names != labels:
         raise DataError(f"{start} predicts {model.config.num_labels} target(s) {model.config.label_names} but "
                         f"--label_columns is {labels}. Start from a model with those targets, or drop "
@@ -86,12 +69,6 @@ def load_or_build_model(run, train_texts):
                          f"options to go on training it (only {', '.join(TRAINING_TIME_OPTIONS)} may change), or "
                          "drop --model_name_or_path to build a new model.")
     return model, tokenizer
-
-
-def train_corpus(train, data_args):
-    """The train split's texts (both texts of each pair), whose words a trimmed vocabulary keeps."""
-    texts = list(train[data_args.text_column])
-    return texts + list(train[data_args.text_pair_column]) if data_args.text_pair_column else texts
 
 
 def main(argv=None, values=None):
@@ -116,9 +93,9 @@ def train_run(run):
     selects_by_correlation = any(m in (training_args.metric_for_best_model or "") for m in ("pearson", "spearman"))
     if "validation" in raw and training_args.eval_strategy != "no" and selects_by_correlation:
         check_selection_split(raw["validation"], "validation", data_args.label_columns)
-    # A trimmed vocabulary keeps the train split's words (not known ahead of a stream).
     wants_corpus = run.embeddings.top_n is not None and not isinstance(raw["train"], IterableDataset)
-    model, tokenizer = load_or_build_model(run, train_corpus(raw["train"], data_args) if wants_corpus else None)
+    corpus = row_texts(raw["train"], data_args.text_column, data_args.text_pair_column) if wants_corpus else None
+    model, tokenizer = load_or_build_model(run, corpus)
     if model_args.model_name_or_path and model.config.label_means is not None:
         # Fine-tuning keeps the checkpoint's units: its head was trained on targets standardized by these.
         logger.info("keeping the label statistics of %s (means %s, stds %s); this train split's are %s, %s",
@@ -130,13 +107,10 @@ def train_run(run):
     resume, identity = start_or_resume(run, model.config, tokenizer.model_max_length)  # `last`: this run's only
 
     start = time.perf_counter()
-    tokenized = tokenize_splits(raw, tokenizer, data_args.text_column, data_args.label_columns,
-                                tokenizer.model_max_length, data_args.preprocessing_num_workers,
-                                data_args.text_pair_column, model.config.pair_encoding)
+    tokenized = tokenize_splits(raw, tokenizer, data_args.text_column, data_args.label_columns, tokenizer.model_max_length,
+                                data_args.preprocessing_num_workers, data_args.text_pair_column, model.config.pair_encoding)
     tokenize_seconds = round(time.perf_counter() - start, 3)
-    # A siamese pair's second side is padded on its own (DataCollatorWithPadding pads input_ids only).
-    collator = PairCollator(tokenizer) if model.config.siamese else DataCollatorWithPadding(tokenizer)
-    states_bytes = 0
+    states_bytes, collator = 0, (PairCollator if model.config.siamese else DataCollatorWithPadding)(tokenizer)
     if model.config.embedding_type == "contextual":  # the frozen transformer runs once per split, not every epoch
         tokenized = cache_contextual_states(tokenized, model, tokenizer.pad_token_id)
         collator = StatesCollator(tokenizer, stored_layers(model), model.config.embedding_dim)
@@ -183,4 +157,4 @@ def train(config_file=None, **arguments):
     return main([os.fspath(config_file)] if config_file else [], values=arguments)
 
 
-__all__ = ["main", "train", "load_or_build_model", "resolve_pair_encoding", "train_corpus"]
+__all__ = ["main", "train", "load_or_build_model"]

@@ -77,8 +77,8 @@ def test_a_new_model_trained_on_pairs_is_siamese_and_scores_pairs_after_reloadin
 def test_evaluate_reads_each_rows_pair(pair_run, pairs_csv):
     """`evaluate_dataset` hands the predictor (text, text_pair) tuples of the cleaned rows and reports their metrics
     under the split's prefix: the Trainer's own dev metrics, from a predictor that scores each pair alone."""
-    from seqreg_hf.evaluation import evaluate_dataset
     from seqreg_hf.data import read_split
+    from seqreg_hf.evaluation import evaluate_dataset
 
     model, tokenizer = load_model_dir(pair_run)
     model.eval()
