@@ -217,3 +217,17 @@ def test_length_buckets_batch_pairs_by_their_longer_side_and_keep_both_sides(tok
         assert len(set(sides.tolist())) == 1  # one longer-side length per batch
         seen += sides.tolist()
     assert sorted(seen) == sorted(split["length"]) and set(seen) == longer
+
+
+def test_a_streamed_split_cleans_pairs_by_the_same_rule(tmp_path):
+    from seqreg_hf.data import clean_stream, stream_split
+
+    pair_frame(sentence2=["x", "", "y", None, "z"]).to_csv(tmp_path / "p.csv", index=False)
+    stream = stream_split(tmp_path / "p.csv", "train")
+    clean, report, means, _ = clean_stream(stream, "train", "sentence1", ["score"], text_pair_column="sentence2")
+    assert report["dropped"] == 2 and report["examples"][0] == "row 1: empty text in column 'sentence2'"
+    kept = list(clean)
+    assert [row["sentence2"] for row in kept] == ["x", "y", "z"]
+    assert means == pytest.approx([np.mean([5.0, 2.6, 2.2])])
+    with pytest.raises(DataError, match="'sentence_b'.*--text_pair_column"):
+        clean_stream(stream, "train", "sentence1", ["score"], text_pair_column="sentence_b")
