@@ -173,3 +173,8 @@ def test_cross_over_word_vectors_is_refused_before_training(pairs_csv, tmp_path,
     line = one_error_line(capsys, "train")
     assert "pair_encoding='cross'" in line and "separator" in line and "siamese" in line
     assert not (out / "model.safetensors").exists() and not list(out.glob("checkpoint-*"))
+    # `init` builds no model either: the refusal comes where the model is built, not where texts are tokenized.
+    assert cli(["init", "--embeddings", str(vectors), "--embeddings_format", "glove", "--pair_encoding", "cross",
+                "--output_dir", str(tmp_path / "init")]) == 1
+    assert "pair_encoding='cross'" in one_error_line(capsys, "init")
+    assert not (tmp_path / "init").exists()
