@@ -167,6 +167,7 @@ class DataArguments:
     split_column: str | None = field(default=None, metadata={
         "help": "Column whose values (train / dev / test) split one file, as EmoBank's `split`."})
     text_column: str = _text_column_field()
+    text_pair_column: str | None = _text_pair_column_field()
     label_columns: list[str] = field(default_factory=list, metadata={
         "help": "Columns holding the scores, one target each (EmoBank: V A D)."})
     on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
@@ -354,6 +355,7 @@ class EvaluateArguments:
     split: typing.Literal["train", "dev", "validation", "test"] | None = field(default=None, metadata={
         "help": "With --split_column and one file: evaluate the rows of this split (reported under its name)."})
     text_column: str = _text_column_field()
+    text_pair_column: str | None = _text_pair_column_field()
     label_columns: list[str] = field(default_factory=list, metadata={
         "help": "Columns holding the true scores (default: the model's label names)."})
     on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
@@ -381,6 +383,7 @@ class CalibrateArguments:
     split: typing.Literal["train", "dev", "validation", "test"] = field(default="validation", metadata={
         "help": "With --split_column: the rows to calibrate on (dev and validation are one split)."})
     text_column: str = _text_column_field()
+    text_pair_column: str | None = _text_pair_column_field()
     label_columns: list[str] = field(default_factory=list, metadata={
         "help": "Columns holding the true scores (default: the model's label names)."})
     on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
@@ -748,7 +751,22 @@ def parse_run(command, argv, values=None):
         architecture, explicit = apply_config_overrides(architecture, model.config_overrides, explicit)
     if data.label_columns:  # a misspelt name would be a KeyError after the first epoch
         check_metric_for_best_model(training.metric_for_best_model, data.label_columns)
+    resolve_pair_encoding(model, data, architecture, explicit)
     return RunArguments(model, data, embeddings, architecture, training, frozenset(explicit)), further
+
+
+def resolve_pair_encoding(model, data, architecture, explicit):
+    """A new model of pairs: --text_pair_column alone makes it "siamese" (the recommended pair encoding);
+    --pair_encoding without --text_pair_column is refused. A starting model (--model_name_or_path) has its own, which
+    training checks against the data once it is loaded (`data.check_pair_data`)."""
+    if model.model_name_or_path:
+        return
+    if data.text_pair_column is not None and "pair_encoding" not in explicit:
+        architecture.pair_encoding = "siamese"
+    elif data.text_pair_column is None and architecture.pair_encoding is not None:
+        raise ValueError(f"--pair_encoding {architecture.pair_encoding} makes a model of pairs of texts, and no "
+                         "--text_pair_column names the column of second texts; give --text_pair_column, or drop "
+                         "--pair_encoding.")
 
 
 def apply_config_overrides(architecture, text, explicit):

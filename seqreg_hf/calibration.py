@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from .conformal import KINDS, calibration_of
-from .data import clean_split, read_split
+from .data import check_pair_data, clean_split, read_split, row_inputs
 from .formats import atomic_write, check_input
 from .model_card import update_usage
 from .prediction import Predictor, no_std_error
@@ -55,7 +55,8 @@ def true_scores(dataset, label_columns):
         len(dataset), -1)
 
 
-def calibrate_run(trainer, validation, text_column, label_columns, source="the validation split", predictions=None):
+def calibrate_run(trainer, validation, text_column, label_columns, source="the validation split", predictions=None,
+                  text_pair_column=None):
     """At the end of `seqreg-hf train`: calibrate the trained model on the validation split (`validation`, cleaned)
     and store it, in memory and in the output_dir's config.json (main process only). Returns the calibration.
 
@@ -70,7 +71,8 @@ def calibrate_run(trainer, validation, text_column, label_columns, source="the v
                                      trainer.model.config.label_names, None, source=source)
     else:
         predictor = Predictor(trainer.model, trainer.processing_class)
-        calibration = calibrate_predictor(predictor, validation[text_column], true, source=source)
+        calibration = calibrate_predictor(predictor, row_inputs(validation, text_column, text_pair_column), true,
+                                          source=source)
     trainer.model.config.calibration = calibration  # a later save (push_to_hub) writes it again
     write_calibration(trainer.args.output_dir, calibration)
     logger.info("calibrated %s intervals on %d validation rows (config.calibration).", calibration["kind"],
@@ -97,6 +99,7 @@ def main(argv=None):
     config = load_config(resolve_model_dir(args.model_name_or_path))
     if args.kind == "adaptive" and config.ensemble_size < 2:
         raise no_std_error(config)
+    check_pair_data(config, args.text_pair_column, args.model_name_or_path)
     labels = config.label_names
     label_columns = list(args.label_columns or labels)
     if label_columns != labels:
@@ -106,9 +109,10 @@ def main(argv=None):
     split = {"dev": "validation"}.get(args.split, args.split)
     dataset = read_split(args.validation_file, split, args.split_column)
     dataset, bad = clean_split(dataset, split, args.text_column, label_columns, args.on_bad_rows,
-                               source=args.validation_file)
+                               source=args.validation_file, text_pair_column=args.text_pair_column)
     where = args.validation_file + (f" ({args.split_column} = {args.split})" if args.split_column else "")
-    calibration = calibrate_predictor(predictor, dataset[args.text_column], true_scores(dataset, label_columns),
+    calibration = calibrate_predictor(predictor, row_inputs(dataset, args.text_column, args.text_pair_column),
+                                      true_scores(dataset, label_columns),
                                       args.batch_size, source=where, kind=args.kind)
     folder = args.output_dir or args.model_name_or_path
     if args.output_dir and os.path.abspath(args.output_dir) != os.path.abspath(args.model_name_or_path):

@@ -6,7 +6,8 @@ the layer mean for layer_mix="mean" (one state per token), every chosen layer fo
 cache is keyed by the split's own fingerprint, a digest of the transformer's weights and config, and the layer
 choice, so a second run reuses it and another choice rebuilds it. `StatesCollator` pads the column beside the token
 ids, and the model's `forward(contextual_states=...)` then runs only the mix, the RNN and the head. Prediction
-runs the transformer live.
+runs the transformer live. A siamese pair's second texts get their own column, `pair_contextual_states` (the
+model's `pair_contextual_states` input), computed and padded the same way.
 """
 
 import hashlib
@@ -15,9 +16,13 @@ import json
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import DataCollatorWithPadding
+
+from .data import PairCollator
 
 COLUMN = "contextual_states"
+PAIR_COLUMN = "pair_contextual_states"
+# The token ids each states column is computed from.
+STATES_OF = {COLUMN: "input_ids", PAIR_COLUMN: "pair_input_ids"}
 
 
 def encoder_digest(model):
@@ -61,8 +66,7 @@ def cache_contextual_states(splits, model, pad_token_id, batch_size=128, chunk_s
         states = states.to(torch.float16).cpu().numpy()
         return [np.ascontiguousarray(states[:, row, :n]).reshape(-1) for row, n in enumerate(lengths)]
 
-    def compute(batch):
-        rows = batch["input_ids"]
+    def column_states(rows):
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         out = [None] * len(rows)
         with torch.inference_mode():
@@ -70,7 +74,10 @@ def cache_contextual_states(splits, model, pad_token_id, batch_size=128, chunk_s
                 chunk = order[start: start + batch_size]
                 for i, states in zip(chunk, states_of([rows[i] for i in chunk])):
                     out[i] = states
-        return {COLUMN: out}
+        return out
+
+    def compute(batch):  # the first texts' states, and a siamese pair's second texts' beside them
+        return {column: column_states(batch[ids]) for column, ids in STATES_OF.items() if ids in batch}
 
     cached = {}
     for split, dataset in splits.items():
@@ -80,7 +87,8 @@ def cache_contextual_states(splits, model, pad_token_id, batch_size=128, chunk_s
         mapped = dataset.map(compute, batched=True, batch_size=chunk_size, desc=f"contextual states {split}",
                              new_fingerprint=hashlib.sha256(f"{dataset._fingerprint}-{key}".encode()).hexdigest()[:16])
         # The states come out as numpy arrays (a Python list of ~10k floats a row would cost more than the RNN).
-        cached[split] = mapped.with_format("numpy", columns=[COLUMN], output_all_columns=True)
+        columns = [c for c in STATES_OF if c in mapped.column_names]
+        cached[split] = mapped.with_format("numpy", columns=columns, output_all_columns=True)
     return cached
 
 
@@ -92,25 +100,27 @@ def cache_bytes(splits):
                for f in d.cache_files)
 
 
-class StatesCollator(DataCollatorWithPadding):
-    """Pads token ids as DataCollatorWithPadding does, and the cached states (layers, length, hidden) beside them,
-    into a float32 (batch, layers, length, hidden) tensor."""
+class StatesCollator(PairCollator):
+    """Pads token ids as DataCollatorWithPadding does (a siamese pair's second side on its own, `PairCollator`), and
+    the cached states (layers, length, hidden) beside each side's ids, into float32 (batch, layers, length, hidden)
+    tensors."""
 
     def __init__(self, tokenizer, layers, hidden_size, **kwargs):
         super().__init__(tokenizer, **kwargs)
         self.layers, self.hidden_size = layers, hidden_size
 
     def __call__(self, features):
-        states = [np.asarray(f.pop(COLUMN), dtype=np.float32) for f in features] if COLUMN in features[0] else None
+        states = {column: [np.asarray(f.pop(column), dtype=np.float32) for f in features]
+                  for column in STATES_OF if column in features[0]}
         batch = super().__call__(features)
-        if states is not None:
-            width = batch["input_ids"].shape[1]
-            padded = torch.zeros(len(states), self.layers, width, self.hidden_size)
-            for row, flat in enumerate(states):
+        for column, rows in states.items():
+            padded = torch.zeros(len(rows), self.layers, batch[STATES_OF[column]].shape[1], self.hidden_size)
+            for row, flat in enumerate(rows):
                 block = torch.from_numpy(flat).view(self.layers, -1, self.hidden_size)
                 padded[row, :, : block.shape[1]] = block
-            batch[COLUMN] = padded
+            batch[column] = padded
         return batch
 
 
-__all__ = ["cache_contextual_states", "cache_bytes", "StatesCollator", "encoder_digest", "stored_layers", "COLUMN"]
+__all__ = ["cache_contextual_states", "cache_bytes", "StatesCollator", "encoder_digest", "stored_layers", "COLUMN",
+           "PAIR_COLUMN", "STATES_OF"]

@@ -17,6 +17,7 @@ import time
 import numpy as np
 from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
 from datasets.exceptions import DatasetGenerationError
+from transformers import DataCollatorWithPadding
 
 from .formats import (
     DataError,
@@ -29,6 +30,7 @@ from .formats import (
     read_lines,
     stream_dataset,
 )
+from .tokenization import encode_texts
 
 logger = logging.getLogger(__name__)
 
@@ -144,14 +146,16 @@ def label_problem(column, value):
     return f"label {column!r} is {value!r}, not a finite number"
 
 
-def row_problem(text, labels, text_column):
+def row_problem(text, labels, text_column, text_pair=None, text_pair_column=None):
     """Why a row cannot be trained on (an empty/null text, or a missing/NaN/infinite/non-numeric/huge label), or
     None.
 
-    `labels` yields (column, value) pairs. The one rule for files read whole and for streamed ones.
+    `labels` yields (column, value) pairs. With `text_pair_column` (a model of pairs) the second text `text_pair`
+    follows the first text's rule. The one rule for files read whole and for streamed ones.
     """
-    if text is None or not str(text).strip():
-        return f"empty text in column {text_column!r}"
+    for value, column in ((text, text_column), (text_pair, text_pair_column)):
+        if column is not None and (value is None or not str(value).strip()):
+            return f"empty text in column {column!r}"
     for column, value in labels:
         problem = label_problem(column, value)
         if problem:
@@ -203,18 +207,27 @@ def label_values(dataset, column):
         return np.where(np.abs(values) > LABEL_LIMIT, np.nan, values)
 
 
-def _bad_masks(dataset, text_column, label_columns):
-    """(bad text mask, {label column: bad value mask}): what :func:`row_problem` refuses, column by column."""
+def _empty_texts(dataset, column):
+    """True for each row whose text in `column` is null or only whitespace (a nested value is refused)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    texts = _arrow_column(dataset, text_column)
+    texts = _arrow_column(dataset, column)
     if pa.types.is_nested(texts.type):
-        refuse_nested_text(texts.to_pylist(), text_column)
+        refuse_nested_text(texts.to_pylist(), column)
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
         texts = texts.cast(pa.string())
     empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(texts), ""), True).to_numpy(zero_copy_only=False)
-    return np.asarray(empty, dtype=bool), {c: ~np.isfinite(label_values(dataset, c)) for c in label_columns}
+    return np.asarray(empty, dtype=bool)
+
+
+def _bad_masks(dataset, text_column, label_columns, text_pair_column=None):
+    """(bad text mask, {label column: bad value mask}): what :func:`row_problem` refuses, column by column. A pair's
+    row is bad when either of its texts is empty."""
+    empty = _empty_texts(dataset, text_column)
+    if text_pair_column is not None:
+        empty = empty | _empty_texts(dataset, text_pair_column)
+    return empty, {c: ~np.isfinite(label_values(dataset, c)) for c in label_columns}
 
 
 def refuse_nested_text(values, text_column, first_row=0, where=""):
@@ -223,13 +236,13 @@ def refuse_nested_text(values, text_column, first_row=0, where=""):
     for row, value in enumerate(values, start=first_row):
         if isinstance(value, dict | list | tuple):
             raise DataError(f"{where}row {row} (0-based), column {text_column!r} holds a JSON {type(value).__name__}, "
-                            f"not a text: {str(value)[:60]}. Point --text_column at a column of strings, or make "
-                            "that value a string.")
+                            f"not a text: {str(value)[:60]}. Point --text_column (or --text_pair_column) at a column "
+                            "of strings, or make that value a string.")
 
 
-def bad_row_mask(dataset, text_column, label_columns):
+def bad_row_mask(dataset, text_column, label_columns, text_pair_column=None):
     """True for each row that :func:`row_problem` refuses, computed column-wise with pyarrow and numpy."""
-    return _any_bad(*_bad_masks(dataset, text_column, label_columns))
+    return _any_bad(*_bad_masks(dataset, text_column, label_columns, text_pair_column))
 
 
 def _any_bad(empty_texts, bad_labels):
@@ -246,13 +259,15 @@ def _as_written(dataset, row, column, value):
     return array.storage[0].as_py() if isinstance(array.type, pa.BaseExtensionType) else None
 
 
-def _reasons(dataset, rows, text_column, label_columns):
+def _reasons(dataset, rows, text_column, label_columns, text_pair_column=None):
     """{row: reason} for `rows`, from the one rule."""
     reasons = {}
     for row in rows:
         record = dataset[row]
         labels = ((c, _as_written(dataset, row, c, record[c])) for c in label_columns)
-        reasons[row] = row_problem(record[text_column], labels, text_column) or "a label is not a finite number"
+        pair = record[text_pair_column] if text_pair_column is not None else None
+        reasons[row] = (row_problem(record[text_column], labels, text_column, pair, text_pair_column)
+                        or "a label is not a finite number")
     return reasons
 
 
@@ -265,14 +280,17 @@ def describe_split(split, source=None):
     return f"{split} split{_of(source)}"
 
 
-def check_columns(column_names, split, text_column, label_columns=(), source=None):
+def check_columns(column_names, split, text_column, label_columns=(), source=None, text_pair_column=None):
+    if text_pair_column is not None and text_pair_column not in column_names:
+        raise DataError(f"{describe_split(split, source)}: the second-text column {text_pair_column!r} is not in the "
+                        f"data, which has {list(column_names)}. Set --text_pair_column to the column of second texts.")
     missing = [c for c in [text_column, *label_columns] if c not in column_names]
     if missing:
         raise DataError(f"{describe_split(split, source)}: column(s) {missing} not found; the data has "
                         f"{list(column_names)}. Set --text_column / --label_columns to the right names.")
 
 
-def _refuse_unusable(dataset, where, text_column, label_columns, empty_texts, bad_labels):
+def _refuse_unusable(dataset, where, text_column, label_columns, empty_texts, bad_labels, text_pair_column=None):
     """A split that has rows but not one usable row, or a label column without one usable value, is refused
     whatever the bad-row policy: dropping would leave nothing to train or evaluate on."""
     if len(dataset) == 0:
@@ -284,26 +302,32 @@ def _refuse_unusable(dataset, where, text_column, label_columns, empty_texts, ba
                             f"rows holds a usable number (row 0: {first}). Fix the column, or name another one "
                             "in --label_columns.")
     if empty_texts.all():
+        if text_pair_column is not None:
+            raise DataError(f"{where}: none of its {len(dataset)} rows is usable: every row has an empty text in "
+                            f"column {text_column!r} or {text_pair_column!r}. Fix the file, or name the text columns "
+                            "in --text_column and --text_pair_column.")
         raise DataError(f"{where}: none of its {len(dataset)} rows is usable: empty text in every row of column "
                         f"{text_column!r}. Fix the file, or name the text column in --text_column.")
     if _any_bad(empty_texts, bad_labels).all():
-        reasons = _reasons(dataset, range(min(3, len(dataset))), text_column, label_columns)
+        reasons = _reasons(dataset, range(min(3, len(dataset))), text_column, label_columns, text_pair_column)
         examples = "; ".join(f"row {row}: {why}" for row, why in reasons.items())
         raise DataError(f"{where}: none of its {len(dataset)} rows is usable ({examples}). Fix the file.")
 
 
-def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop", source=None):
+def clean_split(dataset, split, text_column, label_columns, on_bad_rows="drop", source=None, text_pair_column=None):
     """Drop (or refuse) bad rows; returns (dataset, report) where report counts what was dropped and why.
 
-    `source`, the file the split was read from, is named in every message about it."""
+    `source`, the file the split was read from, is named in every message about it. With `text_pair_column` each
+    row is a pair, and an empty second text makes a row bad as an empty first text does."""
     if on_bad_rows not in BAD_ROW_POLICIES:
         raise ValueError(f"on_bad_rows={on_bad_rows!r} is not supported; choose one of {BAD_ROW_POLICIES}.")
-    check_columns(dataset.column_names, split, text_column, label_columns, source)
+    check_columns(dataset.column_names, split, text_column, label_columns, source, text_pair_column)
     start = time.perf_counter()
-    empty_texts, bad_labels = _bad_masks(dataset, text_column, label_columns)
-    _refuse_unusable(dataset, describe_split(split, source), text_column, label_columns, empty_texts, bad_labels)
+    empty_texts, bad_labels = _bad_masks(dataset, text_column, label_columns, text_pair_column)
+    _refuse_unusable(dataset, describe_split(split, source), text_column, label_columns, empty_texts, bad_labels,
+                     text_pair_column)
     rows = np.flatnonzero(_any_bad(empty_texts, bad_labels))
-    reasons = _reasons(dataset, rows[:5].tolist(), text_column, label_columns)
+    reasons = _reasons(dataset, rows[:5].tolist(), text_column, label_columns, text_pair_column)
     report = {"rows": len(dataset), "dropped": len(rows), "examples": [f"row {r}: {why}" for r, why in reasons.items()]}
     if len(rows) and on_bad_rows == "error":
         row, why = next(iter(reasons.items()))
@@ -376,18 +400,31 @@ def cut_long_texts(texts, max_length):
     return kept, cut
 
 
-def tokenize_splits(raw, tokenizer, text_column, label_columns, max_length, num_proc=None):
-    """Batched map through the model's tokenizer: input_ids, attention_mask, a float `labels` list per row and the
-    `length` that length-grouped sampling reads, and nothing else: the raw columns are removed, so no stray column
-    (a `label`, say, which the collator would rename to `labels`) can reach the model. Streamed splits are mapped
-    lazily."""
+def tokenize_splits(raw, tokenizer, text_column, label_columns, max_length, num_proc=None, text_pair_column=None,
+                    pair_encoding=None):
+    """Batched map through the model's tokenizer (`tokenization.encode_texts`): input_ids, attention_mask, a float
+    `labels` list per row and the `length` that length-grouped sampling reads, and nothing else: the raw columns are
+    removed, so no stray column (a `label`, say, which the collator would rename to `labels`) can reach the model.
+    Streamed splits are mapped lazily.
+
+    A model of pairs (`pair_encoding`, the second texts in `text_pair_column`): "siamese" / "cosine" add
+    pair_input_ids / pair_attention_mask, each side tokenized on its own, and `length` is the longer side's; "cross"
+    joins each pair into one sequence."""
+    if (text_pair_column is None) != (pair_encoding is None):
+        raise DataError(f"this model reads pairs of texts (pair_encoding={pair_encoding!r}): name the column of second "
+                        "texts with --text_pair_column." if text_pair_column is None else
+                        f"--text_pair_column {text_pair_column!r} was given, but the model reads one text per row; "
+                        "drop --text_pair_column, or train a model of pairs (--pair_encoding siamese).")
 
     def encode(batch):
         texts, _ = cut_long_texts([str(t) for t in batch[text_column]], max_length)
-        encoded = tokenizer(texts, truncation=True, max_length=max_length)
+        pairs = cut_long_texts([str(t) for t in batch[text_pair_column]], max_length)[0] if text_pair_column else None
+        encoded = encode_texts(tokenizer, texts, pairs, pair_encoding, max_length)
         if label_columns and all(c in batch for c in label_columns):
             encoded["labels"] = [[float(v) for v in row] for row in zip(*(batch[c] for c in label_columns))]
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        if "pair_input_ids" in encoded:  # length buckets group pairs by their longer side (the sides are padded)
+            encoded["length"] = [max(n, len(ids)) for n, ids in zip(encoded["length"], encoded["pair_input_ids"])]
         return encoded
 
     tokenized = {}
@@ -399,6 +436,25 @@ def tokenize_splits(raw, tokenizer, text_column, label_columns, max_length, num_
             tokenized[split] = dataset.map(encode, batched=True, num_proc=num_proc, desc=f"tokenizing {split}",
                                            remove_columns=dataset.column_names)
     return tokenized
+
+
+PAIR_INPUTS = ("pair_input_ids", "pair_attention_mask")
+
+
+class PairCollator(DataCollatorWithPadding):
+    """DataCollatorWithPadding for rows of either kind: it pads input_ids / attention_mask (and labels) as its base
+    does, and a siamese pair's second side (pair_input_ids / pair_attention_mask, which the base would leave ragged)
+    on its own, to the longest second text of the batch. Right padding either way, which the model is exact under."""
+
+    def __call__(self, features):
+        if PAIR_INPUTS[0] not in features[0]:
+            return super().__call__(features)
+        second = [{"input_ids": f.pop(PAIR_INPUTS[0]), "attention_mask": f.pop(PAIR_INPUTS[1])} for f in features]
+        batch = super().__call__(features)
+        padded = self.tokenizer.pad(second, padding=self.padding, max_length=self.max_length,
+                                    pad_to_multiple_of=self.pad_to_multiple_of, return_tensors=self.return_tensors)
+        batch[PAIR_INPUTS[0]], batch[PAIR_INPUTS[1]] = padded["input_ids"], padded["attention_mask"]
+        return batch
 
 
 def exact_length_batches(lengths, batch_size, generator=None):
@@ -421,17 +477,50 @@ def exact_length_batches(lengths, batch_size, generator=None):
     return batches
 
 
-def read_texts(path, text_column="text"):
-    """Texts of one file (CSV / TSV / JSON / JSONL / Parquet, or .txt with one text per line; see `formats.py`)."""
+def row_inputs(dataset, text_column, text_pair_column=None):
+    """What `Predictor.predict` takes for the rows of `dataset`: its texts, or with `text_pair_column` its
+    (text, text_pair) tuples."""
+    texts = dataset[text_column]
+    return texts if text_pair_column is None else list(zip(texts, dataset[text_pair_column]))
+
+
+def row_texts(dataset, text_column, text_pair_column=None):
+    """Every text of `dataset`'s rows (both texts of each pair): the corpus whose words a trimmed vocabulary keeps."""
+    texts = list(dataset[text_column])
+    return texts + list(dataset[text_pair_column]) if text_pair_column else texts
+
+
+def check_pair_data(config, text_pair_column, name):
+    """One line when the data and the model `name` disagree on pairs: a pair model without --text_pair_column, or a
+    model of single texts given one."""
+    if config.reads_pairs and text_pair_column is None:
+        raise DataError(f"{name} reads pairs of texts (pair_encoding={config.pair_encoding!r}); name the column of "
+                        "second texts with --text_pair_column.")
+    if not config.reads_pairs and text_pair_column is not None:
+        raise DataError(f"{name} reads one text per row, and --text_pair_column {text_pair_column!r} gives pairs; "
+                        "drop --text_pair_column, or use a model of pairs (trained with --text_pair_column).")
+
+
+def read_texts(path, text_column="text", text_pair_column=None):
+    """Texts of one file (CSV / TSV / JSON / JSONL / Parquet, or .txt with one text per line; see `formats.py`);
+    with `text_pair_column`, (text, text_pair) tuples."""
     if file_format(path)[1].builder is None:
+        if text_pair_column is not None:
+            raise DataError(f"{path}: a text file holds one text per line and no column {text_pair_column!r}; give "
+                            "pairs in a CSV / TSV / JSON / JSONL / Parquet file with --text_pair_column.")
         return read_lines(path)
     dataset = load_raw_datasets(train_file=path)["train"]
-    check_columns(dataset.column_names, os.fspath(path), text_column)
-    return ["" if t is None else str(t) for t in dataset[text_column]]
+    check_columns(dataset.column_names, os.fspath(path), text_column, text_pair_column=text_pair_column)
+    texts = ["" if t is None else str(t) for t in dataset[text_column]]
+    if text_pair_column is None:
+        return texts
+    return list(zip(texts, ("" if t is None else str(t) for t in dataset[text_pair_column])))
 
 
-def _stream_row_problem(row, text_column, label_columns):
-    return row_problem(row.get(text_column), ((c, row.get(c)) for c in label_columns), text_column)
+def _stream_row_problem(row, text_column, label_columns, text_pair_column=None):
+    pair = row.get(text_pair_column) if text_pair_column is not None else None
+    return row_problem(row.get(text_column), ((c, row.get(c)) for c in label_columns), text_column, pair,
+                       text_pair_column)
 
 
 def stream_split(path, split, split_column=None):
@@ -442,7 +531,7 @@ def stream_split(path, split, split_column=None):
     return stream
 
 
-def clean_stream(stream, split, text_column, label_columns, on_bad_rows="drop"):
+def clean_stream(stream, split, text_column, label_columns, on_bad_rows="drop", text_pair_column=None):
     """One pass over a stream: count bad rows and compute label statistics (Welford), in constant memory.
 
     Returns (filtered stream, report, means, stds); the filter drops the same rows lazily during training.
@@ -452,9 +541,10 @@ def clean_stream(stream, split, text_column, label_columns, on_bad_rows="drop"):
     m2 = np.zeros(len(label_columns))
     for index, row in enumerate(stream):
         if index == 0:
-            check_columns(list(row), split, text_column, label_columns)
-        refuse_nested_text([row.get(text_column)], text_column, first_row=index, where=f"{split} split, ")
-        problem = _stream_row_problem(row, text_column, label_columns)
+            check_columns(list(row), split, text_column, label_columns, text_pair_column=text_pair_column)
+        for column in filter(None, (text_column, text_pair_column)):
+            refuse_nested_text([row.get(column)], column, first_row=index, where=f"{split} split, ")
+        problem = _stream_row_problem(row, text_column, label_columns, text_pair_column)
         if problem:
             if on_bad_rows == "error":
                 raise DataError(f"{split} split, row {index} (0-based, header excluded): {problem}. Fix it, or pass "
@@ -476,7 +566,7 @@ def clean_stream(stream, split, text_column, label_columns, on_bad_rows="drop"):
     stds = np.sqrt(m2 / count)
     if (stds == 0).any():
         raise DataError(f"label column(s) {[c for c, s in zip(label_columns, stds) if s == 0]} are constant.")
-    clean = stream.filter(lambda row: _stream_row_problem(row, text_column, label_columns) is None)
+    clean = stream.filter(lambda row: _stream_row_problem(row, text_column, label_columns, text_pair_column) is None)
     return clean, report, mean.tolist(), stds.tolist()
 
 
@@ -522,7 +612,8 @@ def load_clean_data(data_args, seed=42, progress=True):
         if limits["train"]:
             train = train.take(limits["train"])
         try:
-            train, reports["train"], means, stds = clean_stream(train, "train", text, labels, data_args.on_bad_rows)
+            train, reports["train"], means, stds = clean_stream(train, "train", text, labels, data_args.on_bad_rows,
+                                                                data_args.text_pair_column)
         except (DatasetGenerationError, UnicodeDecodeError) as error:
             raise read_error([data_args.train_file], error) from None
         raw["train"] = train.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer)
@@ -532,7 +623,8 @@ def load_clean_data(data_args, seed=42, progress=True):
         reports = {}
         for split in list(raw):
             raw[split], reports[split] = clean_split(raw[split], split, text, labels, data_args.on_bad_rows,
-                                                     source=split_source(data_args, split))
+                                                     source=split_source(data_args, split),
+                                                     text_pair_column=data_args.text_pair_column)
     for split in ("validation", "test") if data_args.streaming else list(raw):
         if split in raw and limits.get(split):
             raw[split] = raw[split].select(range(min(limits[split], len(raw[split]))))
@@ -560,7 +652,8 @@ def _load_eval_splits_for_streaming(data_args):
         else:
             continue
         raw[split], reports[split] = clean_split(dataset, split, data_args.text_column, data_args.label_columns,
-                                                 data_args.on_bad_rows, source=split_source(data_args, split))
+                                                 data_args.on_bad_rows, source=split_source(data_args, split),
+                                                 text_pair_column=data_args.text_pair_column)
     return raw, reports
 
 

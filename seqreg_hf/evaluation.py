@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from .data import clean_split, describe_split, read_split
+from .data import check_pair_data, clean_split, describe_split, read_split, row_inputs
 from .metrics import compute_regression_metrics, json_safe
 from .metrics.regression_metrics import METRICS
 from .prediction import Predictor
@@ -26,11 +26,13 @@ def prefixed(metrics, prefix):
 
 
 def evaluate_dataset(predictor, dataset, split, text_column, label_columns, on_bad_rows="drop", batch_size=256,
-                     source=None):
+                     source=None, text_pair_column=None):
     """(metrics with the split's prefix, predictions, true scores, the cleaned dataset) of one labelled split
-    (read from the file `source`, which messages name)."""
-    dataset, bad = clean_split(dataset, split, text_column, label_columns, on_bad_rows, source=source)
-    predicted = predictor.predict(dataset[text_column], batch_size=batch_size)
+    (read from the file `source`, which messages name); a model of pairs reads (text, text_pair) of each row, the
+    second text from `text_pair_column`."""
+    dataset, bad = clean_split(dataset, split, text_column, label_columns, on_bad_rows, source=source,
+                               text_pair_column=text_pair_column)
+    predicted = predictor.predict(row_inputs(dataset, text_column, text_pair_column), batch_size=batch_size)
     true = np.array([[float(v) for v in dataset[c]] for c in label_columns]).T.reshape(len(dataset), -1)
     prefix = SPLIT_PREFIXES[split]
     metrics = prefixed(compute_regression_metrics(predicted, true, label_columns), prefix)
@@ -39,14 +41,16 @@ def evaluate_dataset(predictor, dataset, split, text_column, label_columns, on_b
 
 
 def evaluate_model_dir(model_name_or_path, data_file, label_columns=None, text_column="text", split_column=None,
-                       split="test", on_bad_rows="drop", batch_size=256, trust_remote_code=False):
+                       split="test", on_bad_rows="drop", batch_size=256, trust_remote_code=False,
+                       text_pair_column=None):
     """Metrics (keys prefixed as Trainer prefixes them: eval_ for validation, test_ for test), predictions and
     true scores of a model on one labelled file (or the `split` rows of it, with `split_column`)."""
     predictor = Predictor.from_dir(model_name_or_path, trust_remote_code=trust_remote_code)
     label_columns = _label_columns(predictor, label_columns, model_name_or_path)
+    check_pair_data(predictor.config, text_pair_column, model_name_or_path)
     dataset = read_split(data_file, split, split_column)
     metrics, predicted, true, _ = evaluate_dataset(predictor, dataset, split, text_column, label_columns, on_bad_rows,
-                                                   batch_size, source=data_file)
+                                                   batch_size, source=data_file, text_pair_column=text_pair_column)
     return metrics, predicted, true
 
 
@@ -94,12 +98,13 @@ def main(argv=None):
         files = [({"dev": "validation"}.get(args.split, args.split), files[0][1])]
     predictor = Predictor.from_dir(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
     label_columns = _label_columns(predictor, args.label_columns, args.model_name_or_path)
+    check_pair_data(predictor.config, args.text_pair_column, args.model_name_or_path)
     results, outputs = {}, []
     for split, path in files:  # every file is evaluated before anything is written: no half output_dir
         dataset = read_split(path, split, args.split_column)
         metrics, predicted, true, dataset = evaluate_dataset(predictor, dataset, split, args.text_column,
                                                              label_columns, args.on_bad_rows, args.batch_size,
-                                                             source=path)
+                                                             source=path, text_pair_column=args.text_pair_column)
         metrics = _as_json(metrics, describe_split(split, path), predicted, true, label_columns)
         results.update(metrics)
         outputs.append((split, metrics, dataset, predicted, true))

@@ -20,7 +20,7 @@ from .configuration_seqreg import SeqRegConfig
 from .embeddings import Embeddings, check_tokenizer_fits, load_embeddings, remote_code_refusal
 from .model_card import write_model_card
 from .modeling_seqreg import SeqRegForSequenceRegression
-from .tokenization import drop_load_time_keys, pad_right
+from .tokenization import check_cross_tokenizer, drop_load_time_keys, pad_right
 
 REPORT_FILE = "embeddings_report.json"
 NOT_A_MODEL_DIR = "Create one with `seqreg-hf init --embeddings ... --output_dir DIR` or `seqreg-hf train`"
@@ -93,6 +93,8 @@ def build_from(source, spec, **config_kwargs):
     """build_model, or build_contextual_model with embedding_type="contextual" (`spec`: what --embeddings named).
     Without an embedding_type the source decides (resolve_embedding_type)."""
     config_kwargs["embedding_type"] = resolve_embedding_type(source, config_kwargs.get("embedding_type"))
+    if config_kwargs.get("pair_encoding") == "cross":  # one line before any model is built, not at the first batch
+        check_cross_tokenizer(source.tokenizer)
     if config_kwargs["embedding_type"] != "contextual":
         return build_model(source, **config_kwargs)
     from .embeddings import default_embeddings_path

@@ -150,7 +150,7 @@ def write_run_outputs(trainer, raw, results, run, predicted):
     if "validation" in raw:  # split-conformal intervals, stored in config.json (see seqreg_hf.calibration)
         kept = predicted.get("validation")  # the Trainer's own final predictions of these rows, if it kept them
         calibrate_run(trainer, raw["validation"], data_args.text_column, names,
-                      predictions=None if kept is None else kept.predictions)
+                      predictions=None if kept is None else kept.predictions, text_pair_column=data_args.text_pair_column)
     if run.model.plots:
         from .plots import learning_curves
 

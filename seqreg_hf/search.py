@@ -32,13 +32,13 @@ import time
 
 import numpy as np
 import torch
-from transformers import DataCollatorWithPadding, TrainerCallback, set_seed
+from transformers import TrainerCallback, set_seed
 
 from . import training
 from .arguments import ARCHITECTURE_OPTIONS, command_parser, parse_search_arguments, read_config_file
 from .checkpoints import TrainingInterrupted
-from .contextual_cache import COLUMN, cache_contextual_states
-from .data import DataError, load_clean_data, tokenize_splits
+from .contextual_cache import STATES_OF, cache_contextual_states
+from .data import DataError, PairCollator, load_clean_data, row_texts, tokenize_splits
 from .embeddings import load_embeddings
 from .formats import atomic_write
 from .logs import configure
@@ -205,10 +205,11 @@ def cached_layers(space, architecture, states, where):
 # Trials
 
 
-class LayerChoiceCollator(DataCollatorWithPadding):
-    """Pads the token ids as DataCollatorWithPadding does, and hands the model the cached states of the layers it
-    chose as a float32 (batch, layers, length, hidden) tensor; for layer_mix="mean" their mean (one layer). The
-    cache holds `cached` layers per token; `choose(model)` points the collator at a trial's model."""
+class LayerChoiceCollator(PairCollator):
+    """Pads the token ids as DataCollatorWithPadding does (a siamese pair's second side on its own), and hands the
+    model the cached states of the layers it chose as a float32 (batch, layers, length, hidden) tensor per side; for
+    layer_mix="mean" their mean (one layer). The cache holds `cached` layers per token; `choose(model)` points the
+    collator at a trial's model."""
 
     def __init__(self, tokenizer, cached, hidden_size):
         super().__init__(tokenizer)
@@ -220,15 +221,17 @@ class LayerChoiceCollator(DataCollatorWithPadding):
         self.mean = model.config.layer_mix == "mean"
 
     def __call__(self, features):
-        blocks = [np.asarray(f.pop(COLUMN)).reshape(len(self.cached), -1, self.hidden_size)[self.rows]
-                  for f in features]  # each (chosen layers, length, hidden), float16
+        blocks = {column: [np.asarray(f.pop(column)).reshape(len(self.cached), -1, self.hidden_size)[self.rows]
+                           for f in features]  # each (chosen layers, length, hidden), float16
+                  for column in STATES_OF if column in features[0]}
         batch = super().__call__(features)
-        padded = torch.zeros(len(blocks), 1 if self.mean else len(self.rows), batch["input_ids"].shape[1],
-                             self.hidden_size)
-        for row, block in enumerate(blocks):
-            block = torch.from_numpy(block.astype(np.float32))
-            padded[row, :, : block.shape[1]] = block.mean(dim=0, keepdim=True) if self.mean else block
-        batch[COLUMN] = padded
+        for column, rows in blocks.items():
+            padded = torch.zeros(len(rows), 1 if self.mean else len(self.rows), batch[STATES_OF[column]].shape[1],
+                                 self.hidden_size)
+            for row, block in enumerate(rows):
+                block = torch.from_numpy(block.astype(np.float32))
+                padded[row, :, : block.shape[1]] = block.mean(dim=0, keepdim=True) if self.mean else block
+            batch[column] = padded
         return batch
 
 
@@ -349,12 +352,12 @@ def search_trials(run, search, optuna):
         raise DataError("no validation split: the search scores every trial on it. Give --validation_file, or a "
                         "split column with dev/validation rows.")
     raw = {split: raw[split] for split in ("train", "validation")}  # the test split: never seen by a trial
-    corpus = raw["train"][data.text_column] if run.embeddings.top_n is not None else None
+    corpus = None if run.embeddings.top_n is None else row_texts(raw["train"], data.text_column, data.text_pair_column)
     source = load_embeddings(run.embeddings.embeddings, **run.embeddings.loader_options(corpus, progress))
     tokenizer = source.tokenizer
     tokenizer.model_max_length = run.embeddings.max_length
     tokenized = tokenize_splits(raw, tokenizer, data.text_column, data.label_columns, tokenizer.model_max_length,
-                                data.preprocessing_num_workers)
+                                data.preprocessing_num_workers, data.text_pair_column, run.architecture.pair_encoding)
     # embedding_type unset: the embeddings decide, as the builder does; best_config.json records what the trials built
     run.architecture.embedding_type = resolve_embedding_type(source, run.architecture.embedding_type)
     contextual = run.architecture.embedding_type == "contextual"
@@ -367,7 +370,7 @@ def search_trials(run, search, optuna):
         model.config.set_label_stats(*label_stats)
         return model
 
-    collator, states_seconds, probe = DataCollatorWithPadding(tokenizer), None, None
+    collator, states_seconds, probe = PairCollator(tokenizer), None, None
     if contextual:
         start = time.perf_counter()
         probe = build(embedding_layers=[], layer_mix="scalar")

@@ -3,7 +3,9 @@
 Exact-length batches (`--length_buckets`): every training batch holds sentences of one token length, so nothing is
 padded. Each epoch shuffles within every length bucket, cuts it into batches, then shuffles the batches, all from
 (seed, epoch), so a resumed run sees the same batches. Under several processes every rank takes every
-world_size-th batch, after trimming the batch list to a multiple of world_size so all ranks step alike.
+world_size-th batch, after trimming the batch list to a multiple of world_size so all ranks step alike. A siamese
+pair's `length` is its longer side's (`data.tokenize_splits`): its batches hold pairs whose longer side has one
+length, and each side is padded to its own longest text (the model is exact under padding).
 
 Resume restores what Trainer's own checkpoint leaves out: the training loss accumulated since the last log (so the
 next logged loss and the final train_loss equal an uninterrupted run's; `loss_state.json` in each checkpoint).

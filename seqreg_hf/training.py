@@ -16,7 +16,7 @@ from .arguments import EMBEDDING_OPTIONS, parse_arguments
 from .checkpoints import TrainingInterrupted
 from .configuration_seqreg import TRAINING_TIME_OPTIONS
 from .contextual_cache import StatesCollator, cache_bytes, cache_contextual_states, stored_layers
-from .data import DataError, check_selection_split, load_clean_data, tokenize_splits
+from .data import DataError, PairCollator, check_selection_split, load_clean_data, row_texts, tokenize_splits
 from .embeddings import load_embeddings
 from .logs import configure
 from .metrics import metrics_fn
@@ -93,9 +93,9 @@ def train_run(run):
     selects_by_correlation = any(m in (training_args.metric_for_best_model or "") for m in ("pearson", "spearman"))
     if "validation" in raw and training_args.eval_strategy != "no" and selects_by_correlation:
         check_selection_split(raw["validation"], "validation", data_args.label_columns)
-    # A trimmed vocabulary keeps the train split's words (not known ahead of a stream).
     wants_corpus = run.embeddings.top_n is not None and not isinstance(raw["train"], IterableDataset)
-    model, tokenizer = load_or_build_model(run, raw["train"][data_args.text_column] if wants_corpus else None)
+    corpus = row_texts(raw["train"], data_args.text_column, data_args.text_pair_column) if wants_corpus else None
+    model, tokenizer = load_or_build_model(run, corpus)
     if model_args.model_name_or_path and model.config.label_means is not None:
         # Fine-tuning keeps the checkpoint's units: its head was trained on targets standardized by these.
         logger.info("keeping the label statistics of %s (means %s, stds %s); this train split's are %s, %s",
@@ -107,10 +107,10 @@ def train_run(run):
     resume, identity = start_or_resume(run, model.config, tokenizer.model_max_length)  # `last`: this run's only
 
     start = time.perf_counter()
-    tokenized = tokenize_splits(raw, tokenizer, data_args.text_column, data_args.label_columns,
-                                tokenizer.model_max_length, data_args.preprocessing_num_workers)
+    tokenized = tokenize_splits(raw, tokenizer, data_args.text_column, data_args.label_columns, tokenizer.model_max_length,
+                                data_args.preprocessing_num_workers, data_args.text_pair_column, model.config.pair_encoding)
     tokenize_seconds = round(time.perf_counter() - start, 3)
-    collator, states_bytes = DataCollatorWithPadding(tokenizer), 0
+    states_bytes, collator = 0, (PairCollator if model.config.siamese else DataCollatorWithPadding)(tokenizer)
     if model.config.embedding_type == "contextual":  # the frozen transformer runs once per split, not every epoch
         tokenized = cache_contextual_states(tokenized, model, tokenizer.pad_token_id)
         collator = StatesCollator(tokenizer, stored_layers(model), model.config.embedding_dim)

@@ -207,10 +207,26 @@ def test_the_recipe_is_one_file():
         group = run.architecture if hasattr(run.architecture, name) else run.training
         assert getattr(group, name) != value, name
     recipes = sorted(p.name for p in (REPO / "scripts" / "configs").glob("*.json"))  # the search's space is YAML
-    assert recipes == ["emobank.json", "emobank_static.json"]
+    assert recipes == ["emobank.json", "emobank_static.json", "stsb.json"]
     assert not (REPO / "seqreg_hf" / "recipes").exists()
     for name in ("arguments.py", "training.py", "model_card.py"):  # the architecture's defaults live in the config
         text = (REPO / "seqreg_hf" / name).read_text()
         assert '"gru"' not in text and '"mean_max"' not in text, name
 
 
+
+
+def test_the_stsb_recipe_parses_as_train_reads_it(tmp_path):
+    """scripts/configs/stsb.json: STS-B's pairs (sentence1, sentence2 -> score) from the shared data, split by its
+    split column, on the default (contextual MiniLM) embeddings, a siamese model chosen by dev Pearson."""
+    recipe = REPO / "scripts" / "configs" / "stsb.json"
+    run = parse_arguments([str(recipe)])
+    assert run.data.train_file == "../shared/data/stsb.csv" and (REPO / run.data.train_file).exists()
+    assert (run.data.split_column, run.data.text_column, run.data.text_pair_column) == ("split", "sentence1",
+                                                                                       "sentence2")
+    assert run.data.label_columns == ["score"] and run.training.output_dir == "outputs/stsb"
+    assert run.architecture.pair_encoding == "siamese" and run.training.metric_for_best_model == "pearson_mean"
+    assert run.embeddings.embeddings is None and run.architecture.embedding_type is None  # the default embeddings
+    # the recipe's pair encoding is the one --text_pair_column alone gives
+    default = parse_arguments(["--output_dir", str(tmp_path), "--text_pair_column", "sentence2"])
+    assert default.architecture == run.architecture
