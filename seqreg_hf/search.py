@@ -247,6 +247,17 @@ class SearchStopped(TrainingInterrupted):
         self.signum, self.step, self.checkpoint = signum, None, None
 
 
+class _TrialTrainer(SeqRegTrainer):
+    """The trials' trainer: a signal that arrives after a trial's last step lets that trial finish (as train does),
+    then stops the study, so that no other trial starts."""
+
+    def train(self, *args, trial=None, **kwargs):
+        output = super().train(*args, trial=trial, **kwargs)
+        if self.late_signal is not None and trial is not None and hasattr(trial, "study"):
+            trial.study.stop()
+        return output
+
+
 class _NoStopTraceback(logging.Filter):
     """optuna logs a trial that raised with its traceback; a signal's stop is said in one line, by the command."""
 
@@ -407,7 +418,7 @@ def search_trials(run, search, optuna):
     args = dataclasses.replace(training_args, output_dir=os.path.join(output_dir, "trials"), save_strategy="no",
                                load_best_model_at_end=False, report_to="none", push_to_hub=False,
                                resume_from_checkpoint=None)
-    trainer = SeqRegTrainer(model_init=model_init, args=args, length_buckets=args.length_buckets,
+    trainer = _TrialTrainer(model_init=model_init, args=args, length_buckets=args.length_buckets,
                             train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
                             processing_class=tokenizer, data_collator=collator,
                             compute_metrics=metrics_fn(data.label_columns),
@@ -432,6 +443,8 @@ def search_trials(run, search, optuna):
         stopped_by = TrainingInterrupted.at_once(None)
     except ValueError as error:  # transformers asks the study for its best trial: optuna's words when none completed
         failure = error
+    if stopped_by is None and trainer.late_signal is not None:  # the study stopped after the trial it let finish
+        stopped_by = TrainingInterrupted(trainer.late_signal, None, None)
     study = optuna.load_study(study_name=STUDY, storage=storage)
     rows = trial_rows(study, space, key)
     write_trials(output_dir, rows, key, greater)

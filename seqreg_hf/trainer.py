@@ -197,6 +197,7 @@ class SeqRegTrainer(Trainer):
         self._signal_stop = _SignalStop()
         self.add_callback(self._signal_stop)
         self._loss_to_restore, self._loss_before = None, None
+        self.late_signal = None
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
         """Trainer.train, plus: the loss accumulators come back on resume, and a signal stops with a checkpoint."""
@@ -218,9 +219,12 @@ class SeqRegTrainer(Trainer):
             output = super().train(resume_from_checkpoint, *args, **kwargs)
         if self._signal_stop.saved is not None:
             raise TrainingInterrupted(self._signal_stop.signum, self.state.global_step, self._signal_stop.saved)
-        if self._signal_stop.signum is not None:  # it came after the last step: the run is complete, so it finishes
+        # A signal after the last step: the run is complete, so it finishes; `late_signal` tells a caller that runs
+        # more than one training (the search's trials) to start no other.
+        self.late_signal = self._signal_stop.signum
+        if self.late_signal is not None:
             logger.warning("%s arrived after the last training step; finishing the run.",
-                           signal.Signals(self._signal_stop.signum).name)
+                           signal.Signals(self.late_signal).name)
         return output
 
     def _loss_state_name(self):

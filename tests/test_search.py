@@ -228,6 +228,41 @@ def test_a_signal_ends_the_search_with_its_complete_trials_written(recipe, tmp_p
     assert not (out / "seeds").exists() and len(calls) == 2
 
 
+def test_a_signal_during_a_trials_last_evaluation_ends_the_search_after_that_trial(recipe, tmp_path, monkeypatch,
+                                                                                     capsys):
+    """A real SIGTERM that arrives after a trial's last training step (during its final evaluation) lets that trial
+    finish, as train does, and then ends the search: no further trial starts (it once went on to the next one)."""
+    import os
+    import signal
+
+    from seqreg_hf.trainer import SeqRegTrainer
+
+    trains, evaluations, real_train, real_loop = [], [], SeqRegTrainer.train, Trainer.evaluation_loop
+
+    def train(self, *args, **kwargs):
+        trains.append(1)
+        return real_train(self, *args, **kwargs)
+
+    def loop(self, *args, **kwargs):
+        evaluations.append(1)
+        if len(evaluations) == 2:  # the first trial's second (last: 2 epochs) evaluation, after its last step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_loop(self, *args, **kwargs)
+
+    monkeypatch.setattr(SeqRegTrainer, "train", train)
+    monkeypatch.setattr(Trainer, "evaluation_loop", loop)
+    out = tmp_path / "out"
+    code = cli(["search", str(recipe / "recipe.json"), "--output_dir", str(out), "--n_trials", "3", "--space",
+                str(recipe / "space.yaml"), "--seeds", "1"])
+    error = capsys.readouterr().err
+    assert code == 128 + signal.SIGTERM and "Traceback" not in error
+    assert error.strip().splitlines()[-1].startswith("seqreg-hf search: stopped by SIGTERM"), error[-400:]
+    with open(out / "trials.csv", newline="") as handle:
+        assert [t["state"] for t in csv.DictReader(handle)] == ["complete"]
+    assert json.loads((out / "search.json").read_text())["complete"] == 1
+    assert len(trains) == 1 and not (out / "seeds").exists()
+
+
 def test_no_completed_trial_gets_one_line(recipe, tmp_path, capsys, monkeypatch):
     def refuse(trial, space):
         raise ValueError("refused")
