@@ -69,8 +69,9 @@ LAYER_OPTIONS = ("embedding_layers", "layer_mix")
 # Training options a space may vary (each trial sets them on its TrainingArguments); the rest are the run's.
 TRAINING_OPTIONS = ("learning_rate", "weight_decay", "warmup_steps", "per_device_train_batch_size", "num_train_epochs",
                     "lr_scheduler_type", "max_grad_norm", "adam_beta1", "adam_beta2", "early_stopping_patience")
-# Options that choose what is searched over, never searched themselves.
-FIXED_OPTIONS = ("embedding_type", "num_token_features")
+# Options that choose what is searched over, never searched themselves (pair_encoding: the data is tokenized once,
+# for the run's encoding, so a trial cannot change it).
+FIXED_OPTIONS = ("embedding_type", "num_token_features", "pair_encoding")
 # The run's options that best_config.json leaves out: the search's own folder and what only a search run means.
 NOT_IN_BEST_CONFIG = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "config_overrides", "space",
                       "n_trials", "timeout", "pruner", "seeds")

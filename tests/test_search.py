@@ -147,6 +147,7 @@ def test_the_seed_reruns_report_mean_and_sd_of_their_runs(searched):
     ("pooling: [mean, median]", "pooling='median' is not supported"),
     ("contextual_config: [1, 2]", "'contextual_config' is not an option the search can vary"),
     ("embedding_type: [static, contextual]", "'embedding_type' is not an option the search can vary"),
+    ("pair_encoding: [siamese, cross]", "'pair_encoding' is not an option the search can vary"),
     ("learning_rate: {low: 0.1, high: 0.01}", "low (0.1) must be below high (0.01)"),
     ("learning_rate: {low: 0, high: 0.01, log: true}", "a log range needs low > 0"),
     ("hidden_size: {low: 4, top: 8}", "a range is {low: L, high: H}"),
