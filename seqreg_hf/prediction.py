@@ -43,6 +43,15 @@ BACKENDS = ("torch", "onnx")
 PAIR_KEYS = ("text", "text_pair")
 
 
+def check_batch(texts):
+    """Refuse, in one line, a lone text or a lone pair dict where a batch is expected: iterating either would score
+    its characters or its keys as texts."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings (of pairs, for a pair model); for one text, pass [text].")
+    if isinstance(texts, dict):
+        raise TypeError("texts is a dict, a single pair: pass a list of pairs, e.g. [pair].")
+
+
 def split_pairs(inputs, config):
     """(texts, second texts or None) of a batch of inputs for the model of `config`: strings for a single-text model,
     `(text, text_pair)` tuples / lists or {"text", "text_pair"} dicts for a pair model; anything else is a ValueError
@@ -203,6 +212,7 @@ class Predictor:
         bounds of the calibrated interval (see `seqreg_hf.conformal`). Several results come as a tuple in that
         order: (scores, std, lo, hi). progress=False hides the batch bar (None: shown for several batches).
         For a pair model `texts` holds pairs: `(text, text_pair)` tuples or {"text", "text_pair"} dicts."""
+        check_batch(texts)
         if return_std and not self.has_std:
             raise no_std_error(self.config)
         calibration = None
@@ -285,8 +295,7 @@ def predict(model_or_path, texts, batch_size=256, tokenizer=None, return_std=Fal
     tokenizer is `tokenizer`, or loaded from where the model was loaded from). trust_remote_code=True runs a custom
     tokenizer class the directory carries (refused otherwise).
     """
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings (of pairs, for a pair model); for one text, pass [text].")
+    check_batch(texts)
     if isinstance(model_or_path, Predictor):
         predictor = model_or_path
     elif isinstance(model_or_path, (str, os.PathLike)):

@@ -155,6 +155,16 @@ def test_a_pair_to_a_single_text_model_is_one_line(single_dir):
         seqreg_hf.predict(single_dir, "a man")
 
 
+@pytest.mark.parametrize("model", ["single", "siamese"])
+def test_a_lone_pair_dict_is_refused_not_read_as_its_keys(single_dir, siamese_dir, model):
+    folder = single_dir if model == "single" else siamese_dir
+    pair = {"text": "a man", "text_pair": "a dog"}
+    for score in (lambda: seqreg_hf.predict(folder, pair), lambda: Predictor.from_dir(folder).predict(pair)):
+        with pytest.raises(TypeError) as caught:
+            score()
+        assert str(caught.value) == "texts is a dict, a single pair: pass a list of pairs, e.g. [pair]."
+
+
 @pytest.fixture(scope="module")
 def pair_file(siamese_dir):
     path = siamese_dir.parent / "pairs.csv"
