@@ -228,7 +228,9 @@ def run_identity(run, config, max_length):
     names = [n for n in inspect.signature(type(config).__init__).parameters if n not in ("self", "kwargs")]
     identity = {name: getattr(config, name) for name in names}  # the architecture, label statistics, vocabulary
     data = run.data
-    identity.update(label_columns=list(data.label_columns), text_column=data.text_column, max_length=max_length,
+    # text_pair_column joined later: a run.json without it still resumes, as only the saved keys are compared.
+    identity.update(label_columns=list(data.label_columns), text_column=data.text_column,
+                    text_pair_column=data.text_pair_column, max_length=max_length,
                     train_data=_train_data(data), split_column=data.split_column,
                     max_train_samples=data.max_train_samples, start_model=_start_weights(run.model.model_name_or_path),
                     **{k: getattr(run.embeddings, k) for k in _EMBEDDING_CHOICES})

@@ -187,6 +187,30 @@ def test_a_resume_of_another_model_or_other_data_is_refused_naming_what_differs(
     assert snapshot(first_run) == before
 
 
+def test_a_resume_with_another_second_text_column_is_refused_and_an_older_run_file_still_resumes(tmp_path, capsys):
+    texts = scored_texts(40)
+    texts["s2"], texts["s3"] = texts["text"].str.upper().str.lower(), texts["text"][::-1].to_numpy()
+    texts.to_csv(tmp_path / "pairs.csv", index=False)
+    texts[:20].to_csv(tmp_path / "pairs_dev.csv", index=False)
+    base = ["train", "--train_file", str(tmp_path / "pairs.csv"), "--validation_file", str(tmp_path / "pairs_dev.csv"),
+            "--label_columns", "y", "--output_dir", str(tmp_path / "run"), *TINY]
+    assert cli([*base, "--text_pair_column", "s2"]) == 0
+    capsys.readouterr()
+    checkpoint = tmp_path / "run" / "checkpoint-20"
+    before = snapshot(tmp_path / "run")
+    assert cli([*base, "--text_pair_column", "s3", "--resume_from_checkpoint", "last"]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert f"cannot resume from {checkpoint}: it belongs to another run" in line, line
+    assert "text_pair_column: 's2' in that run, 's3' now" in line, line
+    assert snapshot(tmp_path / "run") == before
+
+    # A run.json written before the identity named the second-text column: the same run still resumes.
+    record = json.loads((checkpoint / "run.json").read_text())
+    del record["identity"]["text_pair_column"]
+    (checkpoint / "run.json").write_text(json.dumps(record))
+    assert cli([*base, "--text_pair_column", "s2", "--resume_from_checkpoint", "last"]) == 0, capsys.readouterr().err
+
+
 def break_checkpoint(source, target, how):
     """A copy of `source` named `target` (a newer step), its trainer state renumbered, then broken as `how` says."""
     shutil.copytree(source, target)
