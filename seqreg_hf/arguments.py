@@ -243,6 +243,7 @@ class InitArguments:
         "aliases": ["--corpus_file"],
         "help": "Texts whose words a trimmed vocabulary keeps (CSV / TSV / JSON / JSONL / Parquet / .txt)."})
     text_column: str = _text_column_field("Text column of --train_file.")
+    text_pair_column: str | None = _text_pair_column_field()
 
 
 @dataclass
@@ -411,6 +412,7 @@ class OovArguments:
     train_file: str | None = field(default=None, metadata={
         "aliases": ["--data"], "help": "CSV / TSV / JSON / JSONL / Parquet / .txt file of texts (required)."})
     text_column: str = _text_column_field()
+    text_pair_column: str | None = _text_pair_column_field()
     top: int = field(default=20, metadata={"help": "How many OOV words to list."})
     json: bool = field(default=False, metadata={"help": "Print JSON instead of text."})
     trust_remote_code: bool = _trust_remote_code_field()

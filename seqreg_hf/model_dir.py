@@ -262,7 +262,20 @@ def main(argv=None):
     configure(run.log_level, run.disable_tqdm)
     if not init_args.output_dir:
         raise ValueError("--output_dir is required: where to write the model directory.")
-    corpus = read_texts(init_args.train_file, init_args.text_column) if init_args.train_file else None
+    pair_column = init_args.text_pair_column
+    if pair_column is not None and not init_args.train_file:
+        raise ValueError(f"--text_pair_column {pair_column} names a column of --train_file, and none is given; give "
+                         "--train_file, or drop --text_pair_column.")
+    if pair_column is not None and arch_args.pair_encoding is None:  # as train: the second texts alone make "siamese"
+        arch_args.pair_encoding = "siamese"
+    elif init_args.train_file and pair_column is None and arch_args.pair_encoding is not None:
+        raise ValueError(f"--pair_encoding {arch_args.pair_encoding} makes a model of pairs of texts, and no "
+                         "--text_pair_column names the column of --train_file's second texts, whose words the "
+                         "vocabulary must keep too; give --text_pair_column.")
+    corpus = None
+    if init_args.train_file:  # every text, both of each pair: the corpus whose words a trimmed vocabulary keeps
+        rows = read_texts(init_args.train_file, init_args.text_column, pair_column)
+        corpus = [text for pair in rows for text in pair] if pair_column else rows
     model, source = init_model_dir(
         init_args.output_dir, embedding_args.embeddings,
         embeddings_options=embedding_args.loader_options(corpus, not run.disable_tqdm),

@@ -62,5 +62,8 @@ def main(argv=None):
         tokenizer = load_tokenizer(args.model_name_or_path, trust_remote_code=trust)
     else:
         tokenizer = load_embeddings(args.embeddings, progress=not run.disable_tqdm, trust_remote_code=trust).tokenizer
-    report = oov_report(tokenizer, read_texts(args.train_file, args.text_column), top=args.top)
+    texts = read_texts(args.train_file, args.text_column, args.text_pair_column)
+    if args.text_pair_column:  # both texts of each pair count
+        texts = [text for pair in texts for text in pair]
+    report = oov_report(tokenizer, texts, top=args.top)
     print(json.dumps(report, indent=2) if args.json else format_report(report))

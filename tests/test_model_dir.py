@@ -93,3 +93,26 @@ def test_init_writes_a_loadable_directory(vector_files, tmp_path, capsys):  # no
     assert "frozen embeddings" in capsys.readouterr().out
 
 
+def test_init_over_pairs_keeps_the_second_texts_words_and_makes_a_siamese_model(vector_files, tmp_path):  # noqa: F811
+    corpus = tmp_path / "pairs.csv"
+    corpus.write_text("s1,s2\nthe happy dog,sad child\nthe dog,\n")
+    out = tmp_path / "model"
+    assert cli(["init", "--embeddings", str(vector_files["glove"]), "--output_dir", str(out), "--hidden_size", "8",
+                "--train_file", str(corpus), "--text_column", "s1", "--text_pair_column", "s2", "--top_n", "1"]) == 0
+    vocabulary = AutoTokenizer.from_pretrained(out).get_vocab()
+    assert {"the", "happy", "dog", "sad", "child"} <= set(vocabulary)  # "sad", "child": second texts only
+    assert "laughs" not in vocabulary  # in the file, in no text: the vocabulary was trimmed
+    assert json.loads((out / "config.json").read_text())["pair_encoding"] == "siamese"
+
+
+def test_init_pair_flags_without_their_partner_are_one_line(vector_files, tmp_path, capsys):  # noqa: F811
+    corpus = tmp_path / "pairs.csv"
+    corpus.write_text("s1,s2\nthe happy dog,sad child\n")
+    common = ["init", "--embeddings", str(vector_files["glove"]), "--output_dir", str(tmp_path / "model")]
+    assert cli([*common, "--text_pair_column", "s2"]) == 1
+    assert "names a column of --train_file, and none is given" in capsys.readouterr().err
+    assert cli([*common, "--train_file", str(corpus), "--text_column", "s1", "--pair_encoding", "siamese"]) == 1
+    assert "give --text_pair_column" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+

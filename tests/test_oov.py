@@ -30,3 +30,14 @@ def test_oov_command(vector_files, tmp_path, capsys):  # noqa: F811
     assert report["most_frequent_oov"] == [["zebra", 2], ["flies", 1]]
 
 
+
+
+def test_oov_command_counts_both_texts_of_each_pair(vector_files, tmp_path, capsys):  # noqa: F811
+    data = tmp_path / "pairs.csv"
+    data.write_text("s1,s2\nthe dog flies,zebra zebra\nthe dog,\n")
+    assert cli(["oov", "--embeddings", str(vector_files["word2vec"]), "--data", str(data), "--text_column", "s1",
+                "--text_pair_column", "s2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # texts: "the dog flies", "the dog", "zebra zebra", "" -> 7 tokens; OOV: zebra x2, flies
+    assert (report["texts"], report["tokens"], report["oov_tokens"], report["oov_types"]) == (4, 7, 3, 2)
+    assert report["most_frequent_oov"] == [["zebra", 2], ["flies", 1]]
