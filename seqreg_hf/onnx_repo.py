@@ -58,27 +58,34 @@ tokenizer.enable_padding(pad_id=pad, pad_token=tokenizer.id_to_token(pad))  # ri
 tokenizer.enable_truncation(max_length={max_length})
 session = onnxruntime.InferenceSession("{ONNX_FILE}", providers=["CPUExecutionProvider"])
 
+
+def padded(encodings):
+    """(ids, mask) int64 arrays of a batch; a batch of empty texts gets one padding column, masked out (a graph
+    cannot read a width of 0)."""
+    ids = np.array([e.ids for e in encodings], dtype=np.int64)
+    mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    if ids.shape[1] == 0:
+        ids, mask = np.full((len(encodings), 1), pad, dtype=np.int64), np.zeros((len(encodings), 1), dtype=np.int64)
+    return ids, mask
+
+
 '''
     if pair_encoding is None:
         rows, fields = f"texts = {EXAMPLES!r}", '"text": text'
-        body = f'''encodings = tokenizer.encode_batch(texts)
-inputs = {{"{ids}": np.array([e.ids for e in encodings], dtype=np.int64),
-          "{mask}": np.array([e.attention_mask for e in encodings], dtype=np.int64)}}
+        body = f'''inputs = dict(zip(["{ids}", "{mask}"], padded(tokenizer.encode_batch(texts))))
 '''
     elif pair_encoding == "cross":
         rows, fields = f"texts = {PAIR_EXAMPLES!r}  # (text, text_pair)", '"text": text[0], "text_pair": text[1]'
         body = f'''encodings = tokenizer.encode_batch(texts)  # each pair as one sequence: text [SEP] text_pair
-inputs = {{"{ids}": np.array([e.ids for e in encodings], dtype=np.int64),
-          "{mask}": np.array([e.attention_mask for e in encodings], dtype=np.int64)}}
+inputs = dict(zip(["{ids}", "{mask}"], padded(encodings)))
 '''
     else:
         pair_ids, pair_mask = PAIR_INPUTS
         rows, fields = f"texts = {PAIR_EXAMPLES!r}  # (text, text_pair)", '"text": text[0], "text_pair": text[1]'
         body = f'''inputs = {{}}
-for side, (ids, mask) in enumerate([("{ids}", "{mask}"), ("{pair_ids}", "{pair_mask}")]):
+for side, names in enumerate([("{ids}", "{mask}"), ("{pair_ids}", "{pair_mask}")]):
     encodings = tokenizer.encode_batch([pair[side] for pair in texts])  # each side padded on its own
-    inputs[ids] = np.array([e.ids for e in encodings], dtype=np.int64)
-    inputs[mask] = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    inputs.update(zip(names, padded(encodings)))
 '''
     return head + rows + "\n" + body + f'''{OUTPUTS[0]}, {OUTPUTS[1]} = session.run(["{OUTPUTS[0]}", "{OUTPUTS[1]}"], inputs)
 for text, scores, spread in zip(texts, {OUTPUTS[0]}, {OUTPUTS[1]}.std(axis=0)):

@@ -4,6 +4,9 @@ single-text graph; the export's checks (float32 and int8) run on pairs; the sess
 side; the folder's config and card snippet say and score pairs."""
 
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -19,7 +22,7 @@ from seqreg_hf.onnx_repo import PAIR_EXAMPLES
 from seqreg_hf.onnx_session import OnnxSession
 
 from .conftest import right_padded, tiny_config
-from .test_export_repo import card_snippet, run_card_snippet
+from .test_export_repo import PRELUDE, card_snippet, run_card_snippet
 
 SIAMESE = {
     "siamese": dict(pair_encoding="siamese", rnn_type="lstm", bidirectional=True, head_hidden_sizes=[5]),
@@ -258,6 +261,44 @@ def test_the_export_folder_says_pairs_and_its_snippet_scores_pairs(exported_siam
     assert card_snippet(out).count("encode_batch") == 1 and "pair[side]" in card_snippet(out)
     assert "--text_column sentence1 --text_pair_column sentence2" in card
     assert_pair_snippet_equals_torch(exported_siamese / "model", out)
+
+
+def run_snippet_on(folder, texts):
+    """The card's snippet with its example texts replaced by `texts`, run as run_card_snippet runs it: its rows."""
+    code = re.sub(r"^texts = .*$", lambda _: f"texts = {texts!r}", card_snippet(folder), count=1, flags=re.M)
+    done = subprocess.run([sys.executable, "-c", PRELUDE + code], cwd=folder, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("kind", ["siamese", "single"])
+def test_the_snippet_scores_a_batch_whose_texts_on_one_side_are_all_empty(exported_siamese, vectors, tmp_path, kind):
+    """Word vectors tokenize an empty text to no tokens at all: a batch of such texts has width 0, which the graph
+    cannot read (onnxruntime aborted the process); the snippet gives it one masked padding column."""
+    if kind == "siamese":
+        model_dir, folder = exported_siamese / "model", exported_siamese / "onnx"
+        texts = [("A man is playing a guitar.", ""), ("A cat sits on the mat.", "")]
+    else:
+        torch.manual_seed(4)
+        model, _ = init_model_dir(tmp_path / "model", vectors, id2label={0: "V", 1: "A"}, hidden_size=8,
+                                  label_means=[3.0, 2.5], label_stds=[0.4, 0.3])
+        spread_heads(model).save_pretrained(tmp_path / "model")
+        model_dir, folder = tmp_path / "model", tmp_path / "onnx"
+        export_onnx(model_dir, folder)
+        texts = ["", " "]
+    rows = run_snippet_on(folder, texts)
+    model, tokenizer = load_model_dir(model_dir)
+    assert len(rows) == len(texts)
+    for row, text in zip(rows, texts):
+        sides = [tokenizer([t], return_tensors="pt") for t in (text if kind == "siamese" else [text])]
+        assert sides[-1]["input_ids"].shape[1] == 0  # the premise: the empty side has no tokens at all
+        inputs = dict(input_ids=sides[0]["input_ids"], attention_mask=sides[0]["attention_mask"])
+        if kind == "siamese":
+            inputs.update(pair_input_ids=sides[1]["input_ids"], pair_attention_mask=sides[1]["attention_mask"])
+        with torch.no_grad():
+            want = model(**inputs).logits[0].numpy()
+        np.testing.assert_allclose([row[n] for n in model.config.label_names], want, rtol=0, atol=1e-5)
 
 
 def test_int8_of_a_pair_model_follows_torch_on_pairs(exported_siamese):
