@@ -20,14 +20,18 @@ import os
 PARAMETERS = ("return_std", "interval")
 
 
-def read_input(value, where):
-    """A text, or a pair as {"text": .., "text_pair": ..} (from a dict or a [text, text_pair] list)."""
+def read_input(value, where, pairs=None):
+    """A text, or a pair as {"text": .., "text_pair": ..} (from a dict or a [text, text_pair] list). `pairs`: whether
+    the model reads pairs (None: unknown), so that a wrong object is told what this model takes."""
     if isinstance(value, str):
         return value
     if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
         return {"text": value[0], "text_pair": value[1]}
     if isinstance(value, dict):
         if sorted(value) != ["text", "text_pair"]:
+            if pairs is False:
+                raise ValueError(f"{where} is an object with keys {sorted(value)}, and this model reads one text per "
+                                 "input: send a string, or a list of strings.")
             raise ValueError(f'{where} has keys {sorted(value)}; a pair is {{"text": ..., "text_pair": ...}}.')
         wrong = next((k for k in ("text", "text_pair") if not isinstance(value[k], str)), None)
         if wrong is not None:
@@ -37,8 +41,9 @@ def read_input(value, where):
                      '{"text": ..., "text_pair": ...}).')
 
 
-def read_request(data):
-    """(texts or pairs, one input or not, parameters) of a request, or ValueError naming what is wrong with it."""
+def read_request(data, pairs=None):
+    """(texts or pairs, one input or not, parameters) of a request, or ValueError naming what is wrong with it;
+    `pairs`: whether the model reads pairs of texts (None: unknown)."""
     if not isinstance(data, dict) or "inputs" not in data:
         raise ValueError('the request must be a JSON object with "inputs": a text or a list of texts, e.g. '
                          '{"inputs": "What a day!", "parameters": {"return_std": true}}.')
@@ -46,8 +51,8 @@ def read_request(data):
     single = isinstance(inputs, (str, dict))
     if not single and not isinstance(inputs, list):
         raise ValueError(f'"inputs" must be a text or a list of texts, not {type(inputs).__name__}.')
-    texts = [read_input(inputs, '"inputs"')] if single else [read_input(value, f'"inputs"[{i}]')
-                                                            for i, value in enumerate(inputs)]
+    texts = [read_input(inputs, '"inputs"', pairs)] if single else [read_input(value, f'"inputs"[{i}]', pairs)
+                                                                   for i, value in enumerate(inputs)]
     if not isinstance(parameters, dict):
         raise ValueError(f'"parameters" must be an object, not {type(parameters).__name__}.')
     unknown = sorted(set(parameters) - set(PARAMETERS))
@@ -73,6 +78,7 @@ class EndpointHandler:
         self.predict, self.pipeline = predict, None
         if Predictor is not None:
             self.predictor = Predictor.from_dir(self.path)
+            self.pairs = getattr(self.predictor.config, "pair_encoding", None) is not None
             return
         from transformers import pipeline
 
@@ -81,9 +87,10 @@ class EndpointHandler:
             raise ValueError(f"{self.path}: this handler.py runs the code of its own folder ({here}) only; copy "
                              "handler.py into the model folder, or install seqreg_hf (pip install seqreg-hf).")
         self.pipeline = pipeline("text-regression", model=self.path, trust_remote_code=own)
+        self.pairs = getattr(self.pipeline.model.config, "pair_encoding", None) is not None
 
     def __call__(self, data):
-        texts, single, parameters = read_request(data)
+        texts, single, parameters = read_request(data, self.pairs)
         no_intervals = ValueError('"interval": this model\'s code has no calibrated intervals (written before '
                                   "seqreg_hf had them); install a seqreg_hf that has them beside it (pip install -U "
                                   "seqreg-hf).")

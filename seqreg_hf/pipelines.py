@@ -92,8 +92,15 @@ class TextRegressionPipeline(Pipeline):
             encoded["pair_input_ids"], encoded["pair_attention_mask"] = second["input_ids"], second["attention_mask"]
         return encoded
 
+    def __call__(self, inputs, *args, **kwargs):
+        encoding = getattr(self.model.config, "pair_encoding", None)
+        if encoding is not None and isinstance(inputs, list):  # a batch: name the input whose side is not a text
+            for i, value in enumerate(inputs):
+                self._split(value, encoding, f"input {i}")
+        return super().__call__(inputs, *args, **kwargs)
+
     @staticmethod
-    def _split(inputs, encoding):
+    def _split(inputs, encoding, where="an input"):
         """(text, text_pair or None) of one input: a string, or a pair as {"text": .., "text_pair": ..} or [a, b]."""
         if isinstance(inputs, dict):
             if sorted(inputs) != ["text", "text_pair"]:
@@ -108,6 +115,10 @@ class TextRegressionPipeline(Pipeline):
             if encoding is None:
                 raise ValueError("this model reads one text per input, and a pair of texts was given: give strings "
                                  "(or use a model trained on pairs).")
+            for key, side in zip(("text", "text_pair"), inputs):
+                if isinstance(side, (dict, list, tuple)):  # str() of it would be scored as a text
+                    raise ValueError(f"{where}'s {key} is a {type(side).__name__}, not a text: a pair is two texts, "
+                                     '{"text": ..., "text_pair": ...}.')
             return as_text(inputs[0]), as_text(inputs[1])
         if encoding is not None:
             raise ValueError(f"this model scores pairs of texts (pair_encoding={encoding!r}), and a single text was "

@@ -76,6 +76,10 @@ def split_pairs(inputs, config):
                              f"{config.pair_encoding!r}): give (text, text_pair) tuples or {{\"text\": ..., "
                              "\"text_pair\": ...} dicts.")
         if is_pair:
+            for key, side in zip(PAIR_KEYS, value):
+                if isinstance(side, (dict, list, tuple)):  # str() of it would be scored as a text
+                    raise ValueError(f"input {row}'s {key} is a {type(side).__name__}, not a text: a pair is two "
+                                     "texts, (text, text_pair).")
             texts.append(as_text(value[0]))
             texts_pair.append(as_text(value[1]))
         else:

@@ -84,6 +84,18 @@ def test_the_pipeline_refuses_a_single_text_to_a_pair_model_naming_the_fix(folde
         regress("a man plays")
 
 
+@pytest.mark.parametrize("inputs, problem", [
+    ([{"text": "a man", "text_pair": "a dog"}, ("a man", ("a", "dog"))], "input 1's text_pair is a tuple, not a text"),
+    ([{"text": ["a man"], "text_pair": "a dog"}], "input 0's text is a list, not a text"),
+    ({"text": "a man", "text_pair": {"text": "a dog"}}, "an input's text_pair is a dict, not a text"),
+])
+def test_the_pipeline_refuses_a_pair_whose_side_is_not_a_text(folder, inputs, problem):
+    regress = pipeline("text-regression", model=str(folder), trust_remote_code=True)  # the folder's own pipelines.py
+    with pytest.raises(ValueError) as caught:
+        regress(inputs)
+    assert problem in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_the_pipeline_reads_a_cross_pair_as_one_sequence():
     """A cross model (MiniLM's WordPiece tokenizer has the separator) in memory: the pipeline's own spelling of the
     rule equals the model on tokenizer([text], [text_pair]), empty second texts included."""

@@ -50,6 +50,18 @@ def test_a_bad_request_is_one_line_naming_the_problem(data, problem):
     assert problem in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_an_object_sent_to_a_single_text_model_is_told_what_this_model_reads(folder):
+    handler = EndpointHandler(path=str(folder))
+    for data, where in (({"inputs": {"text": "calm"}}, '"inputs"'), ({"inputs": ["calm", {"text": "sad"}]},
+                                                                     '"inputs"[1]')):
+        with pytest.raises(ValueError) as caught:
+            handler(data)
+        assert str(caught.value) == (f"{where} is an object with keys ['text'], and this model reads one text per "
+                                     "input: send a string, or a list of strings.")
+    with pytest.raises(ValueError, match=r"a pair is \{"):  # a pair model's (or an unknown one's) hint is the pair
+        read_request({"inputs": {"text": "calm"}}, pairs=True)
+
+
 def test_std_of_a_single_network_is_refused_with_the_reason(tmp_path, folder):
     single = tmp_path / "single"
     seqreg_hf.init_model_dir(single, str(folder.parent / "vectors.txt"), id2label={0: "V"}, hidden_size=8,

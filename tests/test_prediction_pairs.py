@@ -140,6 +140,9 @@ def test_the_interval_of_a_pair_is_the_calibrated_band_around_its_score(siamese_
                 "(text, text_pair) tuples"),
     ([("a", "b"), ("a", "b", "c")], "input 1 is a tuple of 3 items; a pair is two texts"),
     ([{"text": "a", "second": "b"}], "input 0 is a dict with keys ['second', 'text']; a pair is"),
+    ([("a", "b"), ("a", ("b", "c"))], "input 1's text_pair is a tuple, not a text: a pair is two texts"),
+    ([{"text": ["a"], "text_pair": "b"}], "input 0's text is a list, not a text"),
+    ([({"t": "a"}, "b")], "input 0's text is a dict, not a text"),
 ])
 def test_a_wrong_input_to_a_pair_model_is_one_line(siamese_dir, inputs, problem):
     with pytest.raises(ValueError) as caught:
