@@ -39,6 +39,8 @@ KNOWN_DATASETS = {
     },
     "stsb": {
         "name": "STS Benchmark",
+        # The Hub's copy with the original 0-5 scores and splits (sentence-transformers/stsb rescales them to 0-1).
+        "id": "mteb/stsbenchmark-sts",
         "license": "cc-by-sa-4.0",
         "language": "en",
         "attribution": (

@@ -246,6 +246,9 @@ def test_a_pair_models_card_says_how_it_reads_pairs_and_its_model_index_names_st
     results = {(r.dataset_name, r.dataset_split, r.metric_type, r.metric_name): r.metric_value
                for r in card.data.eval_results}
     assert results[("STS Benchmark", "test", "pearsonr", "pearson (score)")] == 0.851
+    # The Hub's STS-B with the original 0-5 scores (sentence-transformers/stsb has them rescaled to 0-1).
+    assert card.data.datasets == ["mteb/stsbenchmark-sts"]
+    assert {r.dataset_type for r in card.data.eval_results} == {"mteb/stsbenchmark-sts"}
     assert results[("STS Benchmark", "test", "spearmanr", "spearman (score)")] == 0.8475
     assert {(r.task_type, r.task_name) for r in card.data.eval_results} == {("text-classification",
                                                                             "Sentence-pair regression")}
