@@ -218,7 +218,8 @@ def test_the_recipe_is_one_file():
 
 def test_the_stsb_recipe_parses_as_train_reads_it(tmp_path):
     """scripts/configs/stsb.json: STS-B's pairs (sentence1, sentence2 -> score) from the shared data, split by its
-    split column, on the default (contextual MiniLM) embeddings, a siamese model chosen by dev Pearson."""
+    split column, on the default (contextual MiniLM) embeddings, a siamese model over the last state, chosen by dev
+    Pearson."""
     recipe = REPO / "scripts" / "configs" / "stsb.json"
     run = parse_arguments([str(recipe)])
     assert run.data.train_file == "../shared/data/stsb.csv" and (REPO / run.data.train_file).exists()
@@ -227,6 +228,8 @@ def test_the_stsb_recipe_parses_as_train_reads_it(tmp_path):
     assert run.data.label_columns == ["score"] and run.training.output_dir == "outputs/stsb"
     assert run.architecture.pair_encoding == "siamese" and run.training.metric_for_best_model == "pearson_mean"
     assert run.embeddings.embeddings is None and run.architecture.embedding_type is None  # the default embeddings
-    # the recipe's pair encoding is the one --text_pair_column alone gives
-    default = parse_arguments(["--output_dir", str(tmp_path), "--text_pair_column", "sentence2"])
+    assert run.architecture.embedding_layers == [-1]  # MiniLM's last state: chosen on dev (README, STS Benchmark)
+    # the recipe's pair encoding is the one --text_pair_column alone gives; its only other departure is the layer
+    default = parse_arguments(["--output_dir", str(tmp_path), "--text_pair_column", "sentence2",
+                               "--embedding_layers", "-1"])
     assert default.architecture == run.architecture
