@@ -325,3 +325,18 @@ def test_recalibrating_a_pair_model_rewrites_its_pair_snippets(pair_vectors, tmp
     assert update_usage(folder, ["score"], 1, None, calibration)
     assert use((folder / "README.md").read_text()) == render_usage("path/to/model", ["score"], 1, calibration,
                                                                    "cosine").rstrip()
+
+
+def test_the_limitations_say_what_the_frozen_input_is(tiny_bert, tmp_path):
+    """A contextual model's card says its transformer is frozen; only a static model's says its vectors are
+    context-free (every contextual card once said that)."""
+    from seqreg_hf.model_card import write_model_card
+
+    cards = {}
+    for kind in ("contextual", "static"):
+        model, _ = seqreg_hf.init_model_dir(tmp_path / kind, str(tiny_bert), embedding_type=kind, hidden_size=4,
+                                            id2label={0: "y"})
+        write_model_card(tmp_path / kind, model)
+        cards[kind] = (tmp_path / kind / "README.md").read_text().split("## Limitations", 1)[1]
+    assert "context-free" not in cards["contextual"] and "The transformer is frozen" in cards["contextual"]
+    assert "context-free" in cards["static"] and "transformer" not in cards["static"]
