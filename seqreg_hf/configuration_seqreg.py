@@ -18,6 +18,7 @@ EMBEDDING_NORMS = ("none", "layer_norm")
 EMBEDDING_DTYPES = ("float32", "float16")
 EMBEDDING_TYPES = ("static", "contextual")
 LAYER_MIXES = ("mean", "scalar")
+INPUT_POOLINGS = ("none", "mean")
 # How a model reads a pair of texts (None: one text per row). "siamese" and "cosine" run one shared encoder over each
 # text and compare the two sentence vectors symmetrically; "cross" reads one sequence, text [SEP] text_pair.
 PAIR_ENCODINGS = ("siamese", "cosine", "cross")
@@ -34,6 +35,7 @@ CHOICES = {
     "embedding_type": EMBEDDING_TYPES,
     "layer_mix": LAYER_MIXES,
     "pair_encoding": PAIR_ENCODINGS,
+    "input_pooling": INPUT_POOLINGS,
 }
 
 # Options that only change how a trained model learns from here on (a run that continues a checkpoint may set them);
@@ -132,6 +134,10 @@ class SeqRegConfig(PretrainedConfig):
             token and the backward state after reading back to the first token (never a state at
             padding). `"mean"` / `"max"` pool over real tokens only, `"mean_max"` concatenates both,
             `"attention"` is a learned softmax over real tokens.
+        input_pooling (`str`, defaults to `"none"`): `"mean"` adds the mean of the recurrent network's input vectors
+            over real tokens (after their dropout) to the sentence vector, after the pooled outputs: a path around
+            the RNN. Over a sentence encoder's frozen states (MiniLM-L6's last layer) that mean is the encoder's own
+            sentence embedding, which a newly initialized RNN would otherwise have to relearn.
         embedding_dropout (`float`, defaults to 0.3): dropout on the word vectors.
         word_dropout (`float`, defaults to 0.2): in training, the probability that a whole token's input vector is
             zeroed (the token is "forgotten"), so the model cannot lean on a few words. Applied after
@@ -198,6 +204,7 @@ class SeqRegConfig(PretrainedConfig):
         bidirectional=True,
         direction_merge="concat",
         pooling="mean_max",
+        input_pooling="none",
         embedding_dropout=0.3,
         word_dropout=0.2,
         rnn_dropout=0.0,
@@ -265,6 +272,7 @@ class SeqRegConfig(PretrainedConfig):
         self.bidirectional = bool(bidirectional)
         self.direction_merge = _choice("direction_merge", direction_merge)
         self.pooling = _choice("pooling", pooling)
+        self.input_pooling = _choice("input_pooling", input_pooling)
         self.embedding_dropout = _probability("embedding_dropout", embedding_dropout)
         self.word_dropout = _probability("word_dropout", word_dropout)
         self.rnn_dropout = _probability("rnn_dropout", rnn_dropout)
@@ -317,7 +325,10 @@ class SeqRegConfig(PretrainedConfig):
     @property
     def pooled_size(self):
         """Width of the sentence vector that the head reads."""
-        return 2 * self.rnn_output_size if self.pooling == "mean_max" else self.rnn_output_size
+        width = 2 * self.rnn_output_size if self.pooling == "mean_max" else self.rnn_output_size
+        if self.input_pooling == "mean":
+            width += self.embedding_dim + self.num_token_features
+        return width
 
     @property
     def reads_pairs(self):

@@ -453,16 +453,16 @@ class SeqRegPooler(nn.Module):
         if self.mode == "last":
             return h_n[-1]
         if self.mode == "mean":
-            return self._mean(output, mask)
+            return self.masked_mean(output, mask)
         if self.mode == "max":
             return self._max(output, mask)
         if self.mode == "attention":
             scores = self.attention(output).masked_fill(~mask.unsqueeze(-1), torch.finfo(output.dtype).min)
             return (scores.softmax(dim=1) * output).sum(dim=1)  # empty rows average zero outputs: 0
-        return torch.cat([self._mean(output, mask), self._max(output, mask)], dim=-1)
+        return torch.cat([self.masked_mean(output, mask), self._max(output, mask)], dim=-1)
 
     @staticmethod
-    def _mean(output, mask):
+    def masked_mean(output, mask):
         weights = mask.unsqueeze(-1).to(output.dtype)  # (batch, seq_len, 1)
         return (output * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
@@ -519,6 +519,7 @@ class SeqRegMember(nn.Module):
         self.pooler = SeqRegPooler(config)
         self.head = SeqRegCosineHead(config) if config.pair_encoding == "cosine" else SeqRegHead(config)
         self.pair_encoding = config.pair_encoding
+        self.input_pooling = getattr(config, "input_pooling", "none")
 
     def score(self, vector, pair_vector=None):
         """(batch, num_labels) in standardized units: the head on one sentence vector, or on a siamese pair's."""
@@ -529,9 +530,13 @@ class SeqRegMember(nn.Module):
         return self.head(vector)
 
     def forward(self, inputs, lengths, mask):
-        """(per-token outputs, sentence vector, h_n, c_n) of this member."""
+        """(per-token outputs, sentence vector, h_n, c_n) of this member; with `input_pooling="mean"` the sentence
+        vector ends with the mean of this member's input vectors over real tokens."""
         output, h_n, c_n = self.encoder(inputs, lengths)
-        return output, self.pooler(output, h_n, mask), h_n, c_n
+        pooled = self.pooler(output, h_n, mask)
+        if self.input_pooling == "mean":
+            pooled = torch.cat([pooled, SeqRegPooler.masked_mean(inputs, mask)], dim=-1)
+        return output, pooled, h_n, c_n
 
 
 class SeqRegEnsemble(nn.Module):

@@ -29,6 +29,7 @@ SIAMESE = {
     "cosine": dict(pair_encoding="cosine", rnn_type="gru", pooling="mean"),
     "ensemble": dict(pair_encoding="siamese", rnn_type="gru", bidirectional=True, num_layers=2, pooling="mean_max",
                      ensemble_size=3, label_means=[3.0, -1.0], label_stds=[0.5, 2.0]),
+    "input_mean": dict(pair_encoding="siamese", rnn_type="gru", input_pooling="mean", ensemble_size=2),
 }
 # Each batch: the first texts' lengths, the second texts' (another width, other rows padded, an empty side beside a
 # full one, both empty, a side without padding).

@@ -312,3 +312,35 @@ def test_pairs_with_empty_texts_train_with_finite_gradients(encoding, pooling):
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert torch.isfinite(loss) and grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("encoding", [None, "siamese", "cosine"])
+@pytest.mark.parametrize("pooling", ["last", "mean_max", "attention"])
+def test_input_pooling_appends_the_mean_of_each_members_input_vectors_over_real_tokens(encoding, pooling):
+    """input_pooling="mean": each member's sentence vector ends with the mean of its input vectors (the frozen
+    vectors, in eval mode) over the real tokens, computed here by hand; padded batches still score as alone, and a
+    siamese pair symmetrically."""
+    torch.manual_seed(0)
+    model = SeqRegForSequenceRegression(tiny_config(pair_encoding=encoding, pooling=pooling, input_pooling="mean",
+                                                    ensemble_size=2)).eval()
+    plain = tiny_config(pooling=pooling)
+    assert model.config.pooled_size == plain.pooled_size + plain.embedding_dim
+    ids, mask = right_padded(TEXTS)
+    pairs = {} if encoding is None else dict(zip(("pair_input_ids", "pair_attention_mask"), right_padded(PAIRS)))
+    with torch.no_grad():
+        output = model.seqreg(ids, attention_mask=mask, **pairs)
+        vectors = model.seqreg.embeddings.word_embeddings(ids)
+        logits = model(ids, attention_mask=mask, **pairs).logits
+    by_hand = torch.stack([vectors[i, : len(t)].mean(dim=0) for i, t in enumerate(TEXTS)])
+    width = model.config.pooled_size
+    for k in range(2):  # member k's slice ends with the input mean; its first part is the recurrent pooling
+        torch.testing.assert_close(output.pooler_output[:, (k + 1) * width - plain.embedding_dim : (k + 1) * width],
+                                   by_hand, atol=1e-6, rtol=0)
+    for row, text in enumerate(TEXTS):
+        inputs = alone(text)
+        extra = {} if encoding is None else dict(zip(("pair_input_ids", "pair_attention_mask"),
+                                                     right_padded([PAIRS[row]])))
+        with torch.no_grad():
+            torch.testing.assert_close(model(*inputs, **extra).logits[0], logits[row], atol=1e-6, rtol=0)
+    if encoding is not None:
+        torch.testing.assert_close(scores(model, PAIRS, TEXTS), scores(model, TEXTS, PAIRS), atol=1e-6, rtol=0)
