@@ -8,6 +8,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -78,3 +79,12 @@ def tiny_bert(tmp_path_factory):
                          intermediate_size=32)).save_pretrained(folder)
     load_embeddings(None).tokenizer.save_pretrained(folder)
     return folder
+
+
+def write_word2vec(path, words, dim=4, decimals=4):
+    """A word2vec text file of `words`, each a random vector of `dim` values (seeded: the same file every time)."""
+    rng = np.random.default_rng(0)
+    lines = [f"{len(words)} {dim}"] + [f"{w} " + " ".join(f"{v:.{decimals}f}" for v in rng.normal(size=dim))
+                                       for w in words]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -16,7 +16,7 @@ from seqreg_hf.handler import EndpointHandler, read_request
 from seqreg_hf.model_dir import init_model_dir, load_model_dir
 from seqreg_hf.prediction import Predictor
 
-from .conftest import run_cli
+from .conftest import run_cli, write_word2vec
 
 WORDS = "a the man woman dog cat plays runs guitar sleeps sofa park big small red".split()
 PAIRS = [("a man plays the guitar", "a woman plays"), ("", "the dog sleeps"), ("the cat", ""), ("", ""),
@@ -27,9 +27,7 @@ PAIRS = [("a man plays the guitar", "a woman plays"), ("", "the dog sleeps"), ("
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     where = tmp_path_factory.mktemp("pair_doors")
-    rng = np.random.default_rng(0)
-    lines = [f"{len(WORDS)} 8"] + [f"{w} " + " ".join(f"{v:.5f}" for v in rng.normal(size=8)) for w in WORDS]
-    (where / "vectors.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_word2vec(where / "vectors.txt", WORDS, dim=8, decimals=5)
     torch.manual_seed(0)
     init_model_dir(where / "model", str(where / "vectors.txt"), embeddings_options={"progress": False}, hidden_size=8,
                    ensemble_size=2, pair_encoding="siamese", id2label={0: "V", 1: "A"})

@@ -2,10 +2,10 @@
 model reads pairs, the page shows a second text area, line i of each area is one pair, and the scores it shows are
 the API's for those pairs."""
 
-import numpy as np
 
 from seqreg_hf.model_dir import init_model_dir
 
+from .conftest import write_word2vec
 from .test_e2e_serve_browser import driver, shown_scores, wait_for  # noqa: F401  (driver: a fixture)
 from .test_serving import Server
 
@@ -17,9 +17,7 @@ SECOND = ["a woman plays", "", "the cat sleeps on the sofa"]
 def test_the_page_of_a_pair_model_scores_the_typed_pairs(driver, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
 
-    rng = np.random.default_rng(0)
-    lines = [f"{len(WORDS)} 8"] + [f"{w} " + " ".join(f"{v:.5f}" for v in rng.normal(size=8)) for w in WORDS]
-    (tmp_path / "vectors.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_word2vec(tmp_path / "vectors.txt", WORDS, dim=8, decimals=5)
     init_model_dir(tmp_path / "model", str(tmp_path / "vectors.txt"), embeddings_options={"progress": False},
                    hidden_size=8, pair_encoding="siamese", id2label={0: "score"})
     server = Server(tmp_path / "model").ready()

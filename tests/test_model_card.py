@@ -11,6 +11,8 @@ import seqreg_hf
 from seqreg_hf.cli import main as cli
 from seqreg_hf.model_card import render_usage
 
+from .conftest import write_word2vec
+
 WORDS = ["calm", "angry", "happy", "sad", "bright", "dark", "loud", "quiet"]
 
 # The final card of the run below: its sections in order, with the values that run must show.
@@ -220,9 +222,7 @@ PAIR_WORDS = ["a", "man", "is", "playing", "guitar", "person", "plays", "the", "
 @pytest.fixture(scope="module")
 def pair_vectors(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pair_cards")
-    rng = np.random.default_rng(0)
-    lines = [f"{len(PAIR_WORDS)} 4"] + [f"{w} " + " ".join(f"{v:.4f}" for v in rng.normal(size=4)) for w in PAIR_WORDS]
-    (folder / "vectors.txt").write_text("\n".join(lines) + "\n")
+    write_word2vec(folder / "vectors.txt", PAIR_WORDS)
     return folder
 
 

@@ -15,6 +15,8 @@ from seqreg_hf.embeddings import load_embeddings
 from seqreg_hf.model_dir import build_model, init_model_dir
 from seqreg_hf.prediction import Predictor, predict_file
 
+from .conftest import write_word2vec
+
 WORDS = "a the man woman dog cat plays runs guitar sleeps sofa park big small red".split()
 PAIRS = [("a man plays the guitar", "a woman plays"), ("", "the dog sleeps"), ("the cat", ""), ("", ""),
          ("a big red dog runs in the park", "a small cat sleeps on the sofa"), ("guitar", "guitar guitar"),
@@ -24,9 +26,7 @@ PAIRS = [("a man plays the guitar", "a woman plays"), ("", "the dog sleeps"), ("
 @pytest.fixture(scope="module")
 def vectors(tmp_path_factory):
     path = tmp_path_factory.mktemp("pairs") / "vectors.txt"
-    rng = np.random.default_rng(0)
-    lines = [f"{len(WORDS)} 8"] + [f"{w} " + " ".join(f"{v:.5f}" for v in rng.normal(size=8)) for w in WORDS]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_word2vec(path, WORDS, dim=8, decimals=5)
     return path
 
 

@@ -4,13 +4,13 @@ naming the problem. The request parsing is also checked in process."""
 
 import json
 
-import numpy as np
 import pytest
 
 import seqreg_hf
 from seqreg_hf.model_dir import init_model_dir
 from seqreg_hf.serving import Limits, RequestError, parse_request
 
+from .conftest import write_word2vec
 from .test_serving import Server
 
 WORDS = "a the man woman dog cat plays runs guitar sleeps sofa park big small red".split()
@@ -22,9 +22,7 @@ LIMITS = Limits(texts=3, chars=10, body_bytes=10_000)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     where = tmp_path_factory.mktemp("serving_pairs")
-    rng = np.random.default_rng(0)
-    lines = [f"{len(WORDS)} 8"] + [f"{w} " + " ".join(f"{v:.5f}" for v in rng.normal(size=8)) for w in WORDS]
-    (where / "vectors.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_word2vec(where / "vectors.txt", WORDS, dim=8, decimals=5)
     init_model_dir(where / "model", str(where / "vectors.txt"), embeddings_options={"progress": False}, hidden_size=8,
                    ensemble_size=2, pair_encoding="siamese", id2label={0: "score"})
     serving = Server(where / "model", "--max_chars_per_text", "40", log=where / "server.log").ready()

@@ -35,7 +35,8 @@ def sentence_embeddings(model, tokenizer, texts, batch_size=128, max_length=128)
 
 def main(path=STSB_CSV):
     folder = default_embeddings_path()
-    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    model = AutoModel.from_pretrained(folder, trust_remote_code=False).eval()
     data = pd.read_csv(path, keep_default_na=False)
     print("split       pairs  Pearson r  Spearman rho   (frozen MiniLM-L6, mean of its last state, cosine)")
     for split in ("validation", "test"):
