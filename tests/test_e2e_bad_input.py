@@ -106,9 +106,10 @@ def test_cutting_long_texts_keeps_the_token_ids(model, max_length):
     _, cut = cut_long_texts(texts, max_length)
     assert all(cut) and not any(cut_long_texts(short, 128)[1])  # every long text is cut; no EmoBank text at 128
     uncut = predictor.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    ids, truncated = predictor.encode(texts)
-    assert ids == uncut and truncated == len(texts)
-    assert predictor.encode(short)[0] == predictor.tokenizer(short, truncation=True, max_length=max_length)["input_ids"]
+    encoded, truncated = predictor.encode(texts)  # {"input_ids": ...} (a siamese pair model adds pair_input_ids)
+    assert encoded == {"input_ids": uncut} and truncated == len(texts)
+    assert predictor.encode(short)[0]["input_ids"] == predictor.tokenizer(short, truncation=True,
+                                                                          max_length=max_length)["input_ids"]
     from datasets import Dataset, DatasetDict
 
     raw = DatasetDict({"train": Dataset.from_dict({"text": texts, "V": [1.0] * len(texts)})})
