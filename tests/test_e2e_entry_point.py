@@ -213,7 +213,7 @@ def test_preprocessing_num_workers_reaches_tokenization(tmp_path, monkeypatch):
     class Stop(Exception):
         pass
 
-    def tokenize(raw, tokenizer, text_column, label_columns, max_length, num_proc=None):
+    def tokenize(raw, tokenizer, text_column, label_columns, max_length, num_proc=None, *pair_options):
         seen.update(num_proc=num_proc, max_length=max_length)
         raise Stop
 
