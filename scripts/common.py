@@ -59,3 +59,23 @@ def write_short_texts(path, rows, seed=0):
                 chosen = picks[k, : lengths[k]]
                 score = weights[chosen].mean() + rng.normal(0, 0.1)
                 handle.write(f"{' '.join(words[chosen])},{score:.4f},{np.abs(weights[chosen]).max():.4f}\n")
+
+
+def predict_throughput(predictor, texts, repeats, batch_size=256):
+    """Median sentences/s of `predictor.predict(texts)` over `repeats` runs, counting the rows that came back."""
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        scores = predictor.predict(texts, batch_size=batch_size)
+        rates.append(len(scores) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def single_text_latencies(predictor, texts):
+    """Milliseconds of `predictor.predict([text])`, one call per text."""
+    times = []
+    for text in texts:
+        start = time.perf_counter()
+        predictor.predict([text])
+        times.append(1000 * (time.perf_counter() - start))
+    return np.array(times)

@@ -19,15 +19,13 @@ machine's fp32 GEMM peak. Cost: about 2-4 minutes on a 2-core CPU.
 import argparse
 import json
 import os
-import statistics
 import tempfile
-import time
 
 import numpy as np
 import pandas as pd
 import torch
 
-from scripts.common import EMOBANK_CSV, gemm_peak
+from scripts.common import EMOBANK_CSV, gemm_peak, predict_throughput, single_text_latencies
 from seqreg_hf import Predictor, init_model_dir
 from seqreg_hf.embeddings import default_embeddings_path
 from seqreg_hf.export import INT8_FILE, ExportCheckError, export_onnx
@@ -36,22 +34,8 @@ from seqreg_hf.logs import configure
 LABELS = {0: "V", 1: "A", 2: "D"}
 
 
-def throughput(predictor, texts, repeats):
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        scores = predictor.predict(texts, batch_size=256)
-        rates.append(len(scores) / (time.perf_counter() - start))
-    return statistics.median(rates)
-
-
 def single_p50(predictor, texts):
-    times = []
-    for text in texts:
-        start = time.perf_counter()
-        predictor.predict([text])
-        times.append(1000 * (time.perf_counter() - start))
-    return float(np.percentile(times, 50))
+    return float(np.percentile(single_text_latencies(predictor, texts), 50))
 
 
 def build(folder):
@@ -99,7 +83,7 @@ def main(argv=None):
         rows = {}
         for name, predictor in predictors.items():
             scores = predictor.predict(texts)  # also the warm-up
-            rows[name] = {"sentences_per_second_batch256": throughput(predictor, texts, args.repeats),
+            rows[name] = {"sentences_per_second_batch256": predict_throughput(predictor, texts, args.repeats),
                           "single_sentence_p50_ms": single_p50(predictor, texts[: args.singles])}
             if name.startswith("contextual"):
                 rows[name]["max_abs_difference_vs_contextual_torch"] = float(np.abs(scores - want).max())

@@ -17,16 +17,14 @@
 import argparse
 import json
 import os
-import statistics
 import tempfile
-import time
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
 
-from scripts.common import EMOBANK_CSV, REPO, gemm_peak
+from scripts.common import EMOBANK_CSV, REPO, gemm_peak, predict_throughput, single_text_latencies
 from seqreg_hf import Predictor
 from seqreg_hf.export import INT8_FILE, ONNX_FILE, export_onnx
 from seqreg_hf.logs import configure
@@ -44,22 +42,8 @@ def pearson(pred, true, names):
     return values
 
 
-def throughput(predictor, texts, repeats):
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        scores = predictor.predict(texts, batch_size=256)
-        seconds = time.perf_counter() - start
-        rates.append(len(scores) / seconds)  # rows that came back, each one scored
-    return statistics.median(rates)
-
-
 def latency(predictor, texts):
-    times = []
-    for text in texts:
-        start = time.perf_counter()
-        predictor.predict([text])
-        times.append(1000 * (time.perf_counter() - start))
+    times = single_text_latencies(predictor, texts)
     return float(np.percentile(times, 50)), float(np.percentile(times, 90))
 
 
@@ -97,7 +81,7 @@ def main(argv=None):
             predicted = predictor.predict(texts, batch_size=256)
             assert len(predicted) == len(texts)
             rows[name] = {"test_pearson": pearson(predicted, true, names),
-                          "sentences_per_second_batch256": throughput(predictor, texts, args.repeats),
+                          "sentences_per_second_batch256": predict_throughput(predictor, texts, args.repeats),
                           "single_ms_p50_p90": latency(predictor, texts[: args.singles])}
         scores, spread = backends["torch"].predict(texts, return_std=True)
     error = np.abs(scores - true)
