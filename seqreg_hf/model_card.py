@@ -204,6 +204,7 @@ class CardCallback(TrainerCallback):
             "num_labels": config.num_labels,
             "ensemble_size": config.ensemble_size,
             "contextual_layers": _contextual_layers(config),
+            "scalar_mix": _contextual_layers(config) is not None and config.layer_mix == "scalar",
             "label_names": config.label_names,
             "label_means": [round(m, 4) for m in config.label_means or []],
             "label_stds": [round(s, 4) for s in config.label_stds or []],

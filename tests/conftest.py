@@ -20,8 +20,8 @@ EMOBANK = REPO.parent / "shared" / "data" / "emobank.csv"
 
 # The textbook model (one bidirectional LSTM read at its final states, no dropout), which most unit tests take apart;
 # SeqRegConfig's own defaults are the recommended model.
-TEXTBOOK = dict(rnn_type="lstm", pooling="last", ensemble_size=1, head_dropout=0.0, embedding_dropout=0.0,
-                word_dropout=0.0)
+TEXTBOOK = dict(rnn_type="lstm", num_layers=1, pooling="last", ensemble_size=1, head_dropout=0.0,
+                embedding_dropout=0.0, word_dropout=0.0, rnn_dropout=0.0, layer_mix="mean")
 
 
 def tiny_config(**overrides):

@@ -246,13 +246,17 @@ def test_the_contextual_recipe_is_the_default_and_the_static_one_a_config_file()
     from .conftest import REPO
 
     run = parse_arguments([str(REPO / "scripts" / "configs" / "emobank.json"), "--seed", "3"])
-    assert run.architecture.embedding_type is None and run.architecture.ensemble_size == 1  # embeddings decide
+    assert run.architecture.embedding_type is None  # the embeddings decide
+    assert run.architecture == parse_arguments(["--output_dir", "o"]).architecture  # the recipe: data only
     defaults = SeqRegTrainingArguments(output_dir="o")
     assert run.training.seed == 3 and run.training.num_train_epochs == defaults.num_train_epochs
     assert run.data.label_columns == ["V", "A", "D"] and run.data.split_column == "split"
     static = parse_arguments([str(REPO / "scripts" / "configs" / "emobank_static.json")])
     assert static.architecture.embedding_type == "static" and static.architecture.ensemble_size == 3
-    assert static.architecture.rnn_type == seqreg_hf.SeqRegConfig().rnn_type  # the rest: the config's defaults
+    # the file spells out the architecture its README figures were measured with (three BiGRU-256, mean_max)
+    assert (static.architecture.rnn_type, static.architecture.hidden_size, static.architecture.num_layers,
+            static.architecture.pooling) == ("gru", 256, 1, "mean_max")
+    assert static.training.learning_rate == 2e-3
     assert static.training.num_train_epochs == 15 and static.training.early_stopping_patience == 4
 
 def test_the_transformer_sees_length_sorted_batches_and_the_states_return_in_row_order(tiny_bert, tmp_path,
@@ -270,7 +274,7 @@ def test_the_transformer_sees_length_sorted_batches_and_the_states_return_in_row
     tokenizer = load_embeddings(None).tokenizer
     splits = tokenize_splits(load_raw_datasets(train_file=tmp_path / "data.csv"), tokenizer, "text", ["y"], 128)
     model, _ = init_model_dir(tmp_path / "model", str(tiny_bert), embedding_type="contextual", id2label={0: "y"},
-                              hidden_size=8)
+                              hidden_size=8, layer_mix="mean")  # the cache then holds the layers' mean
     seen, real = [], SeqRegEmbeddings.contextual_states
     monkeypatch.setattr(SeqRegEmbeddings, "contextual_states",
                         lambda self, ids, mask: seen.append(mask.sum(dim=1).tolist()) or real(self, ids, mask))
@@ -301,8 +305,8 @@ def test_the_default_model_through_every_door(emobank_path, tmp_path):
                               test_file=str(tmp_path / "test.csv"), label_columns=["V"], output_dir=str(out),
                               hidden_size=8, num_train_epochs=1, report_to="none", disable_tqdm=True, plots=False)
     config = json.loads((out / "config.json").read_text())
-    assert (config["embedding_type"], config["contextual_config"]["model_type"], config["ensemble_size"]) == (
-        "contextual", "bert", 1)
+    assert (config["embedding_type"], config["contextual_config"]["model_type"], config["ensemble_size"],
+            config["num_layers"], config["layer_mix"]) == ("contextual", "bert", 2, 2, "scalar")
     trained = pd.read_csv(out / "_predictions" / "test_predictions.csv", keep_default_na=False)["pred_V"].to_numpy()
     assert cli(["predict", "--model_name_or_path", str(out), "--test_file", str(tmp_path / "test.csv"),
                 "--output_file", str(tmp_path / "scored.csv")]) == 0

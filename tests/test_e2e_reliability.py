@@ -33,7 +33,9 @@ def cli_args(output_dir, *extra):
             "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "5", "--save_steps", "5",
             "--learning_rate", "0.02", "--early_stopping_patience", "3",
             "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", "--seed", "7", "--embedding_type", "static",
-            "--ensemble_size", "3", *extra]  # the 3-member ensemble this scenario was written for
+            "--ensemble_size", "3",  # the 3-member ensemble of 1-layer BiGRUs this scenario was written for
+            "--rnn_type", "gru", "--num_layers", "1", "--pooling", "mean_max", "--embedding_dropout", "0.3",
+            "--word_dropout", "0.2", "--head_dropout", "0.4", *extra]
 
 
 def run_cli(args, **kwargs):

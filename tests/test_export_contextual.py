@@ -22,15 +22,16 @@ from .test_export_repo import assert_snippet_equals_torch
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A 3-layer BERT (hidden 16) over MiniLM's WordPiece vocabulary under a 2-member GRU ensemble with a scalar mix
-    that is not the mean and label statistics, exported with its int8 variant."""
+    """A 3-layer BERT (hidden 16) over MiniLM's WordPiece vocabulary under a 2-member GRU ensemble (2 layers,
+    attention: the default's shape) with a scalar mix that is not the mean and label statistics, exported with its
+    int8 variant."""
     folder = tmp_path_factory.mktemp("contextual")
     torch.manual_seed(0)
     BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
                          intermediate_size=32)).save_pretrained(folder / "bert")
     load_embeddings(None).tokenizer.save_pretrained(folder / "bert")
     model, _ = init_model_dir(folder / "model", str(folder / "bert"), embedding_type="contextual",
-                              layer_mix="scalar", id2label={0: "V", 1: "A"}, hidden_size=8, ensemble_size=2,
+                              layer_mix="scalar", id2label={0: "V", 1: "A"}, hidden_size=8, ensemble_size=2, rnn_type="gru",
                               label_means=[3.0, 2.5], label_stds=[0.4, 0.3])
     with torch.no_grad():
         model.base_model.embeddings.mix_weights.copy_(torch.tensor([0.5, -1.0, 0.2, 1.5]))

@@ -256,7 +256,7 @@ def test_a_pair_models_card_says_how_it_reads_pairs_and_its_model_index_names_st
     assert results[("STS Benchmark", "test", "spearmanr", "spearman (score)")] == 0.8475
     assert {(r.task_type, r.task_name) for r in card.data.eval_results} == {("text-classification",
                                                                             "Sentence-pair regression")}
-    assert use(text) == render_usage("path/to/model", ["score"], 1, None, "siamese").rstrip()
+    assert use(text) == render_usage("path/to/model", ["score"], model.config.ensemble_size, None, "siamese").rstrip()
 
 
 @pytest.mark.parametrize("encoding", ["siamese", "cosine", "cross"])
@@ -322,7 +322,7 @@ def test_recalibrating_a_pair_model_rewrites_its_pair_snippets(pair_vectors, tmp
 
     folder = tmp_path / "model"
     seqreg_hf.init_model_dir(folder, str(pair_vectors / "vectors.txt"), pair_encoding="cosine", id2label={0: "score"},
-                             hidden_size=8)
+                             hidden_size=8, ensemble_size=1)
     assert use((folder / "README.md").read_text()) == render_usage("path/to/model", ["score"], 1, None,
                                                                    "cosine").rstrip()
     calibration = {"kind": "constant", "n": 30, "source": "dev.csv"}
@@ -337,10 +337,13 @@ def test_the_limitations_say_what_the_frozen_input_is(tiny_bert, tmp_path):
     from seqreg_hf.model_card import write_model_card
 
     cards = {}
-    for kind in ("contextual", "static"):
-        model, _ = seqreg_hf.init_model_dir(tmp_path / kind, str(tiny_bert), embedding_type=kind, hidden_size=4,
-                                            id2label={0: "y"})
+    for kind, mix in (("contextual", "scalar"), ("static", "scalar"), ("contextual-mean", "mean")):
+        model, _ = seqreg_hf.init_model_dir(tmp_path / kind, str(tiny_bert), embedding_type=kind.split("-")[0],
+                                            hidden_size=4, id2label={0: "y"}, layer_mix=mix)
         write_model_card(tmp_path / kind, model)
-        cards[kind] = (tmp_path / kind / "README.md").read_text().split("## Limitations", 1)[1]
+        cards[kind] = " ".join((tmp_path / kind / "README.md").read_text().split("## Limitations", 1)[1].split())
     assert "context-free" not in cards["contextual"] and "The transformer is frozen" in cards["contextual"]
+    # the trained parts it names are the model's own: a scalar mix only where the layers are mixed by one
+    assert "only the recurrent network and the head (and a scalar layer mix) are trained" in cards["contextual"]
+    assert "only the recurrent network and the head are trained" in cards["contextual-mean"]
     assert "context-free" in cards["static"] and "transformer" not in cards["static"]

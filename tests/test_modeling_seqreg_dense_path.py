@@ -25,7 +25,7 @@ def make_encoder(rnn_type, nonlinearity="tanh", bidirectional=True, num_layers=1
     torch.manual_seed(seed)
     config = SeqRegConfig(vocab_size=40, embedding_dim=E, hidden_size=H, rnn_type=rnn_type,
                           rnn_nonlinearity=nonlinearity, bidirectional=bidirectional, num_layers=num_layers,
-                          direction_merge=merge, **extra)
+                          direction_merge=merge, **{"rnn_dropout": 0.0, **extra})
     encoder = SeqRegEncoder(config)
     with torch.no_grad():  # non-zero biases, so that padding steps would move the state if they were read
         for name, parameter in encoder.rnn.named_parameters():

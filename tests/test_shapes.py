@@ -31,7 +31,7 @@ def test_explain_command_prints(capsys):
 def test_explain_pair_shows_a_siamese_models_u_v_and_features_as_measured(rnn_type, bidirectional, hidden_size):
     from seqreg_hf.shapes import explain_pair
 
-    pooled = 2 * (2 if bidirectional else 1) * hidden_size  # mean_max pooling: mean and max of the merged outputs
+    pooled = (2 if bidirectional else 1) * hidden_size  # the default attention pooling: one merged output's width
     text = "\n".join(explain_pair("siamese", rnn_type, bidirectional, 1, hidden_size, lengths=(5, 3),
                                   pair_lengths=(2, 6)))
     assert "input_ids       (2, 5)" in text and "pair_input_ids  (2, 6)" in text
@@ -55,7 +55,7 @@ def test_explain_pair_shows_the_cosine_score_and_the_cross_sequence():
     cross = "\n".join(explain_pair("cross", "gru", True, 2, 4, lengths=(5, 3), pair_lengths=(2, 6)))
     assert "tokens per pair: 5 + 1 + 2 = 8, 3 + 1 + 6 = 10" in cross
     assert "input_ids          (2, 10)" in cross and "last_hidden_state  (2, 10, 8)" in cross
-    assert "pooler_output      (2, 16)  = (batch, pooled_size): the head reads 16 features" in cross
+    assert "pooler_output      (2, 8)  = (batch, pooled_size): the head reads 8 features" in cross
     assert "f(a, b) == f(b, a)                                  NO" in cross
     assert "pair_input_ids given to a cross model: refused: this model reads a pair as one sequence" in cross
 
@@ -63,8 +63,8 @@ def test_explain_pair_shows_the_cosine_score_and_the_cross_sequence():
 def test_explain_command_prints_the_pair_view(capsys):
     assert cli(["explain", "--pair_encoding", "siamese", "--rnn_type", "lstm", "--hidden_size", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("pair_encoding='siamese': bidirectional LSTM, 1 layer(s), hidden_size=2")
-    assert "[u + v, |u - v|, u * v]  (2, 24)" in out  # 3 * mean_max of 2 directions of 2
+    assert out.startswith("pair_encoding='siamese': bidirectional LSTM, 2 layer(s), hidden_size=2")
+    assert "[u + v, |u - v|, u * v]  (2, 12)" in out  # 3 * attention pooling over 2 directions of 2
     with pytest.raises(SystemExit):
         cli(["explain", "--pair_encoding", "pairs"])
     assert "invalid choice: 'pairs'" in capsys.readouterr().err

@@ -25,9 +25,10 @@ from .conftest import EMOBANK, REPO
 from .test_e2e_remote_code import LOADER
 
 SLICE = ["--max_train_samples", "300", "--max_eval_samples", "120", "--max_test_samples", "150"]
-# The Trainer's mechanics, on the static table (fast; the contextual default has its own tests in test_e2e_contextual).
+# The Trainer's mechanics, on the static table with one small 1-layer GRU (fast; the default model has its own tests
+# in test_e2e_contextual).
 SMALL = ["--hidden_size", "16", "--num_train_epochs", "1", "--report_to", "none", "--disable_tqdm", "true",
-         "--embedding_type", "static"]
+         "--embedding_type", "static", "--rnn_type", "gru", "--num_layers", "1", "--ensemble_size", "1"]
 
 
 def train_args(output_dir, *extra):
@@ -150,7 +151,7 @@ def test_model_card_metadata(run_dir):
     assert test_r["pearson (V)"] == pytest.approx(metrics["test"]["test_pearson_V"], abs=1e-4)
     assert "Sven Buechel and Udo Hahn. 2017. EmoBank" in card.text
     assert "trust_remote_code=True" in card.text
-    # The run asked for a 3-member ensemble (the default is one network), and the card says so.
+    # The run asked for a 3-member ensemble (the default has two), and the card says so.
     assert json.loads((run_dir / "config.json").read_text())["ensemble_size"] == 3
     assert "an ensemble of 3 members, each a 1-layer bidirectional GRU (hidden 16)" in " ".join(card.text.split())
 
@@ -322,7 +323,7 @@ def test_one_line_defaults_are_the_emobank_recipe(tmp_path):
     parsed = parse_arguments([str(recipe), "--output_dir", str(tmp_path)])
     assert parsed.architecture == parse_arguments(["--output_dir", str(tmp_path)]).architecture
     assert SeqRegConfig(**parsed.architecture.config_kwargs()).to_dict() == SeqRegConfig().to_dict()
-    assert parsed.training.learning_rate == SeqRegTrainingArguments(output_dir=str(tmp_path)).learning_rate == 2e-3
+    assert parsed.training.learning_rate == SeqRegTrainingArguments(output_dir=str(tmp_path)).learning_rate == 1.6e-3
     assert parsed.data.label_columns == ["V", "A", "D"] and parsed.data.split_column == "split"
 
 

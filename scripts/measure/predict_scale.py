@@ -3,7 +3,7 @@ that came out, rows/s and the peak RSS of the largest process, measured in one r
 
     python -m scripts.measure.predict_scale [--rows 2000000] [--model_dir DIR]
 
-Without --model_dir a small model (one unidirectional GRU-32 over the frozen MiniLM matrix) is built with
+Without --model_dir a small model (one unidirectional 1-layer GRU-32 over the frozen MiniLM matrix, static) is built with
 `seqreg-hf init`: the figure is about reading, tokenizing, chunking and writing, which the model does not change.
 """
 
@@ -42,6 +42,7 @@ def main(argv=None):
         if not args.model_dir:
             subprocess.run([sys.executable, "-m", "seqreg_hf.cli", "init", "--output_dir", model, "--rnn_type", "gru",
                             "--hidden_size", "32", "--bidirectional", "false", "--ensemble_size", "1",
+                            "--num_layers", "1", "--pooling", "mean_max", "--embedding_type", "static",
                             "--label_columns", "score"], env=env, cwd=REPO, check=True, capture_output=True)
         texts = os.path.join(folder, "texts.csv")
         write_short_texts(texts, args.rows)

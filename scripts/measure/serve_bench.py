@@ -4,8 +4,9 @@ latency (of a request).
 
     python -m scripts.measure.serve_bench [--texts 1500] [--model_dir DIR]
 
-Without --model_dir the model is built by `seqreg-hf init` with the default model (one bidirectional GRU-256 over the
-frozen MiniLM-L6's hidden states, the transformer run live) and random weights: speed does not depend on what the
+Without --model_dir the model is built by `seqreg-hf init` with the default model (2 members, each a 2-layer
+bidirectional LSTM-128 read by attention, over a scalar mix of the frozen MiniLM-L6's hidden states, the transformer
+run live) and random weights: speed does not depend on what the
 weights are; `--model_dir outputs/emobank` serves the main job's trained model. The texts are EmoBank's (a seeded
 sample). The baselines: the Predictor's batch throughput (all texts in one call, batches of 256 of one length), the
 same in calls of 32 texts (what one batching round can hold at concurrency 32), and one Predictor call on one text
