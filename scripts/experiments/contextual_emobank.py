@@ -50,7 +50,7 @@ def main(argv=None):
         else:
             metrics = seqreg_hf.train(RECIPE_FILE, **RECIPE, train_file=EMOBANK_CSV, split_column="split",
                                       output_dir=out, seed=seed, label_columns=["V", "A", "D"], disable_tqdm=True,
-                                      report_to="none", overwrite_output_dir=True)  # an unfinished or --retrain run starts over
+                                      report_to="none", overwrite_output_dir=True)  # unfinished or --retrain: anew
         seconds = time.perf_counter() - start
         live, _, _ = evaluate_model_dir(out, EMOBANK_CSV, split_column="split", split="validation")
         runs.append({"seed": seed, "seconds": round(seconds, 1),
