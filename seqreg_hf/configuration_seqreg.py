@@ -43,6 +43,11 @@ CHOICES = {
 TRAINING_TIME_OPTIONS = ("embedding_dropout", "word_dropout", "rnn_dropout", "head_dropout", "loss", "huber_delta",
                          "freeze_embeddings", "embeddings_dtype")
 
+# What a stored config.json from before an option existed meant by leaving it out (seqreg_hf 0.1's first checkpoints
+# have none of these): one network, no word dropout, the layers' mean. Every other option has been written since the
+# first release, and a missing one takes its default.
+ABSENT_FROM_A_STORED_CONFIG = {"ensemble_size": 1, "word_dropout": 0.0, "layer_mix": "mean"}
+
 # The auto classes a checkpoint maps to; ``save_pretrained`` writes this into config.json
 # so that AutoConfig / AutoModel / AutoModelForSequenceClassification all resolve with
 # ``trust_remote_code=True`` from any checkpoint of the family.
@@ -299,6 +304,14 @@ class SeqRegConfig(PretrainedConfig):
         if self.pair_encoding == "cosine" and self.head_hidden_sizes:
             raise ValueError("pair_encoding='cosine' scores scale * cos(u, v) + shift and has no MLP; drop "
                              "head_hidden_sizes, or use pair_encoding='siamese'.")
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        # A stored config.json (it has transformers_version) that lacks an option was written before the option
+        # existed, and meant the behaviour before it; today's defaults are for new models.
+        if "transformers_version" in config_dict:
+            config_dict = {**ABSENT_FROM_A_STORED_CONFIG, **config_dict}
+        return super().from_dict(config_dict, **kwargs)
 
     def to_diff_dict(self):
         # transformers drops id2label when it equals its own 2-label default; always keep the target names,

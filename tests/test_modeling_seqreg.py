@@ -474,3 +474,34 @@ def test_checkpoints_of_the_previous_layout_still_load(tmp_path, ensemble_size):
                        state["seqreg.ensemble.members.0.encoder.rnn.weight_hh_l0"])
     loaded.save_pretrained(tmp_path / "again")  # saved back in the current layout
     assert set(load_file(tmp_path / "again" / "model.safetensors")) == set(state)
+
+
+def test_a_stored_config_without_the_options_added_since_0_1_loads_as_it_was_trained(tmp_path):
+    """seqreg_hf 0.1's first checkpoints have no `ensemble_size`, `word_dropout` or `layer_mix` in config.json (those
+    options came later). Leaving one out meant the behaviour before it existed (one network, no word dropout, the
+    layers' mean), not today's defaults (two members, 0.22, a scalar mix), so such a checkpoint still loads, as the
+    one network it is, and learns on as it did."""
+    import json
+
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    import seqreg_hf
+
+    model = SeqRegForSequenceRegression(tiny_config(pooling="attention", word_dropout=0.0)).eval()
+    model.save_pretrained(tmp_path)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    for key in ("ensemble_size", "word_dropout", "layer_mix"):
+        del stored[key]
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    ids, mask = right_padded([[3, 4, 5, 6], [7, 8]])
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask).logits
+    for load in (SeqRegForSequenceRegression.from_pretrained, AutoModelForSequenceClassification.from_pretrained):
+        loaded = load(tmp_path).eval()
+        assert (loaded.config.ensemble_size, loaded.config.word_dropout, loaded.config.layer_mix) == (1, 0.0, "mean")
+        with torch.no_grad():
+            assert torch.equal(loaded(input_ids=ids, attention_mask=mask).logits, want)
+    assert AutoConfig.from_pretrained(tmp_path).ensemble_size == 1
+    # a config given in full, or a new one, is what it says
+    assert seqreg_hf.SeqRegConfig.from_dict({"vocab_size": 40}).ensemble_size == seqreg_hf.SeqRegConfig().ensemble_size
+    assert seqreg_hf.SeqRegConfig.from_pretrained(tmp_path, ensemble_size=3).ensemble_size == 3
