@@ -510,8 +510,9 @@ def _json_value(value):
 
 
 def write_best_config(run, summary, space):
-    """best_config.json: the run's options (file and flags), every architecture option and the best trial's values;
-    paths made absolute, so `seqreg-hf train OUT/best_config.json` trains it from any folder."""
+    """best_config.json: the run's options (file and flags), every architecture and training option the trials ran
+    with and the best trial's values; paths made absolute, so `seqreg-hf train OUT/best_config.json` trains it
+    from any folder."""
     groups = (run.model, run.data, run.embeddings, run.training)
     actions = command_parser("train").actions
     config = {}
@@ -523,6 +524,8 @@ def write_best_config(run, summary, space):
         if isinstance(value, list) and actions[name].nargs not in ("+", "*"):  # report_to: ["tensorboard"] or []
             value = value[0] if len(value) == 1 else "none" if not value else "all"
         config[name] = value
+    for name in TRAINING_OPTIONS:  # what every trial ran with, set or not: a later release's defaults cannot change it
+        config.setdefault(name, _json_value(getattr(run.training, name)))
     config.update(run.architecture.config_kwargs())
     config.update(summary["best_values"])
     for name in PATH_OPTIONS:

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoTokenizer, Trainer
 
 from seqreg_hf import SeqRegForSequenceRegression, init_model_dir, search
+from seqreg_hf.arguments import SeqRegTrainingArguments
 from seqreg_hf.cli import main as cli
 from seqreg_hf.contextual_cache import COLUMN, cache_contextual_states
 from seqreg_hf.data import load_raw_datasets, tokenize_splits
@@ -113,6 +114,10 @@ def test_the_space_file_replaces_the_default(searched):
         assert 1e-3 <= float(trial["learning_rate"]) <= 1e-2 and trial["embedding_layers"] in ("-1", "1,2")
 
 
+def _json(value):
+    return getattr(value, "value", value)  # an enum (lr_scheduler_type) as its JSON string
+
+
 def test_train_reads_best_config_as_it_is(searched, recipe):
     out, trials, _, _ = searched
     best = json.loads((out / "best_config.json").read_text())
@@ -124,6 +129,12 @@ def test_train_reads_best_config_as_it_is(searched, recipe):
     assert best["embedding_layers"] == [int(i) for i in winner["embedding_layers"].split(",")]
     assert best["learning_rate"] == pytest.approx(float(winner["learning_rate"]), abs=1e-6)
     assert best["train_file"] == str(recipe / "train.csv") and best["embedding_type"] == "contextual"
+    # every training option a trial ran with is written, set or not: a later release's defaults cannot change it
+    defaults = SeqRegTrainingArguments(output_dir="o")
+    assert best["early_stopping_patience"] == 2 and best["num_train_epochs"] == 2
+    for name in ("weight_decay", "warmup_steps", "per_device_train_batch_size", "lr_scheduler_type",
+                 "max_grad_norm", "adam_beta1", "adam_beta2"):
+        assert best[name] == _json(getattr(defaults, name)), name
     assert cli(["train", str(out / "best_config.json")]) == 0
     trained = SeqRegForSequenceRegression.from_pretrained(best["output_dir"]).config
     for name in ("rnn_type", "hidden_size", "layer_mix", "embedding_layers", "ensemble_size", "pooling"):
