@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: set up if needed, train + evaluate the EmoBank recipe (the default model: one BiGRU over the frozen
-# MiniLM-L6's hidden states), then predict a few sentences; prints the test r, where the time went and this machine's
+# The main job: set up if needed, train + evaluate the EmoBank recipe (the default model: two 2-layer BiLSTMs over a
+# scalar mix of the frozen MiniLM-L6's hidden states), then predict a few sentences; prints the test r, where the time went and this machine's
 # fp32 GEMM peak (a time is only comparable beside it).
 # Outputs land in outputs/emobank/ (model directory, *_results.json, metrics.json, plots, model card, predictions).
 set -euo pipefail

@@ -43,8 +43,8 @@ class TextRegressionPipeline(Pipeline):
         if return_std is not None:
             if return_std and getattr(self.model.config, "ensemble_size", 1) < 2:
                 raise ValueError(f"a single network (ensemble_size={getattr(self.model.config, 'ensemble_size', 1)}) "
-                                 "has no spread between members, so no std: train an ensemble (--ensemble_size 3 or "
-                                 "more) for a per-text uncertainty.")
+                                 "has no spread between members, so no std: train an ensemble (--ensemble_size 2 or "
+                                 "more, the default) for a per-text uncertainty.")
             forward["return_std"] = postprocess["return_std"] = bool(return_std)
         if interval is not None:
             postprocess["interval"] = self._half_widths(interval)

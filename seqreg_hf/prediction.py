@@ -107,7 +107,7 @@ class OverflowNotes:
 
 def no_std_error(config):
     return ValueError(f"a single network (ensemble_size={config.ensemble_size}) has no spread between members, so no "
-                      "std: train an ensemble (--ensemble_size 3 or more) for a per-text uncertainty.")
+                      "std: train an ensemble (--ensemble_size 2 or more, the default) for a per-text uncertainty.")
 
 
 class Predictor:

@@ -20,19 +20,19 @@ from .test_export import TEXTS, torch_scores
 from .test_export_repo import assert_snippet_equals_torch
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A 3-layer BERT (hidden 16) over MiniLM's WordPiece vocabulary under a 2-member GRU ensemble (2 layers,
-    attention: the default's shape) with a scalar mix that is not the mean and label statistics, exported with its
-    int8 variant."""
+@pytest.fixture(scope="module", params=["lstm", "gru"])
+def exported(tmp_path_factory, request):
+    """A 3-layer BERT (hidden 16) over MiniLM's WordPiece vocabulary under a 2-member ensemble of 2-layer LSTMs (the
+    default's cell and shape, attention pooling) or GRUs, with a scalar mix that is not the mean and label
+    statistics, exported with its int8 variant."""
     folder = tmp_path_factory.mktemp("contextual")
     torch.manual_seed(0)
     BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
                          intermediate_size=32)).save_pretrained(folder / "bert")
     load_embeddings(None).tokenizer.save_pretrained(folder / "bert")
     model, _ = init_model_dir(folder / "model", str(folder / "bert"), embedding_type="contextual",
-                              layer_mix="scalar", id2label={0: "V", 1: "A"}, hidden_size=8, ensemble_size=2, rnn_type="gru",
-                              label_means=[3.0, 2.5], label_stds=[0.4, 0.3])
+                              layer_mix="scalar", id2label={0: "V", 1: "A"}, hidden_size=8, ensemble_size=2,
+                              rnn_type=request.param, label_means=[3.0, 2.5], label_stds=[0.4, 0.3])
     with torch.no_grad():
         model.base_model.embeddings.mix_weights.copy_(torch.tensor([0.5, -1.0, 0.2, 1.5]))
         model.base_model.embeddings.mix_scale.fill_(1.7)
@@ -48,7 +48,8 @@ def test_the_graph_holds_the_transformer_and_equals_torch_on_padded_batches(expo
     assert report["embedding_type"] == "contextual" and report["max_abs_difference_vs_torch"] <= 1e-5
     session = OnnxSession(folder / "onnx" / "model.onnx", model.config)
     nodes = {node.op_type for node in onnx.load(folder / "onnx" / "model.onnx").graph.node}
-    assert {"GRU", "Softmax", "Erf"} <= nodes  # the RNN and the transformer's attention and GELU: one graph
+    # the RNN and the transformer's attention and GELU: one graph
+    assert {model.config.rnn_type.upper(), "Softmax", "Erf"} <= nodes
     for ids, mask in check_batches(model.config.vocab_size, model.config.pad_token_id, seed=3):
         scores, members = session.run(ids.numpy(), mask.numpy())
         want_scores, want_members = torch_scores(model, ids, mask)
