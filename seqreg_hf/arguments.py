@@ -493,7 +493,9 @@ class SeqRegTrainingArguments(TrainingArguments):
     learning_rate: _type("learning_rate") = _default("learning_rate", 1.6e-3)
     num_train_epochs: _type("num_train_epochs") = _default("num_train_epochs", 6.0)
     per_device_train_batch_size: _type("per_device_train_batch_size") = _default("per_device_train_batch_size", 32)
-    per_device_eval_batch_size: _type("per_device_eval_batch_size") = _default("per_device_eval_batch_size", 256)
+    per_device_eval_batch_size: _type("per_device_eval_batch_size") = _default(
+        "per_device_eval_batch_size", 64, "(A row of cached states holds every chosen layer: 64 rows keep an "
+        "evaluation's batch small beside training's 32.)")
     eval_strategy: _type("eval_strategy") = _default("eval_strategy", "epoch")
     save_strategy: _type("save_strategy") = _default("save_strategy", "epoch")
     logging_strategy: _type("logging_strategy") = _default("logging_strategy", "epoch")

@@ -20,12 +20,14 @@ user's texts: the same filter for `push_to_hub` and for the pushes Trainer makes
 """
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
 import random
 import shutil
 import signal
+import sys
 import threading
 
 import torch
@@ -179,6 +181,46 @@ def check_trainer_api(trainer_class=Trainer, version=None):
 check_trainer_api()
 
 
+def _malloc_trim():
+    """glibc's `malloc_trim`, or None where the C library has none (macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+class ReleaseFreedMemory(TrainerCallback):
+    """Give the memory of freed batches back to the system every `every` steps, at each epoch's end and after each
+    evaluation or prediction.
+
+    Batches of cached states vary in size with their length (32 rows x T tokens x 7 layers x 384 floats), and glibc
+    keeps what they freed in its heap, fragmented, so a training process grew by about 100 MB an epoch and peaked
+    near 4 GB on EmoBank (README, EmoBank). `malloc_trim(0)` returns the free pages (a few milliseconds a call)."""
+
+    def __init__(self, every=50):
+        self.every = every
+        self.trim = _malloc_trim()
+
+    def _release(self):
+        if self.trim is not None:
+            self.trim(0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            self._release()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._release()
+
+    def on_predict(self, args, state, control, metrics, **kwargs):
+        self._release()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._release()
+
+
 class SeqRegTrainer(Trainer):
     """Trainer whose train batches, with `length_buckets=True`, hold sentences of exactly one length."""
 
@@ -196,6 +238,7 @@ class SeqRegTrainer(Trainer):
         self.run_identity = run_identity  # written into each checkpoint as run.json; `last` resumes only its own
         self._signal_stop = _SignalStop()
         self.add_callback(self._signal_stop)
+        self.add_callback(ReleaseFreedMemory())
         self._loss_to_restore, self._loss_before = None, None
         self.late_signal = None
 
