@@ -3,9 +3,10 @@
 A calibration is a plain dict kept in the model's config (`config.calibration`), so that it travels with config.json
 into every copy of the model (checkpoints, the ONNX folder, the Hub) and the pipeline can read it without seqreg_hf:
 
-- `kind`: "adaptive" for an ensemble (a text's score is |y - prediction| / max(std, floor), std the spread of the
+- `kind`: "constant", the default for every model (score |y - prediction|, one width per target for every text), or
+  "adaptive", an ensemble's on request (a text's score is |y - prediction| / max(std, floor), std the spread of the
   members' predictions, `floor` a small per-target minimum so that members that agree cannot give a zero-width
-  interval), "constant" for a single network (score |y - prediction|, one width for every text);
+  interval);
 - `n`: the calibration rows; `scores`: {label: the n scores, sorted, rounded up to 4 significant digits}, or, past
   `MAX_STORED` rows, the order statistics at the ranks in `ranks` (1-based; rank n always kept);
 - `levels`: the definition below, in words.

@@ -136,14 +136,16 @@ def test_every_loader_in_the_snippets_says_trust_remote_code_where_seqreg_hf_is_
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
-    """An ensemble (3 members) and a single network, calibrated by `seqreg-hf calibrate` on 20 labelled rows."""
+    """An ensemble (3 members, `--kind adaptive`) and a single network, calibrated by `seqreg-hf calibrate` on 20
+    labelled rows."""
     folder = tmp_path_factory.mktemp("calibrated_cards")
     tiny_files(folder, dev=20)
     for name, size in (("ensemble", 3), ("single", 1)):
         seqreg_hf.init_model_dir(folder / name, str(folder / "vectors.txt"), id2label={0: "y"}, hidden_size=8,
                                  ensemble_size=size, label_means=[2.0], label_stds=[1.4])
+        kind = ["--kind", "adaptive"] if size > 1 else []
         assert cli(["calibrate", "--model_name_or_path", str(folder / name), "--validation_file",
-                    str(folder / "dev.csv"), "--disable_tqdm", "true"]) == 0
+                    str(folder / "dev.csv"), "--disable_tqdm", "true", *kind]) == 0
     return folder
 
 
