@@ -105,8 +105,8 @@ def test_every_card_of_a_run_is_rendered_from_one_context(two_step_run):
 # emobank.md is the main job's run, calibrated at its end on the 999 dev rows (what its Use section reads of it);
 # stsb.md the STS-B recipe's seed-42 run.
 COMMITTED_CARDS = {"emobank_static.md": ("path/to/model", ["V", "A", "D"], 3),
-                   "emobank.md": ("path/to/model", ["V", "A", "D"], 2,  # an ensemble: adaptive intervals
-                                  {"kind": "adaptive", "n": 999, "source": "the validation split"}),
+                   "emobank.md": ("path/to/model", ["V", "A", "D"], 2,  # an ensemble, constant intervals
+                                  {"kind": "constant", "n": 999, "source": "the validation split"}),
                    # scripts/configs/stsb.json at seed 42 (README, STS Benchmark), calibrated on its 1,500 dev pairs
                    "stsb.md": ("path/to/model", ["score"], 1,
                                {"kind": "constant", "n": 1500, "source": "the validation split"}, "siamese")}

@@ -4,11 +4,11 @@
 
 1. Train (unless given) two models with the static EmoBank recipe (`scripts/configs/emobank_static.json`) for --epochs
    epochs: its ensemble (3 members) and one network (--ensemble_size 1). `seqreg-hf train` calibrates each on the dev
-   split at the end (config.calibration): adaptive for the ensemble, constant for the single network; the stored
-   calibration is checked against one recomputed here from the dev predictions. A model given by --ensemble_dir /
-   --single_dir without a calibration (a checkpoint) is calibrated on the dev split here, as `seqreg-hf calibrate`
-   does. `--single_from_member` takes the ensemble's member 0, run alone, as the single network instead of training
-   one (each member learns as a separate network would).
+   split at the end (config.calibration, constant for both, the default); the stored calibration is checked against
+   one recomputed here from the dev predictions, and the ensemble's adaptive one is computed here from them. A model
+   given by --ensemble_dir / --single_dir without a calibration (a checkpoint) is calibrated on the dev split here,
+   as `seqreg-hf calibrate` does. `--single_from_member` takes the ensemble's member 0, run alone, as the single
+   network instead of training one (each member learns as a separate network would).
 
 2. On the test split, through `Predictor` (the path of `seqreg-hf predict --interval`): per target, the share of true
    scores inside the interval (coverage) and its mean width, at levels 0.8, 0.9 and 0.95. Beside them, in the same
@@ -83,7 +83,8 @@ def predictions(predictor, model_dir, dev, test):
         dev_mean, dev_std = predictor.predict(dev[0], return_std=True, progress=False)
     else:
         dev_mean, dev_std = predictor.predict(dev[0], progress=False), None
-    recomputed = calibration_of(dev_mean, dev[1], names, dev_std)
+    kind = (predictor.calibration or {}).get("kind", "constant")  # an uncalibrated checkpoint: calibrate's default
+    recomputed = calibration_of(dev_mean, dev[1], names, dev_std if kind == "adaptive" else None)
     if not predictor.calibration:  # a checkpoint: calibrated here, as `seqreg-hf calibrate` does
         write_calibration(model_dir, recomputed)
         predictor.config.calibration = recomputed
@@ -101,9 +102,10 @@ def measure(ensemble_dir, single_dir, resplits):
     ensemble = Predictor.from_dir(ensemble_dir)
     names = ensemble.label_names
     dev, test = split_rows("validation", names), split_rows("test", names)
-    runs = {"ensemble (3)": predictions(ensemble, ensemble_dir, dev, test),
+    members = f"ensemble ({ensemble.config.ensemble_size})"
+    runs = {members: predictions(ensemble, ensemble_dir, dev, test),
             "one network": predictions(Predictor.from_dir(single_dir), single_dir, dev, test)}
-    kinds = [("ensemble (3)", "adaptive"), ("one network", "constant"), ("ensemble (3)", "constant")]
+    kinds = [(members, "adaptive"), ("one network", "constant"), (members, "constant")]
     for model, kind in kinds:
         (dev_mean, dev_std), (test_mean, test_std) = runs[model]
         spread = (lambda std: std) if kind == "adaptive" else (lambda std: None)
