@@ -390,7 +390,7 @@ class CalibrateArguments:
     on_bad_rows: typing.Literal[BAD_ROW_POLICIES] = _bad_rows_field()
     kind: typing.Literal["auto", "adaptive", "constant"] = field(default="auto", metadata={
         "help": "constant (and auto): one width per target for every text; adaptive (an ensemble): each text's width "
-                "scales with the members' spread (on EmoBank 2.4-3.6 times as wide at the same coverage)."})
+                "scales with the members' spread (on EmoBank 2.4-3.2 times as wide at the same coverage)."})
     output_dir: str | None = field(default=None, metadata={
         "help": "Write a calibrated copy of the model here (default: calibrate the model directory in place)."})
     backend: typing.Literal["torch", "onnx"] = field(default="torch", metadata={

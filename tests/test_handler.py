@@ -116,7 +116,8 @@ print("REPORT", json.dumps({"refused": refused, "via_pipeline": handler.pipeline
 
 @pytest.fixture(scope="module")
 def calibrated(folder):
-    """The ensemble of `folder`, copied and calibrated by `seqreg-hf calibrate` on 20 labelled rows."""
+    """The ensemble of `folder`, copied and calibrated by `seqreg-hf calibrate --kind adaptive` on 20 labelled rows
+    (the kind whose widths read the members' spread, through the handler and the folder's own pipeline)."""
     import shutil
 
     import pandas as pd
@@ -129,7 +130,7 @@ def calibrated(folder):
     pd.DataFrame({"text": [" ".join(rng.choice(WORDS, size=rng.integers(1, 5))) for _ in range(20)],
                   "V": rng.normal(0, 1, 20), "A": rng.normal(0, 1, 20)}).to_csv(folder.parent / "dev.csv", index=False)
     assert cli(["calibrate", "--model_name_or_path", str(where), "--validation_file", str(folder.parent / "dev.csv"),
-                "--disable_tqdm", "true"]) == 0
+                "--kind", "adaptive", "--disable_tqdm", "true"]) == 0
     return where
 
 

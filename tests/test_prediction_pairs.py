@@ -124,7 +124,7 @@ def test_the_interval_of_a_pair_is_the_calibrated_band_around_its_score(siamese_
     rng = np.random.default_rng(3)
     rows = [(" ".join(rng.choice(WORDS, 3)), " ".join(rng.choice(WORDS, 2))) for _ in range(30)]
     write_calibration(siamese_dir, calibrate_predictor(Predictor.from_dir(siamese_dir), rows,
-                                                       rng.normal(size=(30, 1))))
+                                                       rng.normal(size=(30, 1)), kind="adaptive"))
     predictor = Predictor.from_dir(siamese_dir)
     scores, std, lo, hi = predictor.predict(PAIRS, return_std=True, interval=0.8)
     np.testing.assert_allclose(scores, predictor.predict(PAIRS), atol=1e-6, rtol=0)

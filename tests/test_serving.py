@@ -57,7 +57,8 @@ def model_dirs(tmp_path_factory):
     rng = np.random.default_rng(2)
     texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 8)))) for _ in range(60)]
     predictor = Predictor.from_dir(dirs["ensemble"])
-    write_calibration(dirs["ensemble"], calibrate_predictor(predictor, texts, rng.normal(size=(60, 2)) * 0.1))
+    write_calibration(dirs["ensemble"], calibrate_predictor(predictor, texts, rng.normal(size=(60, 2)) * 0.1,
+                                                            kind="adaptive"))  # the kind that reads the members
     if importlib.util.find_spec("onnxruntime"):  # the single network is also served by onnxruntime (the onnx extra)
         from seqreg_hf.cli import run_command
 
