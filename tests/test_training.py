@@ -245,7 +245,8 @@ def test_json_config_is_the_same_as_flags(tmp_path):
     values = {"train_file": str(EMOBANK), "split_column": "split", "label_columns": ["V", "A", "D"],
               "output_dir": str(tmp_path / "out"), "max_train_samples": 300, "max_eval_samples": 120,
               "max_test_samples": 150, "hidden_size": 16, "num_train_epochs": 1, "report_to": "none",
-              "disable_tqdm": True, "pooling": "attention", "head_hidden_sizes": [32, 16], "embedding_type": "static"}
+              "disable_tqdm": True, "pooling": "attention", "head_hidden_sizes": [32, 16], "embedding_type": "static",
+              "rnn_type": "gru", "num_layers": 1, "ensemble_size": 1}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(values))
     from_flags, from_json = parse_arguments(flags), parse_arguments([str(path)])
